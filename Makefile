@@ -1,0 +1,34 @@
+# durable-mcp: `make run` starts the server, `make test` runs every check.
+# Both bootstrap uv (into .tools/) when it is not installed, then the project's
+# environment (.venv/) from uv.lock; nothing else needs installing first.
+
+SHELL := /bin/bash
+UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
+ARGS ?=
+
+.PHONY: run proxy test lint format sync
+
+run: sync
+	$(UV) run --locked durable-mcp serve $(ARGS)
+
+proxy: sync
+	@$(UV) run --locked --quiet python proxy.py
+
+test: lint
+	$(UV) run --locked pytest $(ARGS)
+
+lint: sync
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+
+format: sync
+	$(UV) run --locked ruff check --fix .
+	$(UV) run --locked ruff format .
+
+sync: $(UV)
+	@$(UV) sync --locked --quiet
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet uv

@@ -1,0 +1,3 @@
+from durable_mcp.cli import main
+
+main()

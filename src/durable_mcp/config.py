@@ -1,0 +1,142 @@
+"""Settings from flags and the environment, validated once at start.
+
+Every setting has one name in the environment (the contract table in the
+README) and one flag on ``durable-mcp serve``; a flag wins over the
+environment. A bad value raises :class:`ConfigError` naming the setting, which
+the CLI prints as one line (exit 2) -- never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+DEFAULT_OPEN_METEO_ARCHIVE_URL = "https://archive-api.open-meteo.com/v1/archive"
+
+#: Claude Desktop abandons a tool call after about 60 s; stay well below it.
+DEFAULT_AWAIT_MAX_SECONDS = 45.0
+
+Store = Literal["memory", "embedded"]
+STORES: tuple[Store, ...] = ("memory", "embedded")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot run with; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5001
+    store: Store = "memory"
+    data_dir: Path = Path(".durable-mcp")
+    resonate_url: str | None = None
+    pg_dsn: str | None = None
+    open_meteo_url: str = DEFAULT_OPEN_METEO_ARCHIVE_URL
+    await_max_seconds: float = DEFAULT_AWAIT_MAX_SECONDS
+
+    @property
+    def engine(self) -> str:
+        """What holds the jobs' state, for logs: ``memory``, ``embedded`` or a URL."""
+        if self.resonate_url:
+            return f"resonate server at {self.resonate_url}"
+        return self.store
+
+
+#: Every environment variable the server reads (flags on ``serve`` mirror them).
+ENV_NAMES = (
+    "DURABLE_MCP_HOST",
+    "DURABLE_MCP_PORT",
+    "DURABLE_MCP_STORE",
+    "DURABLE_MCP_DATA_DIR",
+    "RESONATE_URL",
+    "RESONATE_PG_DSN",
+    "OPEN_METEO_ARCHIVE_URL",
+    "DURABLE_MCP_AWAIT_MAX_SECONDS",
+)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Build validated :class:`Settings` from ``env`` plus flag ``overrides``.
+
+    ``overrides`` is keyed by env name (``DURABLE_MCP_PORT``); a ``None`` value
+    means the flag was not given. Empty strings count as unset.
+    """
+    environ = os.environ if env is None else env
+    raw = {name: environ.get(name) or None for name in ENV_NAMES}
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = value
+
+    host = raw["DURABLE_MCP_HOST"] or Settings.host
+    store = raw["DURABLE_MCP_STORE"] or Settings.store
+    if store not in STORES:
+        raise ConfigError(f"DURABLE_MCP_STORE: must be one of {', '.join(STORES)}, got {store!r}")
+    if store == "embedded":
+        raise ConfigError(
+            "DURABLE_MCP_STORE: the durable 'embedded' store is not available in this version "
+            "yet; use 'memory' (jobs are lost when the server exits) or RESONATE_URL"
+        )
+    pg_dsn = raw["RESONATE_PG_DSN"]
+    if pg_dsn:
+        raise ConfigError(
+            "RESONATE_PG_DSN: the Postgres engine is not available in this version yet; "
+            "unset it or use RESONATE_URL"
+        )
+    resonate_url = raw["RESONATE_URL"]
+    if resonate_url is not None:
+        _check_http_url("RESONATE_URL", resonate_url)
+    open_meteo_url = raw["OPEN_METEO_ARCHIVE_URL"] or DEFAULT_OPEN_METEO_ARCHIVE_URL
+    _check_http_url("OPEN_METEO_ARCHIVE_URL", open_meteo_url)
+
+    return Settings(
+        host=host,
+        port=_port(raw["DURABLE_MCP_PORT"]),
+        store=store,
+        data_dir=Path(raw["DURABLE_MCP_DATA_DIR"] or Settings.data_dir),
+        resonate_url=resonate_url,
+        pg_dsn=pg_dsn,
+        open_meteo_url=open_meteo_url,
+        await_max_seconds=_positive_seconds(
+            "DURABLE_MCP_AWAIT_MAX_SECONDS", raw["DURABLE_MCP_AWAIT_MAX_SECONDS"]
+        ),
+    )
+
+
+def _port(value: str | None) -> int:
+    if value is None:
+        return Settings.port
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(
+            f"DURABLE_MCP_PORT: must be a whole number from 1 to 65535, got {value!r}"
+        )
+    return port
+
+
+def _positive_seconds(name: str, value: str | None) -> float:
+    if value is None:
+        return DEFAULT_AWAIT_MAX_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _check_http_url(name: str, value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name}: must be an http:// or https:// URL, got {value!r}")

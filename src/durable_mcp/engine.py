@@ -1,0 +1,69 @@
+"""Builds the one Resonate instance a server runs on, for the configured store.
+
+The choice of engine is made here and nowhere else: the job layer and the
+tools only ever see a :class:`Resonate`. The instance is built without
+starting it (``autostart=False``); the server's lifespan starts and stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from resonate.connections.local import LocalConnection
+from resonate.observability import BackgroundTaskFailed, Event, logging_observer
+from resonate.resonate import Resonate
+
+from durable_mcp.config import Settings
+
+#: The routing group our workers join; every replica of the server shares it.
+GROUP = "durable-mcp"
+
+#: How often the in-process store checks deadlines. The SDK's default of 1 s
+#: makes a timer fire up to a second late; a tenth of that costs nothing.
+LOCAL_TICK_SECONDS = 0.1
+
+
+logger = logging.getLogger(__name__)
+
+
+def observe(event: Event) -> None:
+    """The SDK's logging observer, minus one false alarm.
+
+    The store tells workers about a task with an ``execute`` message sent
+    asynchronously; by the time the worker asks to acquire it, the task may be
+    done already -- a short ``ctx.sleep`` whose deadline passed in between, or
+    another worker that won it. The store then answers 409 and the SDK, which
+    has nobody to hand that answer to, logs it as a failed background task.
+    Nothing failed: the work is done or in other hands. Log it at debug level.
+    """
+    if isinstance(event, BackgroundTaskFailed) and "(code=409)" in event.cause:
+        logger.debug("stale task delivery ignored: %s", event.cause)
+        return
+    logging_observer(event)
+
+
+def build_resonate(settings: Settings) -> Resonate:
+    """Return an unstarted Resonate wired to the store ``settings`` selects."""
+    pid = uuid.uuid4().hex
+    if settings.resonate_url:
+        # HTTP for requests, SSE for pushed work; replicas share GROUP.
+        return Resonate(
+            url=settings.resonate_url,
+            group=GROUP,
+            pid=pid,
+            env={},
+            observer=observe,
+            autostart=False,
+        )
+    local = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
+    # In one process nothing can drop a push, so the listener refresh loop is off.
+    return Resonate(
+        network=local,
+        group=GROUP,
+        pid=pid,
+        env={},
+        observer=observe,
+        autostart=False,
+        subscription_refresh_secs=0,
+    )

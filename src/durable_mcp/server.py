@@ -1,0 +1,67 @@
+"""Builds the FastMCP app: the tools, on one Resonate engine the lifespan runs.
+
+``create_server`` is pure wiring and takes its seams as arguments, so a test
+builds a server on its own store and fake archive without touching process
+state. The engine starts when the app's lifespan starts (the HTTP server, or
+an in-memory ``fastmcp.Client``) and stops with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastmcp import FastMCP
+from resonate.resonate import Resonate
+
+from durable_mcp.config import Settings
+from durable_mcp.engine import build_resonate
+from durable_mcp.jobs import Jobs
+from durable_mcp.tools import status, timer, weather
+from durable_mcp.tools.arguments import ReadableArgumentErrors
+
+logger = logging.getLogger("durable_mcp")
+
+INSTRUCTIONS = """\
+Long-running tools that never block: a start tool returns a job name at once,
+and the job keeps running on the server, even across restarts. Check it with
+probe_status (never waits) or collect it with await_result (waits a bounded time).
+"""
+
+
+def create_server(
+    settings: Settings,
+    *,
+    resonate: Resonate | None = None,
+    archive: weather.OpenMeteoArchive | None = None,
+    progress_interval_seconds: float = 5.0,
+) -> FastMCP:
+    """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
+    engine = resonate if resonate is not None else build_resonate(settings)
+    jobs = Jobs(
+        engine,
+        await_max_seconds=settings.await_max_seconds,
+        progress_interval_seconds=progress_interval_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
+        engine.start()
+        logger.info("durable-mcp engine started (%s)", settings.engine)
+        try:
+            yield {}
+        finally:
+            await engine.stop()
+
+    mcp = FastMCP(
+        "durable-mcp",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        middleware=[ReadableArgumentErrors()],
+    )
+    timer.register(mcp, jobs)
+    weather.register(mcp, jobs, archive or weather.OpenMeteoArchive(settings.open_meteo_url))
+    status.register(mcp, jobs)
+    return mcp

@@ -1,0 +1,60 @@
+"""The tools that look at any job: ``probe_status`` and ``await_result``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastmcp import Context, FastMCP
+from pydantic import Field
+
+from durable_mcp.jobs import Jobs, JobStatus
+from durable_mcp.tools.arguments import JobNames
+
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="Longest time to wait, in seconds; the server caps it below client time-outs.",
+    ),
+]
+
+
+def register(mcp: FastMCP, jobs: Jobs) -> None:
+    @mcp.tool
+    async def probe_status(job_names: JobNames) -> list[dict[str, Any]]:
+        """Check one or more jobs without waiting.
+
+        Returns [{"job_name", "status"}] per job; status is "running",
+        "completed", "failed" (with an "error"), "cancelled" or "not_found".
+        For completed jobs call await_result to get their results. For running
+        jobs, probe again later rather than in a tight loop.
+        """
+        return [_without_result(await jobs.status(name)) for name in job_names]
+
+    @mcp.tool
+    async def await_result(
+        job_names: JobNames, timeout_seconds: WaitSeconds = None, ctx: Context | None = None
+    ) -> dict[str, Any]:
+        """Wait for jobs to finish and return their results.
+
+        Returns {job_name: result} for completed jobs and {job_name: {"status": ...}}
+        for the others ("failed" with an "error", "cancelled", "not_found").
+        Waits at most `timeout_seconds`, and never longer than the server's cap
+        (45 s by default); jobs still running then are {"status": "running"}:
+        call await_result again for them.
+        """
+
+        async def report(finished: int, total: int) -> None:
+            if ctx is not None:
+                await ctx.report_progress(finished, total, f"{finished} of {total} jobs finished")
+
+        statuses = await jobs.wait(job_names, timeout_seconds, on_progress=report)
+        return {
+            name: job["result"] if job["status"] == JobStatus.completed else _without_result(job)
+            for name, job in statuses.items()
+        }
+
+
+def _without_result(job: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in job.items() if key != "result"}

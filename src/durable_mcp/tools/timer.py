@@ -1,0 +1,73 @@
+"""The durable timer (seed 000): ``set_timer`` and ``get_timer_status``.
+
+The timer's id is its name, so setting the same timer twice attaches to the
+one already running. The sleep is ``ctx.sleep``: a deadline kept by the store,
+not by this process, so it fires even if the server restarted meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastmcp import FastMCP
+from pydantic import Field
+from resonate.context import Context
+
+from durable_mcp.jobs import Jobs, JobStatus
+from durable_mcp.tools.arguments import JobName
+
+#: The longest timer we accept.
+MAX_TIMER_SECONDS = 30 * 24 * 3600
+
+#: Room past the timer's own deadline before its job counts as stuck.
+DEADLINE_MARGIN = timedelta(hours=1)
+
+Seconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_TIMER_SECONDS,
+        allow_inf_nan=False,
+        description="How long the timer runs, in seconds (at most 30 days).",
+    ),
+]
+
+
+async def timer(ctx: Context, timer_name: str, seconds: float) -> str:
+    """Sleep durably for ``seconds``, then return ``"complete"``."""
+    await ctx.sleep(timedelta(seconds=seconds))
+    return "complete"
+
+
+def register(mcp: FastMCP, jobs: Jobs) -> None:
+    jobs.resonate.register(timer)
+
+    @mcp.tool
+    async def set_timer(timer_name: JobName, seconds: Seconds) -> dict[str, Any]:
+        """Start a durable timer named `timer_name` that completes after `seconds`.
+
+        Returns at once with {"promise_id": timer_name, "status": ...}; the timer
+        keeps running even if the server restarts. Setting a timer with a name
+        that is already running attaches to it instead of starting a second one.
+        Call get_timer_status(timer_name) later to see whether it has finished.
+        """
+        job = await jobs.start(timer_name, timer, timer_name, seconds, deadline=_deadline(seconds))
+        return {"promise_id": timer_name, "status": job["status"]}
+
+    @mcp.tool
+    async def get_timer_status(timer_name: JobName) -> dict[str, Any]:
+        """Check a timer set with set_timer, without waiting.
+
+        Returns {"status": "running"} while it runs and {"status": "complete"}
+        once it has finished; "failed", "cancelled" or "not_found" otherwise.
+        If it is still running, check again later rather than in a tight loop.
+        """
+        job = await jobs.status(timer_name)
+        if job["status"] == JobStatus.completed:
+            return {"status": job["result"]}
+        return {key: value for key, value in job.items() if key in ("status", "error")}
+
+
+def _deadline(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds) + DEADLINE_MARGIN

@@ -1,0 +1,215 @@
+"""The durable weather-history fetch (seed 001): ``start_gathering``.
+
+A job fetches one month of daily weather for a place from the Open-Meteo
+archive. Its id is derived from the place and month with the numbers in one
+canonical form, so asking twice for the same data attaches to the job already
+there and the archive is called once. The fetch is a checkpointed step
+(``ctx.run``): once it has returned, a replay after a restart reuses its result
+instead of calling the archive again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import datetime as dt
+import statistics
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import requests
+from fastmcp import FastMCP
+from pydantic import Field
+from resonate.context import Context
+from resonate.retry import Exponential, RetryPolicy
+
+from durable_mcp.jobs import InvalidArgument, Jobs
+
+DAILY_VARIABLES = ("temperature_2m_max", "temperature_2m_min", "precipitation_sum")
+
+#: The archive's data starts in 1940.
+FIRST_YEAR = 1940
+
+#: A weather job that has not finished in this time has failed.
+JOB_DEADLINE = timedelta(hours=1)
+
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Year = Annotated[int, Field(ge=FIRST_YEAR, description="Four-digit year, 1940 or later.")]
+Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12.")]
+Timezone = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description='IANA timezone for the daily values, e.g. "Europe/Berlin"; '
+        '"auto" (the default) uses the place\'s own timezone.',
+    ),
+]
+
+
+class ArchiveError(Exception):
+    """The archive refused the request; retrying will not help."""
+
+
+class ArchiveUnavailable(Exception):
+    """The archive could not answer right now; the step is retried."""
+
+
+@dataclass(frozen=True)
+class OpenMeteoArchive:
+    """Where and how the fetch step calls the archive.
+
+    Handed to durable functions as a Resonate dependency, so the URL, request
+    timeout and retry policy are configuration, not job arguments: changing
+    them never changes a job's id.
+    """
+
+    url: str
+    timeout_seconds: float = 30.0
+    retry_policy: RetryPolicy = field(
+        default_factory=lambda: Exponential(delay=1, factor=2, max_retries=3, max_delay=30)
+    )
+
+    def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One GET against the archive (blocking; run it in a thread)."""
+        try:
+            response = requests.get(self.url, params=params, timeout=self.timeout_seconds)
+        except requests.RequestException as exc:
+            raise ArchiveUnavailable(f"Open-Meteo archive unreachable: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ArchiveUnavailable(f"Open-Meteo archive answered HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise ArchiveError(_reason(response))
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def fetch_month(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The checkpointed step: fetch the archive, or say why it refused.
+
+    A refusal is returned rather than raised, so the retry policy -- which
+    retries any raised error -- only ever repeats transient failures.
+    """
+    archive = ctx.get_dependency(OpenMeteoArchive)
+    try:
+        return await asyncio.to_thread(archive.fetch, params)
+    except ArchiveError as exc:
+        return {"refused": str(exc)}
+
+
+async def weather_data(
+    ctx: Context, latitude: float, longitude: float, year: int, month: int, timezone: str
+) -> dict[str, Any]:
+    """Fetch a month of daily weather and add a short summary."""
+    last_day = calendar.monthrange(year, month)[1]
+    params = {
+        "latitude": latitude,
+        "longitude": longitude,
+        "start_date": f"{year}-{month:02d}-01",
+        "end_date": f"{year}-{month:02d}-{last_day:02d}",
+        "daily": ",".join(DAILY_VARIABLES),
+        "timezone": timezone,
+    }
+    archive = ctx.get_dependency(OpenMeteoArchive)
+    body = await ctx.options(retry_policy=archive.retry_policy).run(fetch_month, params)
+    if "refused" in body:
+        raise ArchiveError(body["refused"])
+    daily = body.get("daily") or {}
+    return {
+        "latitude": latitude,
+        "longitude": longitude,
+        "year": year,
+        "month": month,
+        "timezone": body.get("timezone", timezone),
+        "daily_units": body.get("daily_units", {}),
+        "daily": daily,
+        "summary": summarize(daily),
+    }
+
+
+def summarize(daily: dict[str, list[Any]]) -> dict[str, Any]:
+    """Means of the daily extremes, total rain and the wettest day; days without data skipped."""
+    highs = [v for v in daily.get("temperature_2m_max") or [] if v is not None]
+    lows = [v for v in daily.get("temperature_2m_min") or [] if v is not None]
+    rain = [
+        (day, mm)
+        for day, mm in zip(
+            daily.get("time") or [], daily.get("precipitation_sum") or [], strict=False
+        )
+        if mm is not None
+    ]
+    wettest = max(rain, key=lambda pair: pair[1], default=None)
+    return {
+        "days": len(daily.get("time") or []),
+        "mean_daily_max": round(statistics.fmean(highs), 1) if highs else None,
+        "mean_daily_min": round(statistics.fmean(lows), 1) if lows else None,
+        "total_precipitation": round(sum(mm for _, mm in rain), 1) if rain else None,
+        "wettest_day": {"date": wettest[0], "precipitation": wettest[1]} if wettest else None,
+    }
+
+
+def job_name(latitude: float, longitude: float, year: int, month: int) -> str:
+    """The deterministic id: ``53.5``, ``53.50`` and ``"53.5"`` all name the same job."""
+    return f"weather_data_{canonical(latitude)}_{canonical(longitude)}_{year}_{month}"
+
+
+def canonical(number: float) -> str:
+    """Shortest plain decimal form: 53.50 -> "53.5", 7.0 -> "7", -0.0 -> "0"."""
+    text = format(Decimal(repr(float(number))).normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def check_month(year: int, month: int, today: dt.date) -> None:
+    if (year, month) > (today.year, today.month):
+        raise InvalidArgument(
+            f"{year}-{month:02d} is in the future; the archive only has past weather "
+            f"(up to {today.year}-{today.month:02d})"
+        )
+
+
+def check_timezone(timezone: str) -> None:
+    if timezone == "auto" or timezone in zoneinfo.available_timezones():
+        return
+    raise InvalidArgument(
+        f"unknown timezone {timezone!r}; use an IANA name such as 'Europe/Berlin', 'UTC' or 'auto'"
+    )
+
+
+def register(mcp: FastMCP, jobs: Jobs, archive: OpenMeteoArchive) -> None:
+    jobs.resonate.register(weather_data)
+    jobs.resonate.with_dependency(archive)
+
+    @mcp.tool
+    async def start_gathering(
+        latitude: Latitude,
+        longitude: Longitude,
+        year: Year,
+        month: Month,
+        timezone: Timezone = "auto",
+    ) -> dict[str, Any]:
+        """Start fetching a month of historical daily weather for a place.
+
+        Gets daily max/min temperature (°C) and precipitation (mm) from the
+        Open-Meteo archive, plus a summary. Returns at once with {"job_name": ...};
+        asking again for the same place and month returns the same job_name
+        without fetching twice. Next: probe_status([job_name]) to check without
+        waiting, or await_result([job_name]) to get the data.
+        """
+        check_month(year, month, dt.datetime.now(dt.UTC).date())
+        check_timezone(timezone)
+        name = job_name(latitude, longitude, year, month)
+        args = (float(canonical(latitude)), float(canonical(longitude)), year, month, timezone)
+        job = await jobs.start(name, weather_data, *args, deadline=JOB_DEADLINE)
+        return {"job_name": name, "status": job["status"]}
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        reason = response.json().get("reason")
+    except ValueError:
+        reason = None
+    detail = reason or response.text[:200]
+    return f"Open-Meteo archive refused the request (HTTP {response.status_code}): {detail}"

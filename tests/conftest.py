@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fake_open_meteo import FakeOpenMeteo
+from fastmcp import Client, FastMCP
+from resonate.retry import Constant
+
+from durable_mcp.config import Settings
+from durable_mcp.server import create_server
+from durable_mcp.tools.weather import OpenMeteoArchive
+
+
+@pytest.fixture
+def fake_archive() -> Iterator[FakeOpenMeteo]:
+    with FakeOpenMeteo() as fake:
+        yield fake
+
+
+@pytest.fixture
+def archive(fake_archive: FakeOpenMeteo) -> OpenMeteoArchive:
+    # Retries at once, so retry tests take no time; three attempts in all.
+    return OpenMeteoArchive(
+        fake_archive.url, timeout_seconds=5, retry_policy=Constant(delay=0, max_retries=2)
+    )
+
+
+@pytest.fixture
+def server(archive: OpenMeteoArchive) -> FastMCP:
+    return create_server(
+        Settings(await_max_seconds=5), archive=archive, progress_interval_seconds=0.2
+    )
+
+
+@pytest.fixture
+async def client(server: FastMCP) -> AsyncIterator[Client]:
+    async with Client(server) as client:
+        yield client

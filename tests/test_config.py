@@ -1,0 +1,80 @@
+"""Settings: defaults, env, flags, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from durable_mcp.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    settings = load_settings(env={})
+    assert settings == Settings(
+        host="127.0.0.1",
+        port=5001,
+        store="memory",
+        data_dir=Path(".durable-mcp"),
+        resonate_url=None,
+        open_meteo_url="https://archive-api.open-meteo.com/v1/archive",
+        await_max_seconds=45.0,
+    )
+
+
+def test_env_is_read_and_flags_win_over_it() -> None:
+    env = {"DURABLE_MCP_PORT": "6000", "OPEN_METEO_ARCHIVE_URL": "http://127.0.0.1:9/v1/archive"}
+    assert load_settings(env=env).port == 6000
+    settings = load_settings(env=env, overrides={"DURABLE_MCP_PORT": "7000"})
+    assert settings.port == 7000
+    assert settings.open_meteo_url == "http://127.0.0.1:9/v1/archive"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DURABLE_MCP_PORT": "abc"}, "DURABLE_MCP_PORT: must be a whole number"),
+        ({"DURABLE_MCP_PORT": "70000"}, "DURABLE_MCP_PORT: must be a whole number"),
+        ({"DURABLE_MCP_STORE": "disk"}, "DURABLE_MCP_STORE: must be one of memory, embedded"),
+        ({"RESONATE_URL": "localhost:8001"}, "RESONATE_URL: must be an http:// or https:// URL"),
+        ({"OPEN_METEO_ARCHIVE_URL": "ftp://x"}, "OPEN_METEO_ARCHIVE_URL: must be an http"),
+        ({"DURABLE_MCP_AWAIT_MAX_SECONDS": "0"}, "DURABLE_MCP_AWAIT_MAX_SECONDS: must be a pos"),
+        ({"RESONATE_PG_DSN": "postgresql://x"}, "RESONATE_PG_DSN: the Postgres engine is not"),
+    ],
+)
+def test_a_bad_value_names_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["durable-mcp", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def test_serve_with_a_bad_flag_exits_2_with_one_line() -> None:
+    result = run_serve("--port", "abc")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "durable-mcp: DURABLE_MCP_PORT: must be a whole number from 1 to 65535, got 'abc'"
+    ]
+
+
+def test_serve_on_a_taken_port_exits_2_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_serve("--port", port)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"durable-mcp: DURABLE_MCP_HOST/DURABLE_MCP_PORT: cannot listen on 127.0.0.1:{port}"
+    )

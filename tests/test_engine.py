@@ -1,0 +1,54 @@
+"""Engine selection and quiet logs in normal operation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from fastmcp import Client
+from resonate.connections.http import HttpConnection
+from resonate.connections.local import LocalConnection
+from resonate.observability import BackgroundTaskFailed
+
+from durable_mcp.config import Settings
+from durable_mcp.engine import build_resonate, observe
+
+
+def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:
+    resonate = build_resonate(Settings(store="memory"))
+    assert isinstance(resonate._network, LocalConnection)
+
+
+def test_resonate_url_selects_the_resonate_server_over_http() -> None:
+    resonate = build_resonate(Settings(resonate_url="http://127.0.0.1:8001"))
+    assert isinstance(resonate._network, HttpConnection)
+
+
+def test_a_stale_task_delivery_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    observe(BackgroundTaskFailed(cause="server error (code=409): task not in pending state"))
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+def test_other_background_failures_are_still_errors(caplog: pytest.LogCaptureFixture) -> None:
+    observe(BackgroundTaskFailed(cause="server error (code=500): boom"))
+    assert [r.levelno for r in caplog.records] == [logging.ERROR]
+
+
+async def test_many_short_timers_complete_without_error_logs(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Short sleeps whose deadline passes before the worker picks their task up
+    # are what made the SDK log "background task failed ... 409".
+    caplog.set_level(logging.INFO)
+    names = [f"t{i}" for i in range(100)]
+    await asyncio.gather(
+        *(
+            client.call_tool("set_timer", {"timer_name": n, "seconds": (i % 6) / 1000})
+            for i, n in enumerate(names)
+        )
+    )
+    results = (await client.call_tool("await_result", {"job_names": names})).data
+    assert results == dict.fromkeys(names, "complete")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
