@@ -3,13 +3,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from fake_open_meteo import FakeOpenMeteo
 from fastmcp import Client, FastMCP
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
 from durable_mcp.server import create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
+
+from fake_open_meteo import FakeOpenMeteo
 
 
 @pytest.fixture

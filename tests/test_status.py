@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from fake_open_meteo import FakeOpenMeteo
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+
+from fake_open_meteo import FakeOpenMeteo
 
 
 async def call(client: Client, tool: str, **arguments: object) -> object:

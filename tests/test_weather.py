@@ -7,11 +7,12 @@ import datetime as dt
 from urllib.parse import parse_qs
 
 import pytest
-from fake_open_meteo import FakeOpenMeteo, archive_response
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.tools.weather import canonical, job_name, summarize
+
+from fake_open_meteo import FakeOpenMeteo, archive_response
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"

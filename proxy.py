@@ -1,0 +1,132 @@
+"""stdio -> streamable HTTP proxy, so Claude Desktop (stdio only) can use durable-mcp.
+
+Claude Desktop starts this script (``uv --directory ... run proxy.py``) and
+talks MCP to it over stdin/stdout; every request is forwarded to the server at
+``DURABLE_MCP_URL`` (default ``http://127.0.0.1:5001/mcp``). It is FastMCP's
+own proxy, with two things added:
+
+* One upstream session for the whole process. ``create_proxy(url)`` opens a
+  new session per request (a full MCP handshake, ~40 ms); reusing one makes a
+  proxied call cost little more than a direct one.
+* A clear error when the server is down: the URL it tried and ``make run``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types
+from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.providers.proxy import (
+    FastMCPProxy,
+    StatefulProxyClient,
+    default_proxy_progress_handler,
+)
+from mcp.shared.exceptions import MCPError
+
+URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
+
+# The one upstream client, returned for every request (see ``client_factory``):
+# - StatefulProxyClient's ``__aexit__`` leaves the session open, so each proxied
+#   call's ``async with client:`` reuses it; once the session has died (server
+#   down) the next ``async with`` opens a new one, so a server restart heals.
+# - mode="auto" negotiates the current MCP protocol with our FastMCP 4 server;
+#   it has no server-side session id that a server restart could leave stale.
+# - The plain progress forwarder: the SDK already runs it in the context of the
+#   request the progress belongs to. (ProxyClient's default wrapper restores one
+#   context shared by all calls, which crosses progress between concurrent calls.)
+# - init_timeout bounds the handshake with a server that accepts but never answers.
+upstream: StatefulProxyClient[StreamableHttpTransport] = StatefulProxyClient(
+    StreamableHttpTransport(URL),
+    mode="auto",
+    progress_handler=default_proxy_progress_handler,
+    init_timeout=3.0,
+)
+
+# What, anywhere in an error's cause chain, means "could not talk to the server".
+CONNECTION_ERRORS = (
+    httpx2.TransportError,
+    OSError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+)
+# FastMCP's client raises these as bare RuntimeErrors when the session is lost
+# (handshake timeout, or the session dying under concurrent calls).
+LOST_SESSION_MESSAGES = (
+    "Failed to initialize server session",
+    "nesting counter should be 0",
+    "Client is not connected",
+)
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def connection_problem(exc: BaseException) -> str | None:
+    """Why the server could not be reached, or None if ``exc`` is something else."""
+    for cause in _causes(exc):
+        if isinstance(cause, RuntimeError) and any(
+            text in str(cause) for text in LOST_SESSION_MESSAGES
+        ):
+            return "connection lost or handshake timed out"
+        if isinstance(cause, CONNECTION_ERRORS) or (
+            isinstance(cause, MCPError) and cause.error.code == mcp_types.CONNECTION_CLOSED
+        ):
+            return str(cause) or type(cause).__name__
+    return None
+
+
+class ServerDownErrors(Middleware):
+    """Say what to do when the server is down, instead of a transport error."""
+
+    async def on_request(
+        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
+    ) -> Any:
+        try:
+            return await call_next(context)
+        except Exception as exc:
+            problem = connection_problem(exc)
+            if problem is None:
+                raise
+            message = (
+                f"the durable-mcp server is not reachable at {URL} ({problem}). "
+                "Start it with `make run` in the durable-mcp directory, then retry."
+            )
+            if context.method == "tools/call":
+                raise ToolError(message) from exc  # a tool error the model reads
+            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=message) from exc
+
+
+@asynccontextmanager
+async def close_upstream(_server: Any) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with suppress(Exception):
+            await upstream.close()  # type: ignore[no-untyped-call]
+
+
+proxy = FastMCPProxy(
+    client_factory=lambda: upstream,
+    name="durable-mcp-proxy",
+    # Fail tools/list while the server is down, rather than list no tools.
+    provider_error_strategy="raise",
+    middleware=[ServerDownErrors()],
+    lifespan=close_upstream,
+)
+
+if __name__ == "__main__":
+    proxy.run(show_banner=False)

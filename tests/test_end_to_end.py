@@ -1,0 +1,132 @@
+"""The real thing: `durable-mcp serve` as a process, called over HTTP and through proxy.py."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from fake_open_meteo import FakeOpenMeteo
+from processes import PROXY, free_port, running_server, stop
+
+TOOLS = {"set_timer", "get_timer_status", "start_gathering", "probe_status", "await_result"}
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def server(port: int, fake_archive: FakeOpenMeteo, tmp_path: Path) -> Iterator[Path]:
+    """The server on ``port``; yields its log file."""
+    log = tmp_path / "server.log"
+    with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}, log=log):
+        yield log
+
+
+def proxy_client(port: int) -> Client:
+    transport = StdioTransport(
+        command=sys.executable,
+        args=[PROXY],
+        env={"DURABLE_MCP_URL": f"http://127.0.0.1:{port}/mcp"},
+        keep_alive=False,
+    )
+    return Client(transport)
+
+
+@pytest.fixture
+async def proxied(port: int) -> AsyncIterator[Client]:
+    async with proxy_client(port) as client:
+        yield client
+
+
+async def test_the_proxy_serves_the_five_tools(server: Path, proxied: Client) -> None:
+    assert {tool.name for tool in await proxied.list_tools()} == TOOLS
+
+
+async def test_a_job_started_through_the_proxy_is_the_servers_job(
+    server: Path, port: int, proxied: Client, fake_archive: FakeOpenMeteo
+) -> None:
+    place = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
+    started = (await proxied.call_tool("start_gathering", place)).data
+    async with Client(f"http://127.0.0.1:{port}/mcp") as direct:
+        again = (await direct.call_tool("start_gathering", place)).data
+        assert again["job_name"] == started["job_name"]
+        result = (await direct.call_tool("await_result", {"job_names": [again["job_name"]]})).data
+    assert result[started["job_name"]]["summary"]["days"] == 31
+    assert fake_archive.total_requests == 1
+
+
+async def test_timer_through_the_proxy_completes(server: Path, proxied: Client) -> None:
+    set_result = await proxied.call_tool("set_timer", {"timer_name": "tea", "seconds": 0.5})
+    assert set_result.structured_content == {"promise_id": "tea", "status": "running"}
+    status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
+    assert status.structured_content == {"status": "running"}
+    assert (await proxied.call_tool("await_result", {"job_names": ["tea"]})).data == {
+        "tea": "complete"
+    }
+    status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
+    assert status.structured_content == {"status": "complete"}
+
+
+async def test_progress_notifications_pass_through_the_proxy(server: Path, proxied: Client) -> None:
+    updates: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append(progress)
+
+    await proxied.call_tool("set_timer", {"timer_name": "slow", "seconds": 5.5})
+    result = await proxied.call_tool(
+        "await_result", {"job_names": ["slow"]}, progress_handler=on_progress
+    )
+    assert result.data == {"slow": "complete"}
+    assert updates == [0]  # one report after 5 s of waiting: 0 of 1 finished
+
+
+async def test_the_server_log_has_no_errors_in_normal_use(server: Path, proxied: Client) -> None:
+    names = [f"t{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        await proxied.call_tool("set_timer", {"timer_name": name, "seconds": (i % 4) / 100})
+    await proxied.call_tool(
+        "start_gathering", {"latitude": 1, "longitude": 2, "year": 2020, "month": 2}
+    )
+    result = (await proxied.call_tool("await_result", {"job_names": names})).data
+    assert result == dict.fromkeys(names, "complete")
+    log = server.read_text()
+    assert "durable-mcp engine started" in log
+    assert [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line] == []
+
+
+async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
+    port: int, fake_archive: FakeOpenMeteo
+) -> None:
+    async with proxy_client(port) as proxied:
+        started = time.monotonic()
+        result = await proxied.call_tool(
+            "get_timer_status", {"timer_name": "tea"}, raise_on_error=False
+        )
+        assert time.monotonic() - started < 10
+        assert result.is_error
+        text = result.content[0].text
+        assert f"not reachable at http://127.0.0.1:{port}/mcp" in text
+        assert "make run" in text
+
+        with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}) as process:
+            status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
+            assert status.structured_content == {"status": "not_found"}
+            await proxied.call_tool("set_timer", {"timer_name": "tea", "seconds": 60})
+            stop(process)
+
+        down = await proxied.call_tool("probe_status", {"job_names": ["tea"]}, raise_on_error=False)
+        assert down.is_error and "make run" in down.content[0].text
+
+        with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}):
+            # The memory store forgot the timer with the server; the proxy reconnected.
+            status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
+            assert status.structured_content == {"status": "not_found"}
