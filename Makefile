@@ -4,9 +4,10 @@
 
 SHELL := /bin/bash
 UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
+UV_BOOTSTRAP := $(filter .tools/bin/uv,$(UV))
 ARGS ?=
 
-.PHONY: run proxy test lint format sync
+.PHONY: run proxy test lint format bench sync
 
 run: sync
 	$(UV) run --locked durable-mcp serve $(ARGS)
@@ -17,6 +18,9 @@ proxy: sync
 test: lint
 	$(UV) run --locked pytest $(ARGS)
 
+bench: sync
+	$(UV) run --locked python bench/latency.py $(ARGS)
+
 lint: sync
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
@@ -26,7 +30,7 @@ format: sync
 	$(UV) run --locked ruff check --fix .
 	$(UV) run --locked ruff format .
 
-sync: $(UV)
+sync: $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --quiet
 
 .tools/bin/uv:
