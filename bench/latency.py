@@ -20,7 +20,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from processes import PROXY, free_port, running_server  # noqa: E402
+from processes import PROXY, free_port, running_server
 
 RESULTS = Path(__file__).parent / "results.json"
 
