@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Any
 
 from fastmcp import FastMCP
@@ -57,6 +58,7 @@ def create_server(
 
     mcp = FastMCP(
         "durable-mcp",
+        version=version("durable-mcp"),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         middleware=[ReadableArgumentErrors()],
