@@ -13,6 +13,7 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def summary(seconds: list[float]) -> dict[str, float]:
 async def main(calls: int) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    with running_server(port):
+    with tempfile.TemporaryDirectory() as data_dir, running_server(port, Path(data_dir)):
         async with Client(url) as direct:
             direct_stats = summary(await time_calls(direct, calls))
         transport = StdioTransport(

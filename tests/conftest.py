@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -27,11 +28,15 @@ def archive(fake_archive: FakeOpenMeteo) -> OpenMeteoArchive:
     )
 
 
+@pytest.fixture(params=["embedded", "memory"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Every in-memory client test runs on both stores."""
+    return Settings(store=request.param, data_dir=tmp_path / "data", await_max_seconds=5)
+
+
 @pytest.fixture
-def server(archive: OpenMeteoArchive) -> FastMCP:
-    return create_server(
-        Settings(await_max_seconds=5), archive=archive, progress_interval_seconds=0.2
-    )
+def server(settings: Settings, archive: OpenMeteoArchive) -> FastMCP:
+    return create_server(settings, archive=archive, progress_interval_seconds=0.2)
 
 
 @pytest.fixture

@@ -38,12 +38,16 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], within: float = 3
 
 @contextmanager
 def running_server(
-    port: int, env: Mapping[str, str] | None = None, log: Path | None = None
+    port: int, data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``durable-mcp serve`` on ``port``, in its own process group; killed on exit."""
+    """``durable-mcp serve`` on ``port`` and ``data_dir``, in its own process group.
+
+    Stopped (SIGTERM, then SIGKILL) when the block ends, unless the test
+    already stopped it.
+    """
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [DURABLE_MCP, "serve", "--port", str(port)],
+        [DURABLE_MCP, "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env={**os.environ, **(env or {})},
         stdout=output,
         stderr=subprocess.STDOUT,

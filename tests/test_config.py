@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,12 @@ def test_defaults_are_the_documented_ones() -> None:
     assert settings == Settings(
         host="127.0.0.1",
         port=5001,
-        store="memory",
+        store="embedded",
         data_dir=Path(".durable-mcp"),
         resonate_url=None,
         open_meteo_url="https://archive-api.open-meteo.com/v1/archive",
         await_max_seconds=45.0,
+        retention=timedelta(days=7),
     )
 
 
@@ -45,11 +47,21 @@ def test_env_is_read_and_flags_win_over_it() -> None:
         ({"OPEN_METEO_ARCHIVE_URL": "ftp://x"}, "OPEN_METEO_ARCHIVE_URL: must be an http"),
         ({"DURABLE_MCP_AWAIT_MAX_SECONDS": "0"}, "DURABLE_MCP_AWAIT_MAX_SECONDS: must be a pos"),
         ({"RESONATE_PG_DSN": "postgresql://x"}, "RESONATE_PG_DSN: the Postgres engine is not"),
+        ({"DURABLE_MCP_RETENTION": "a week"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
+        ({"DURABLE_MCP_RETENTION": "-1d"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
     ],
 )
 def test_a_bad_value_names_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env=env)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800)]
+)
+def test_retention_takes_seconds_or_a_unit(value: str, seconds: int) -> None:
+    settings = load_settings(env={"DURABLE_MCP_RETENTION": value})
+    assert settings.retention == timedelta(seconds=seconds)
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,7 @@ def port() -> int:
 def server(port: int, fake_archive: FakeOpenMeteo, tmp_path: Path) -> Iterator[Path]:
     """The server on ``port``; yields its log file."""
     log = tmp_path / "server.log"
-    with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}, log=log):
+    with running_server(port, tmp_path, {"OPEN_METEO_ARCHIVE_URL": fake_archive.url}, log):
         yield log
 
 
@@ -104,8 +104,9 @@ async def test_the_server_log_has_no_errors_in_normal_use(server: Path, proxied:
 
 
 async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
-    port: int, fake_archive: FakeOpenMeteo
+    port: int, fake_archive: FakeOpenMeteo, tmp_path: Path
 ) -> None:
+    env = {"OPEN_METEO_ARCHIVE_URL": fake_archive.url}
     async with proxy_client(port) as proxied:
         started = time.monotonic()
         result = await proxied.call_tool(
@@ -117,7 +118,7 @@ async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
         assert f"not reachable at http://127.0.0.1:{port}/mcp" in text
         assert "make run" in text
 
-        with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}) as process:
+        with running_server(port, tmp_path, env) as process:
             status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
             assert status.structured_content == {"status": "not_found"}
             await proxied.call_tool("set_timer", {"timer_name": "tea", "seconds": 60})
@@ -126,7 +127,7 @@ async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
         down = await proxied.call_tool("probe_status", {"job_names": ["tea"]}, raise_on_error=False)
         assert down.is_error and "make run" in down.content[0].text
 
-        with running_server(port, env={"OPEN_METEO_ARCHIVE_URL": fake_archive.url}):
-            # The memory store forgot the timer with the server; the proxy reconnected.
+        with running_server(port, tmp_path, env):
+            # The proxy reconnected, and the embedded store kept the timer.
             status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
-            assert status.structured_content == {"status": "not_found"}
+            assert status.structured_content == {"status": "running"}

@@ -15,7 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from fastmcp import FastMCP
+
 from durable_mcp.config import ConfigError, Settings, load_settings
+from durable_mcp.server import create_server
+from durable_mcp.store import StoreError
 
 EXIT_BAD_START = 2
 
@@ -28,6 +32,7 @@ SERVE_FLAGS = {
     "--resonate-url": "RESONATE_URL",
     "--open-meteo-url": "OPEN_METEO_ARCHIVE_URL",
     "--await-max-seconds": "DURABLE_MCP_AWAIT_MAX_SECONDS",
+    "--retention": "DURABLE_MCP_RETENTION",
 }
 
 
@@ -42,13 +47,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = {
         env: getattr(args, flag[2:].replace("-", "_")) for flag, env in SERVE_FLAGS.items()
     }
+    configure_logging()
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)
-    except ConfigError as exc:
+        app = create_server(settings)
+    except (ConfigError, StoreError) as exc:
         _fail(str(exc))
-    configure_logging()
-    asyncio.run(serve(settings, sock))
+    asyncio.run(serve(app, settings, sock))
 
 
 def _fail(message: str) -> NoReturn:
@@ -75,10 +81,7 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings, sock: socket.socket) -> None:
-    from durable_mcp.server import create_server  # the heavy imports, after validation
-
-    app = create_server(settings)
+async def serve(app: FastMCP, settings: Settings, sock: socket.socket) -> None:
     await app.run_http_async(
         show_banner=False, host=settings.host, port=settings.port, sockets=[sock]
     )

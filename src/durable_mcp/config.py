@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -20,6 +21,9 @@ DEFAULT_OPEN_METEO_ARCHIVE_URL = "https://archive-api.open-meteo.com/v1/archive"
 
 #: Claude Desktop abandons a tool call after about 60 s; stay well below it.
 DEFAULT_AWAIT_MAX_SECONDS = 45.0
+
+#: How long settled jobs stay retrievable in the embedded store.
+DEFAULT_RETENTION = timedelta(days=7)
 
 Store = Literal["memory", "embedded"]
 STORES: tuple[Store, ...] = ("memory", "embedded")
@@ -33,12 +37,13 @@ class ConfigError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 5001
-    store: Store = "memory"
+    store: Store = "embedded"
     data_dir: Path = Path(".durable-mcp")
     resonate_url: str | None = None
     pg_dsn: str | None = None
     open_meteo_url: str = DEFAULT_OPEN_METEO_ARCHIVE_URL
     await_max_seconds: float = DEFAULT_AWAIT_MAX_SECONDS
+    retention: timedelta = DEFAULT_RETENTION
 
     @property
     def engine(self) -> str:
@@ -58,6 +63,7 @@ ENV_NAMES = (
     "RESONATE_PG_DSN",
     "OPEN_METEO_ARCHIVE_URL",
     "DURABLE_MCP_AWAIT_MAX_SECONDS",
+    "DURABLE_MCP_RETENTION",
 )
 
 
@@ -79,11 +85,6 @@ def load_settings(
     store = raw["DURABLE_MCP_STORE"] or Settings.store
     if store not in STORES:
         raise ConfigError(f"DURABLE_MCP_STORE: must be one of {', '.join(STORES)}, got {store!r}")
-    if store == "embedded":
-        raise ConfigError(
-            "DURABLE_MCP_STORE: the durable 'embedded' store is not available in this version "
-            "yet; use 'memory' (jobs are lost when the server exits) or RESONATE_URL"
-        )
     pg_dsn = raw["RESONATE_PG_DSN"]
     if pg_dsn:
         raise ConfigError(
@@ -107,6 +108,7 @@ def load_settings(
         await_max_seconds=_positive_seconds(
             "DURABLE_MCP_AWAIT_MAX_SECONDS", raw["DURABLE_MCP_AWAIT_MAX_SECONDS"]
         ),
+        retention=_duration("DURABLE_MCP_RETENTION", raw["DURABLE_MCP_RETENTION"]),
     )
 
 
@@ -134,6 +136,27 @@ def _positive_seconds(name: str, value: str | None) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
     return seconds
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: str | None) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
+    if value is None:
+        return DEFAULT_RETENTION
+    text = value.strip().lower()
+    unit = UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(
+            f"{name}: must be a positive duration such as 3600, 12h or 7d, got {value!r}"
+        )
+    return timedelta(seconds=seconds)
 
 
 def _check_http_url(name: str, value: str) -> None:

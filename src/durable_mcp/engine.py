@@ -15,6 +15,7 @@ from resonate.observability import BackgroundTaskFailed, Event, logging_observer
 from resonate.resonate import Resonate
 
 from durable_mcp.config import Settings
+from durable_mcp.store import EmbeddedStore
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -44,7 +45,11 @@ def observe(event: Event) -> None:
 
 
 def build_resonate(settings: Settings) -> Resonate:
-    """Return an unstarted Resonate wired to the store ``settings`` selects."""
+    """Return an unstarted Resonate wired to the store ``settings`` selects.
+
+    The embedded store is opened here (raises ``StoreError``), so that a data
+    dir in use or damaged stops the start before the server listens.
+    """
     pid = uuid.uuid4().hex
     if settings.resonate_url:
         # HTTP for requests, SSE for pushed work; replicas share GROUP.
@@ -56,10 +61,17 @@ def build_resonate(settings: Settings) -> Resonate:
             observer=observe,
             autostart=False,
         )
-    local = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
+    network: LocalConnection | EmbeddedStore
+    if settings.store == "embedded":
+        network = EmbeddedStore(
+            settings.data_dir, pid=pid, group=GROUP, retention=settings.retention
+        )
+        network.open()  # takes the data dir now: a second server fails before it listens
+    else:
+        network = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
     # In one process nothing can drop a push, so the listener refresh loop is off.
     return Resonate(
-        network=local,
+        network=network,
         group=GROUP,
         pid=pid,
         env={},

@@ -1,0 +1,269 @@
+"""The embedded store's files: a SQLite journal of state changes, with snapshots.
+
+The store's state is the SDK's ``ServerState``, a deterministic state machine;
+this module only makes it durable. Every change is one journal entry (the
+request applied, or a tick of the clock, with the time it happened), committed
+before the store answers. On open, the last snapshot is loaded and the entries
+after it are applied again, which rebuilds the exact state. A snapshot replaces
+the entries it covers, so the journal stays short.
+
+Why SQLite: atomic commits and crash recovery that are tested far beyond what a
+file format of our own would be, in the standard library. The journal runs in
+WAL mode with ``synchronous=FULL``: a commit is fsynced, so an acknowledged
+entry survives ``kill -9`` and power loss alike. Commits happen on one writer
+thread that groups concurrent entries into one transaction, so the event loop
+never waits on the disk.
+
+One process owns a data dir at a time, enforced with an OS file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the files change shape; an older program refuses a newer store.
+FORMAT_VERSION = 1
+DB_NAME = "journal.sqlite3"
+LOCK_NAME = "lock"
+
+
+class StoreError(Exception):
+    """The store cannot be opened; the message says why and names the data dir."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What is on disk: the snapshot (if any) and the entries after it, in order."""
+
+    snapshot: bytes | None
+    entries: list[bytes]
+    last_seq: int
+
+
+class Journal:
+    """Append entries and write snapshots to ``data_dir``; read them back on open."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / DB_NAME
+        self._lock_file: IO[str] | None = None
+        self._db: sqlite3.Connection | None = None
+        self._queue: queue.Queue[_Write | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._seq = 0  # the last entry appended
+        self._snapshot_seq = 0  # the last entry the newest snapshot covers
+
+    # ── opening and closing ────────────────────────────────────────────────
+
+    def open(self) -> Saved:
+        """Lock the data dir, check the format, and return what was saved."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data dir {self.data_dir}: {exc.strerror}") from exc
+        self._lock()
+        try:
+            saved = self._load()
+        except BaseException:
+            self.close()
+            raise
+        self._seq = saved.last_seq
+        self._snapshot_seq = saved.last_seq - len(saved.entries)
+        self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
+        self._writer.start()
+        return saved
+
+    def close(self) -> None:
+        """Finish pending writes, close the database and release the lock."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the lock
+            self._lock_file = None
+
+    def _lock(self) -> None:
+        lock_path = self.data_dir / LOCK_NAME
+        lock_file = open(lock_path, "a+")  # noqa: SIM115 -- held open while we own the dir
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise StoreError(
+                f"data dir {self.data_dir} is in use by another durable-mcp process "
+                f"(pid {holder}); stop it or choose another DURABLE_MCP_DATA_DIR"
+            ) from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self._lock_file = lock_file
+
+    def _load(self) -> Saved:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._db = db
+            return self._read_or_create(db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"the store in {self.data_dir} is damaged ({exc}); it was left untouched. "
+                "Move it aside to start with an empty store."
+            ) from exc
+
+    def _read_or_create(self, db: sqlite3.Connection) -> Saved:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            db.executescript(
+                f"""
+                BEGIN;
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                       last_seq INTEGER NOT NULL, data BLOB NOT NULL);
+                CREATE TABLE journal (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL,
+                                      crc INTEGER NOT NULL);
+                INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');
+                COMMIT;
+                """
+            )
+            return Saved(snapshot=None, entries=[], last_seq=0)
+        version = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        if version is None or not version[0].isdigit():
+            raise sqlite3.DatabaseError("no format version")
+        if int(version[0]) > FORMAT_VERSION:
+            raise StoreError(
+                f"the store in {self.data_dir} has format {version[0]}, newer than this "
+                f"durable-mcp understands ({FORMAT_VERSION}); upgrade durable-mcp. "
+                "The store was left untouched."
+            )
+        row = db.execute("SELECT last_seq, data FROM snapshot WHERE id = 1").fetchone()
+        snapshot, last_seq = (row[1], row[0]) if row else (None, 0)
+        entries = []
+        rows = db.execute(
+            "SELECT seq, entry, crc FROM journal WHERE seq > ? ORDER BY seq", (last_seq,)
+        ).fetchall()
+        for index, (seq, entry, crc) in enumerate(rows):
+            if zlib.crc32(entry) != crc:
+                if index == len(rows) - 1:
+                    logger.warning("skipping the torn last journal entry (seq %d)", seq)
+                    break
+                raise sqlite3.DatabaseError(f"journal entry {seq} fails its checksum")
+            entries.append(bytes(entry))
+            last_seq = seq
+        return Saved(
+            snapshot=bytes(snapshot) if snapshot else None, entries=entries, last_seq=last_seq
+        )
+
+    # ── writing ────────────────────────────────────────────────────────────
+
+    def append(self, entry: bytes) -> asyncio.Future[None]:
+        """Queue an entry; the future resolves once it is committed to disk."""
+        self._seq += 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Write(seq=self._seq, entry=entry, done=done))
+        return done
+
+    def snapshot(self, data: bytes) -> asyncio.Future[None]:
+        """Queue a snapshot of the state after every entry appended so far."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Write(seq=self._seq, entry=data, done=done, is_snapshot=True))
+        self._snapshot_seq = self._seq
+        return done
+
+    @property
+    def entries_since_snapshot(self) -> int:
+        return self._seq - self._snapshot_seq
+
+    def _write_loop(self) -> None:
+        assert self._db is not None
+        db = self._db
+        while True:
+            batch = list(_drain(self._queue))
+            stop = batch and batch[-1] is None
+            writes = [w for w in batch if w is not None]
+            if writes:
+                error: BaseException | None = None
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    for write in writes:
+                        write.save(db)
+                    db.execute("COMMIT")
+                except BaseException as exc:  # report it to every waiter, keep the thread
+                    error = exc
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                for write in writes:
+                    write.resolve(error)
+            if stop:
+                return
+
+
+@dataclass
+class _Write:
+    seq: int
+    entry: bytes
+    done: asyncio.Future[None]
+    is_snapshot: bool = False
+
+    def save(self, db: sqlite3.Connection) -> None:
+        if self.is_snapshot:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot (id, last_seq, data) VALUES (1, ?, ?)",
+                (self.seq, self.entry),
+            )
+            db.execute("DELETE FROM journal WHERE seq <= ?", (self.seq,))
+        else:
+            db.execute(
+                "INSERT INTO journal (seq, entry, crc) VALUES (?, ?, ?)",
+                (self.seq, self.entry, zlib.crc32(self.entry)),
+            )
+
+    def resolve(self, error: BaseException | None) -> None:
+        loop = self.done.get_loop()
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            if error is None:
+                loop.call_soon_threadsafe(_set_result, self.done)
+            else:
+                loop.call_soon_threadsafe(_set_exception, self.done, error)
+
+
+def _set_result(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _set_exception(future: asyncio.Future[None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _drain(q: queue.Queue[_Write | None]) -> Iterator[_Write | None]:
+    """Block for one item, then take whatever else is queued (a group commit)."""
+    item = q.get()
+    yield item
+    while item is not None:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return
+        yield item
