@@ -36,30 +36,36 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], within: float = 3
     raise RuntimeError(f"server did not listen on port {port} within {within} s")
 
 
+def start_server(
+    port: int, data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``durable-mcp serve`` on ``port`` and ``data_dir`` in its own process group, listening."""
+    with open(log, "ab") if log is not None else open(os.devnull, "wb") as output:
+        process = subprocess.Popen(
+            [DURABLE_MCP, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env={**os.environ, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port(port, process)
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
 @contextmanager
 def running_server(
     port: int, data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``durable-mcp serve`` on ``port`` and ``data_dir``, in its own process group.
-
-    Stopped (SIGTERM, then SIGKILL) when the block ends, unless the test
-    already stopped it.
-    """
-    output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [DURABLE_MCP, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        env={**os.environ, **(env or {})},
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    """:func:`start_server` for the length of a block; stopped after it."""
+    process = start_server(port, data_dir, env, log)
     try:
-        wait_for_port(port, process)
         yield process
     finally:
         stop(process)
-        if log is not None:
-            output.close()  # type: ignore[union-attr]
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
