@@ -256,7 +256,7 @@ class EmbeddedStore:
                     self.state.send_execute_message(target, task.id, task.version)
             outgoing += self._take_outgoing()
             if outgoing:
-                logger.info("resuming %d interrupted tasks", len(outgoing))
+                logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))
             self._sweep(now)
             durable = self._last_write
         await self._durable(durable)
@@ -364,22 +364,25 @@ class EmbeddedStore:
             sweep(self.state, cutoff)
             self._write(Sweep(cutoff=cutoff))
 
+    async def tick(self) -> None:
+        """Act on the deadlines that have passed; now and then sweep and snapshot."""
+        outgoing: list[Any] = []
+        async with self._lock:
+            now = self._clock()
+            if is_due(self.state, now):
+                self.state.tick(now)
+                self._write(Tick(now=now))
+                outgoing = self._take_outgoing()
+            if now - self._last_sweep >= SWEEP_EVERY.total_seconds() * 1000:
+                self._sweep(now)
+            if self._journal.entries_since_snapshot >= self._snapshot_every:
+                self._last_write = self._journal.snapshot(snapshot_of(self.state))
+            durable = self._last_write
+        if outgoing:
+            await self._durable(durable)
+            self._dispatch(outgoing)
+
     async def _tick_loop(self) -> None:
-        sweep_every_ms = SWEEP_EVERY.total_seconds() * 1000
         while True:
             await self._sleeper(self._tick_seconds)
-            outgoing: list[Any] = []
-            async with self._lock:
-                now = self._clock()
-                if is_due(self.state, now):
-                    self.state.tick(now)
-                    self._write(Tick(now=now))
-                    outgoing = self._take_outgoing()
-                if now - self._last_sweep >= sweep_every_ms:
-                    self._sweep(now)
-                if self._journal.entries_since_snapshot >= self._snapshot_every:
-                    self._last_write = self._journal.snapshot(snapshot_of(self.state))
-                durable = self._last_write
-            if outgoing:
-                await self._durable(durable)
-                self._dispatch(outgoing)
+            await self.tick()

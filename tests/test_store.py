@@ -1,0 +1,308 @@
+"""The embedded store: same semantics as the SDK's ServerState, durable, bounded, robust."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from resonate.connections.local import ServerState, wrap_response_envelope
+from resonate.error import ServerError
+
+from durable_mcp.store import EmbeddedStore, StoreError
+from durable_mcp.store.embedded import SWEEP_EVERY
+from durable_mcp.store.journal import DB_NAME
+
+
+class Clock:
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def open_store(data_dir: Path, clock: Clock, **options: Any) -> EmbeddedStore:
+    store = EmbeddedStore(data_dir, pid="p", group="g", clock=clock, **options)
+    store.open()
+    return store
+
+
+def state_of(state: ServerState) -> Any:
+    """The whole state as builtins, with sets sorted, for comparing two states."""
+    return msgspec.to_builtins(
+        [state.promises, state.tasks, state.schedules, state.p_timeouts, state.t_timeouts],
+        order="deterministic",
+    )
+
+
+def crash(store: EmbeddedStore) -> None:
+    """Drop the store as a killed process would: no snapshot, no clean stop."""
+    store._journal.close()
+
+
+async def send(store: EmbeddedStore, req: dict[str, Any]) -> Any:
+    try:
+        return json.loads(await store.send(json.dumps(req)))
+    except ServerError as exc:
+        return exc.code
+
+
+def reference_apply(state: ServerState, now: int, req: dict[str, Any]) -> Any:
+    try:
+        response = state.apply(now, req)
+    except ServerError as exc:
+        return exc.code
+    finally:
+        state.outgoing.clear()
+    return json.loads(msgspec.json.encode(wrap_response_envelope(response)))
+
+
+# ── the property: a journaled store replays to the SDK's own state ───────────
+
+IDS = st.sampled_from(["a", "b", "a:1", "b:1"])
+TARGET = {"resonate:target": "embedded://any@g"}
+
+
+def promise_data(draw: Callable[..., Any], now: int) -> dict[str, Any]:
+    tags = draw(st.sampled_from([{}, TARGET, {**TARGET, "resonate:timer": "true"}]))
+    return {
+        "id": draw(IDS),
+        "timeoutAt": now + draw(st.sampled_from([0, 50, 1_000, 10**6])),
+        "param": {"data": "e30="},
+        "tags": tags,
+    }
+
+
+@st.composite
+def request(draw: Callable[..., Any], now: int) -> dict[str, Any] | None:
+    """A request of any kind the SDK sends, or None for a tick of the clock."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "tick",
+                "promise.create",
+                "promise.settle",
+                "promise.get",
+                "promise.register_listener",
+                "task.create",
+                "task.acquire",
+                "task.release",
+                "task.fulfill",
+                "task.suspend",
+                "task.fence",
+                "task.heartbeat",
+                "bogus.kind",
+            ]
+        )
+    )
+    state = draw(st.sampled_from(["resolved", "rejected", "rejected_canceled"]))
+    version = draw(st.integers(0, 3))
+    pid = draw(st.sampled_from(["p", "q"]))
+    match kind:
+        case "tick":
+            return None
+        case "promise.create":
+            return {"kind": kind, **promise_data(draw, now)}
+        case "promise.settle":
+            return {"kind": kind, "id": draw(IDS), "state": state, "value": {}}
+        case "promise.get":
+            return {"kind": kind, "id": draw(IDS)}
+        case "promise.register_listener":
+            return {"kind": kind, "awaited": draw(IDS), "address": "embedded://uni@g/p"}
+        case "task.create":
+            action = {"kind": "promise.create", "data": promise_data(draw, now)}
+            return {"kind": kind, "pid": pid, "ttl": 500, "action": action}
+        case "task.acquire":
+            return {"kind": kind, "id": draw(IDS), "version": version, "pid": pid, "ttl": 500}
+        case "task.release" | "task.fulfill":
+            settle = {"data": {"id": draw(IDS), "state": state, "value": {}}}
+            return {"kind": kind, "id": draw(IDS), "version": version, "action": settle}
+        case "task.suspend":
+            awaited = [{"data": {"awaited": draw(IDS), "awaiter": "x"}}]
+            return {"kind": kind, "id": draw(IDS), "version": version, "actions": awaited}
+        case "task.fence":
+            inner = draw(st.sampled_from(["promise.create", "promise.settle"]))
+            data = (
+                promise_data(draw, now)
+                if inner == "promise.create"
+                else {"id": draw(IDS), "state": state, "value": {}}
+            )
+            action = {"kind": inner, "data": data}
+            return {"kind": kind, "id": draw(IDS), "version": version, "action": action}
+        case "task.heartbeat":
+            return {"kind": kind, "pid": pid, "tasks": [{"id": draw(IDS), "version": version}]}
+    return {"kind": kind, "id": draw(IDS)}
+
+
+@st.composite
+def histories(draw: Callable[..., Any]) -> list[tuple[int, dict[str, Any] | None]]:
+    now, steps = 1_000_000, []
+    for _ in range(draw(st.integers(1, 40))):
+        now += draw(st.sampled_from([0, 1, 30, 600, 40_000]))
+        steps.append((now, draw(request(now))))
+    return steps
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories(), snapshot_every=st.sampled_from([3, 1_000]), clean_stop=st.booleans())
+def test_the_persisted_store_replays_to_the_sdks_in_memory_state(
+    history: list[tuple[int, dict[str, Any] | None]], snapshot_every: int, clean_stop: bool
+) -> None:
+    async def run(data_dir: Path) -> None:
+        clock, reference = Clock(), ServerState()
+        store = open_store(data_dir, clock, snapshot_every=snapshot_every)
+        for now, req in history:
+            clock.now = now
+            if req is None:
+                reference.tick(now)
+                reference.outgoing.clear()
+                await store.tick()
+            else:
+                assert await send(store, req) == reference_apply(reference, now, req)
+            assert state_of(store.state) == state_of(reference)
+        if clean_stop:
+            await store.stop()
+        else:
+            crash(store)
+        reopened = open_store(data_dir, clock)
+        assert state_of(reopened.state) == state_of(reference)
+        crash(reopened)
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        asyncio.run(run(Path(data_dir)))
+
+
+async def test_a_read_that_times_out_a_promise_is_journaled(tmp_path: Path) -> None:
+    # promise.get settles a promise past its deadline: a read that changes state.
+    clock = Clock()
+    store = open_store(tmp_path, clock)
+    await send(store, {"kind": "promise.create", "id": "a", "timeoutAt": clock.now + 50})
+    clock.now += 100
+    got = await send(store, {"kind": "promise.get", "id": "a"})
+    assert got["data"]["promise"]["state"] == "rejected_timedout"
+    crash(store)
+    assert open_store(tmp_path, clock).state.promises["a"].state == "rejected_timedout"
+
+
+# ── retention ───────────────────────────────────────────────────────────────
+
+
+async def test_settled_jobs_are_removed_after_the_retention_period(tmp_path: Path) -> None:
+    clock = Clock()
+    store = open_store(tmp_path, clock, retention=timedelta(hours=1))
+    await send(store, {"kind": "promise.create", "id": "old", "timeoutAt": 10**12, "tags": TARGET})
+    await send(store, {"kind": "promise.create", "id": "old:1", "timeoutAt": 10**12, "tags": {}})
+    await send(store, {"kind": "promise.settle", "id": "old", "state": "resolved", "value": {}})
+    await send(store, {"kind": "promise.create", "id": "running", "timeoutAt": 10**12, "tags": {}})
+
+    clock.now += int(SWEEP_EVERY.total_seconds() * 1000)  # not yet an hour: kept
+    await store.tick()
+    assert set(store.state.promises) == {"old", "old:1", "running"}
+
+    clock.now += 3_600_000
+    await store.tick()
+    assert set(store.state.promises) == {"running"}
+    assert "old" not in store.state.tasks
+    missing = await send(store, {"kind": "promise.get", "id": "old"})
+    assert missing["head"]["status"] == 404
+    crash(store)
+
+    reopened = open_store(tmp_path, clock)
+    assert set(reopened.state.promises) == {"running"}
+    created = await send(reopened, {"kind": "promise.create", "id": "old", "tags": {}})
+    assert created["head"]["status"] == 201  # the id is free again
+    crash(reopened)
+
+
+# ── damage and ownership ────────────────────────────────────────────────────
+
+
+async def make_store_with_entries(data_dir: Path, count: int) -> None:
+    store = open_store(data_dir, Clock())
+    for n in range(count):
+        await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
+    crash(store)
+
+
+def set_crc(data_dir: Path, seq_query: str) -> None:
+    with sqlite3.connect(data_dir / DB_NAME) as db:
+        db.execute(f"UPDATE journal SET crc = crc + 1 WHERE seq = ({seq_query})")
+
+
+async def test_a_torn_last_entry_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_store_with_entries(tmp_path, 3)
+    set_crc(tmp_path, "SELECT max(seq) FROM journal")
+    store = open_store(tmp_path, Clock())
+    assert set(store.state.promises) == {"p0", "p1"}
+    assert "skipping the torn last journal entry" in caplog.text
+    crash(store)
+
+
+async def test_a_damaged_entry_before_the_last_refuses_to_open_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    await make_store_with_entries(tmp_path, 3)
+    set_crc(tmp_path, "SELECT min(seq) FROM journal")
+    before = (tmp_path / DB_NAME).read_bytes()
+    with pytest.raises(StoreError, match=f"the store in {tmp_path} is damaged"):
+        open_store(tmp_path, Clock())
+    assert (tmp_path / DB_NAME).read_bytes() == before
+    await make_store_with_entries(tmp_path / "other", 1)  # the lock was released
+
+
+def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"is damaged .*left untouched"):
+        open_store(tmp_path, Clock())
+    assert (tmp_path / DB_NAME).read_bytes() == b"this is not a database" * 100
+
+
+async def test_a_store_of_a_newer_format_is_refused_and_left_alone(tmp_path: Path) -> None:
+    await make_store_with_entries(tmp_path, 1)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    before = (tmp_path / DB_NAME).read_bytes()
+    with pytest.raises(StoreError, match="has format 99, newer than"):
+        open_store(tmp_path, Clock())
+    assert (tmp_path / DB_NAME).read_bytes() == before
+
+
+def test_one_process_owns_a_data_dir(tmp_path: Path) -> None:
+    first = open_store(tmp_path, Clock())
+    with pytest.raises(StoreError, match=rf"data dir {tmp_path} is in use .*\(pid \d+\)"):
+        open_store(tmp_path, Clock())
+    crash(first)
+    crash(open_store(tmp_path, Clock()))  # free again once the owner is gone
+
+
+async def test_snapshots_keep_the_journal_short(tmp_path: Path) -> None:
+    store = open_store(tmp_path, Clock(), snapshot_every=10)
+    for n in range(35):
+        await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
+        await store.tick()
+    await store.stop()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        (entries,) = db.execute("SELECT count(*) FROM journal").fetchone()
+    assert entries == 0  # a clean stop ends with a snapshot
+    assert len(open_store(tmp_path, Clock()).state.promises) == 35
+
+
+def test_logging_is_quiet_when_opening_a_new_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    crash(open_store(tmp_path, Clock()))
+    assert [r.levelname for r in caplog.records] == ["INFO"]
