@@ -40,6 +40,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.error import ConnectorError
 
 from durable_mcp.store.journal import Journal, StoreError
+from durable_mcp.store.state import IndexedState
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +121,11 @@ def snapshot_of(state: ServerState) -> bytes:
     )
 
 
-def restore(snapshot: bytes | None, entries: list[bytes]) -> ServerState:
-    state = ServerState()
+def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
+    state = IndexedState()
     if snapshot is not None:
         saved = _snapshot_decoder.decode(snapshot)
-        state.promises = saved.promises
+        state.load(saved.promises)
         state.tasks = saved.tasks
         state.schedules = saved.schedules
         state.p_timeouts = saved.p_timeouts
@@ -211,7 +212,7 @@ class EmbeddedStore:
         self._snapshot_every = snapshot_every
         self._unicast = f"{SCHEME}://uni@{group}/{pid}"
         self._journal = Journal(data_dir)
-        self.state = ServerState()
+        self.state = IndexedState()
         self._lock = asyncio.Lock()
         self._receivers: list[Callable[[str], None]] = []
         self._tick_task: asyncio.Task[None] | None = None

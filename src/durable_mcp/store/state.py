@@ -1,0 +1,102 @@
+"""The SDK's ``ServerState`` with two indexes, so that it scales past a few jobs.
+
+The reference state machine answers two questions by scanning every promise:
+which promises share a branch (``preload``, on every task operation) and which
+promises a finishing task was waiting on (``enqueue_settle``). With a week of
+retained jobs that turns each request into milliseconds of work. This class
+keeps an index for each and changes nothing else; the property test in
+``tests/test_store.py`` checks it against the SDK's own ``ServerState``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from resonate.connections.local import DurablePromise, ServerState, extract_action_data
+
+
+class PromiseTable(dict[str, DurablePromise]):
+    """``id -> promise``, also indexed by branch (in insertion order, like the dict)."""
+
+    def __init__(self, promises: Mapping[str, DurablePromise] | None = None) -> None:
+        super().__init__()
+        self.by_branch: dict[str, dict[str, None]] = {}
+        for promise_id, promise in (promises or {}).items():
+            self[promise_id] = promise
+
+    def __setitem__(self, promise_id: str, promise: DurablePromise) -> None:
+        if promise_id in self:
+            self._unindex(promise_id)
+        super().__setitem__(promise_id, promise)
+        branch = promise.tags.get("resonate:branch")
+        if branch is not None:
+            self.by_branch.setdefault(branch, {})[promise_id] = None
+
+    def __delitem__(self, promise_id: str) -> None:
+        self._unindex(promise_id)
+        super().__delitem__(promise_id)
+
+    def _unindex(self, promise_id: str) -> None:
+        branch = self[promise_id].tags.get("resonate:branch")
+        members = self.by_branch.get(branch) if branch is not None else None
+        if members is not None:
+            members.pop(promise_id, None)
+            if not members:
+                del self.by_branch[branch]  # type: ignore[arg-type]
+
+
+class IndexedState(ServerState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.promises: PromiseTable = PromiseTable()
+        #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
+        self.awaiting: dict[str, set[str]] = {}
+
+    def load(self, promises: Mapping[str, DurablePromise]) -> None:
+        """Take ``promises`` (from a snapshot) and rebuild both indexes."""
+        self.promises = PromiseTable(promises)
+        self.awaiting = {}
+        for promise in self.promises.values():
+            for task_id in promise.awaiters:
+                self.awaiting.setdefault(task_id, set()).add(promise.id)
+
+    def preload(self, promise_id: str) -> list[dict[str, Any]]:
+        p = self.promises.get(promise_id)
+        branch = p.tags.get("resonate:branch") if p is not None else None
+        if branch is None:
+            return []
+        return [
+            self.promises[other].to_record()
+            for other in self.promises.by_branch.get(branch, {})
+            if other != promise_id
+        ]
+
+    def task_suspend(self, now: int, corr_id: Any, req: Any) -> dict[str, Any]:
+        response = super().task_suspend(now, corr_id, req)
+        task_id = req.get("id") if isinstance(req, dict) else None
+        actions = req.get("actions") if isinstance(req, dict) else None
+        if isinstance(task_id, str) and isinstance(actions, list):
+            for action in actions:
+                awaited = extract_action_data(action)
+                awaited_id = awaited.get("awaited") if isinstance(awaited, dict) else None
+                p = self.promises.get(awaited_id) if isinstance(awaited_id, str) else None
+                if p is not None and task_id in p.awaiters:
+                    self.awaiting.setdefault(task_id, set()).add(p.id)
+        return response
+
+    def enqueue_settle(self, promise_id: str) -> None:
+        t = self.tasks.get(promise_id)
+        if t is None or t.state == "fulfilled":
+            super().enqueue_settle(promise_id)  # neither path scans the promises
+            return
+        # The reference body, with its scan of every promise replaced by the index.
+        t.state = "fulfilled"
+        t.pid = None
+        t.ttl = None
+        t.resumes.clear()
+        self.del_t_timeout(promise_id)
+        for awaited_id in self.awaiting.pop(promise_id, ()):
+            p = self.promises.get(awaited_id)
+            if p is not None:
+                p.awaiters.discard(promise_id)
