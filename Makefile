@@ -7,7 +7,7 @@ UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
 UV_BOOTSTRAP := $(filter .tools/bin/uv,$(UV))
 ARGS ?=
 
-.PHONY: run proxy test lint format bench sync
+.PHONY: run proxy test lint format bench pg-schema sync
 
 run: sync
 	$(UV) run --locked durable-mcp serve $(ARGS)
@@ -29,6 +29,13 @@ lint: sync
 format: sync
 	$(UV) run --locked ruff check --fix .
 	$(UV) run --locked ruff format .
+
+# resonate-pg's schema, for RESONATE_PG_DSN: downloaded at a pinned commit and
+# checked (scripts/pg_schema.py), never committed. Apply it once to the database.
+pg-schema: resonate.sql
+
+resonate.sql:
+	python3 scripts/pg_schema.py
 
 sync: $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --quiet

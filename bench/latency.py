@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
@@ -26,7 +27,7 @@ from processes import PROXY, free_port, running_server
 RESULTS = Path(__file__).parent / "results.json"
 
 
-async def time_calls(client: Client, calls: int) -> list[float]:
+async def time_calls(client: Client[Any], calls: int) -> list[float]:
     for _ in range(20):  # warm-up
         await client.call_tool("get_timer_status", {"timer_name": "bench"})
     seconds = []

