@@ -159,21 +159,6 @@ def sweep(state: ServerState, cutoff: int) -> None:
         p.awaiters -= gone
 
 
-def is_due(state: ServerState, now: int) -> bool:
-    """Whether ``state.tick(now)`` would change anything (the same tests it makes)."""
-    for pt in state.p_timeouts:
-        if now >= pt.timeout:
-            p = state.promises.get(pt.id)
-            if p is not None and p.state == "pending":
-                return True
-    for tt in state.t_timeouts:
-        if now >= tt.timeout:
-            t = state.tasks.get(tt.id)
-            if t is not None and t.state == ("acquired" if tt.typ == 1 else "pending"):
-                return True
-    return False
-
-
 def changes_state(state: ServerState, now: int, req: Any) -> bool:
     """Whether applying ``req`` can change the state (and so must be journaled).
 
@@ -370,7 +355,7 @@ class EmbeddedStore:
         outgoing: list[Any] = []
         async with self._lock:
             now = self._clock()
-            if is_due(self.state, now):
+            if self.state.is_due(now):
                 self.state.tick(now)
                 self._write(Tick(now=now))
                 outgoing = self._take_outgoing()

@@ -1,11 +1,13 @@
-"""The SDK's ``ServerState`` with two indexes, so that it scales past a few jobs.
+"""The SDK's ``ServerState`` with indexes, so that it scales past a few jobs.
 
-The reference state machine answers two questions by scanning every promise:
-which promises share a branch (``preload``, on every task operation) and which
-promises a finishing task was waiting on (``enqueue_settle``). With a week of
-retained jobs that turns each request into milliseconds of work. This class
-keeps an index for each and changes nothing else; the property test in
-``tests/test_store.py`` checks it against the SDK's own ``ServerState``.
+The reference state machine answers three questions by scanning: which
+promises share a branch (``preload``, on every task operation), which promises
+a finishing task was waiting on (``enqueue_settle``), and where a promise's or
+task's deadline is in the timeout lists (on every create, settle and lease).
+With a week of retained jobs that turns each request into milliseconds of
+work. This class keeps an index for each and changes nothing else; the
+property test in ``tests/test_store.py`` checks it against the SDK's own
+``ServerState``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from resonate.connections.local import DurablePromise, ServerState, extract_action_data
+from resonate.connections.local import (
+    DurablePromise,
+    PTimeout,
+    ServerState,
+    TTimeout,
+    extract_action_data,
+)
 
 
 class PromiseTable(dict[str, DurablePromise]):
@@ -47,6 +55,66 @@ class PromiseTable(dict[str, DurablePromise]):
 
 
 class IndexedState(ServerState):
+    """``p_timeouts``/``t_timeouts`` read as the reference's lists, kept as dicts by id.
+
+    A dict keeps insertion order and updates in place, exactly like the
+    reference's scan-and-update of a list with at most one entry per id.
+    """
+
+    _p_timeouts: dict[str, PTimeout]
+    _t_timeouts: dict[str, TTimeout]
+
+    @property
+    def p_timeouts(self) -> list[PTimeout]:
+        return list(self._p_timeouts.values())
+
+    @p_timeouts.setter
+    def p_timeouts(self, timeouts: list[PTimeout]) -> None:
+        self._p_timeouts = {pt.id: pt for pt in timeouts}
+
+    @property
+    def t_timeouts(self) -> list[TTimeout]:
+        return list(self._t_timeouts.values())
+
+    @t_timeouts.setter
+    def t_timeouts(self, timeouts: list[TTimeout]) -> None:
+        self._t_timeouts = {tt.id: tt for tt in timeouts}
+
+    def set_p_timeout(self, promise_id: str, timeout: int) -> None:
+        pt = self._p_timeouts.get(promise_id)
+        if pt is None:
+            self._p_timeouts[promise_id] = PTimeout(id=promise_id, timeout=timeout)
+        else:
+            pt.timeout = timeout
+
+    def del_p_timeout(self, promise_id: str) -> None:
+        self._p_timeouts.pop(promise_id, None)
+
+    def set_t_timeout(self, task_id: str, typ: int, timeout: int) -> None:
+        tt = self._t_timeouts.get(task_id)
+        if tt is None:
+            self._t_timeouts[task_id] = TTimeout(id=task_id, typ=typ, timeout=timeout)
+        else:
+            tt.typ = typ
+            tt.timeout = timeout
+
+    def del_t_timeout(self, task_id: str) -> None:
+        self._t_timeouts.pop(task_id, None)
+
+    def is_due(self, now: int) -> bool:
+        """Whether ``tick(now)`` would change anything (the same tests it makes)."""
+        for pt in self._p_timeouts.values():
+            if now >= pt.timeout:
+                p = self.promises.get(pt.id)
+                if p is not None and p.state == "pending":
+                    return True
+        for tt in self._t_timeouts.values():
+            if now >= tt.timeout:
+                t = self.tasks.get(tt.id)
+                if t is not None and t.state == ("acquired" if tt.typ == 1 else "pending"):
+                    return True
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.promises: PromiseTable = PromiseTable()
