@@ -20,6 +20,7 @@ test: lint
 
 bench: sync
 	$(UV) run --locked python bench/latency.py $(ARGS)
+	$(UV) run --locked python bench/store.py $(ARGS)
 
 lint: sync
 	$(UV) run --locked ruff check .

@@ -127,6 +127,8 @@ async def fill(data_dir: Path, operations: int, snapshot_every: int) -> int:
         n += 1
     await asyncio.sleep(1)
     entries = store._journal._seq
+    if store._tick_task is not None:
+        store._tick_task.cancel()
     store._journal.close()  # as a crash would: no final snapshot
     return entries
 

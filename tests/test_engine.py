@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 from fastmcp import Client
@@ -13,6 +14,8 @@ from resonate.observability import BackgroundTaskFailed
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_resonate, observe
+from durable_mcp.postgres import PostgresEngine
+from durable_mcp.store import EmbeddedStore
 
 
 def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:
@@ -23,6 +26,17 @@ def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:
 def test_resonate_url_selects_the_resonate_server_over_http() -> None:
     resonate = build_resonate(Settings(resonate_url="http://127.0.0.1:8001"))
     assert isinstance(resonate._network, HttpConnection)
+
+
+def test_a_postgres_dsn_selects_resonate_pg_with_our_timer_driver() -> None:
+    resonate = build_resonate(Settings(pg_dsn="postgresql://user@127.0.0.1:9/db"))
+    assert isinstance(resonate._network, PostgresEngine)
+
+
+def test_the_embedded_store_is_the_default(tmp_path: Path) -> None:
+    resonate = build_resonate(Settings(data_dir=tmp_path))
+    assert isinstance(resonate._network, EmbeddedStore)
+    assert resonate._network.data_dir == tmp_path
 
 
 def test_a_stale_task_delivery_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
