@@ -64,36 +64,35 @@ async def wait_done(url: str, name: str, within: float) -> float:
     raise AssertionError(f"{name} did not complete within {within} s")
 
 
-async def test_jobs_run_on_postgres_and_deduplicate(
-    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
-) -> None:
+@pytest.fixture
+def url(postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path) -> Iterator[str]:
+    """A durable-mcp server on the Postgres engine; its log is tmp_path/server.log."""
     port = free_port()
     env = {"RESONATE_PG_DSN": postgres.get_uri(), "OPEN_METEO_ARCHIVE_URL": fake_archive.url}
     with running_server(port, tmp_path / "data", env, log=tmp_path / "server.log"):
-        url = f"http://127.0.0.1:{port}/mcp"
-        place = {"latitude": 10, "longitude": 20, "year": 2021, "month": 5}
-        first = await call(url, "start_gathering", **place)
-        second = await call(url, "start_gathering", **place)
-        assert first["job_name"] == second["job_name"] == "weather_data_10_20_2021_5"
-        result = await call(url, "await_result", job_names=[first["job_name"]])
-        assert result[first["job_name"]]["summary"]["days"] == 31
-        assert fake_archive.total_requests == 1
+        yield f"http://127.0.0.1:{port}/mcp"
 
-        await call(url, "set_timer", timer_name="tea", seconds=1)
-        assert await call(url, "await_result", job_names=["tea"]) == {"tea": "complete"}
+
+async def test_jobs_run_on_postgres_and_deduplicate(
+    url: str, fake_archive: FakeOpenMeteo, tmp_path: Path
+) -> None:
+    place = {"latitude": 10, "longitude": 20, "year": 2021, "month": 5}
+    first = await call(url, "start_gathering", **place)
+    second = await call(url, "start_gathering", **place)
+    assert first["job_name"] == second["job_name"] == "weather_data_10_20_2021_5"
+    result = await call(url, "await_result", job_names=[first["job_name"]])
+    assert result[first["job_name"]]["summary"]["days"] == 31
+    assert fake_archive.total_requests == 1
+
+    await call(url, "set_timer", timer_name="tea", seconds=1)
+    assert await call(url, "await_result", job_names=["tea"]) == {"tea": "complete"}
     assert "ERROR" not in (tmp_path / "server.log").read_text()
 
 
-async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(
-    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
-) -> None:
-    port = free_port()
-    env = {"RESONATE_PG_DSN": postgres.get_uri(), "OPEN_METEO_ARCHIVE_URL": fake_archive.url}
-    with running_server(port, tmp_path / "data", env, log=tmp_path / "server.log"):
-        url = f"http://127.0.0.1:{port}/mcp"
-        await call(url, "set_timer", timer_name="tea", seconds=5)
-        set_at = time.monotonic()
-        await asyncio.sleep(0.5)
-        restart(postgres, down_for=2)
-        done_at = await wait_done(url, "tea", within=30)
-        assert done_at - set_at >= 5
+async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(url: str, postgres: Any) -> None:
+    await call(url, "set_timer", timer_name="tea", seconds=5)
+    set_at = time.monotonic()
+    await asyncio.sleep(0.5)
+    restart(postgres, down_for=2)
+    done_at = await wait_done(url, "tea", within=30)
+    assert done_at - set_at >= 5
