@@ -98,6 +98,17 @@ async def test_a_repeated_start_after_restart_attaches(server: Server) -> None:
     assert again == {"promise_id": "tea", "status": "running"}
 
 
+async def test_a_cancelled_timer_stays_cancelled_after_kill_9(server: Server) -> None:
+    server.start()
+    await call(server, "set_timer", timer_name="tea", seconds=1)
+    await call(server, "cancel_job", job_name="tea")
+    server.kill()
+    await asyncio.sleep(1.5)  # past the timer's deadline while down
+    server.start()
+    await asyncio.sleep(1)
+    assert await call(server, "get_timer_status", timer_name="tea") == {"status": "cancelled"}
+
+
 async def test_a_finished_fetch_is_not_repeated_after_kill_9(
     server: Server, fake_archive: FakeOpenMeteo
 ) -> None:

@@ -11,6 +11,7 @@ import logging
 import uuid
 
 from resonate.connections.local import LocalConnection
+from resonate.error import ServerError
 from resonate.observability import BackgroundTaskFailed, Event, logging_observer
 from resonate.resonate import Resonate
 from resonate_base.connections import Network
@@ -46,6 +47,34 @@ def observe(event: Event) -> None:
     logging_observer(event)
 
 
+class SettledUnderfoot(logging.Filter):
+    """Quiet the SDK's tracebacks for an execution whose job was settled meanwhile.
+
+    When a running job is cancelled (or passes its deadline), its promise
+    settles while the function is still executing. The function's next durable
+    step is then refused with 409 -- which is how it stops -- and the SDK logs
+    that refusal, and the release that follows, as errors with tracebacks.
+    They are the expected end of a cancelled execution: logged at debug here.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info and _refused(record.exc_info[1]):
+            logger.debug("execution stopped: its job was settled meanwhile (%s)", record.msg)
+            return False
+        return True
+
+
+def _refused(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, ServerError) and exc.code == 409:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+_settled_underfoot = SettledUnderfoot()
+
+
 def build_resonate(settings: Settings) -> Resonate:
     """Return an unstarted Resonate wired to the store ``settings`` selects.
 
@@ -53,6 +82,9 @@ def build_resonate(settings: Settings) -> Resonate:
     dir in use or damaged stops the start before the server listens.
     """
     pid = uuid.uuid4().hex
+    core_logger = logging.getLogger("resonate.core")
+    if _settled_underfoot not in core_logger.filters:
+        core_logger.addFilter(_settled_underfoot)
     network: Network | None = None
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.

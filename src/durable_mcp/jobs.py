@@ -26,7 +26,7 @@ from typing import Any
 from fastmcp.exceptions import ToolError
 from resonate.error import ServerError
 from resonate.resonate import Resonate
-from resonate.types import PromiseRecord
+from resonate.types import PromiseRecord, Value
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
@@ -100,6 +100,18 @@ class Jobs:
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
         return status_of(job_id, await self._get(job_id))
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a running job; a finished or unknown job is reported unchanged.
+
+        The job's promise settles as cancelled, durably: its function never
+        completes it afterwards (a sleeping timer never fires, a job between
+        steps stops at its next one), across restarts too.
+        """
+        record = await self._get(job_id)
+        if record is not None and record.state == "pending":
+            record = await self.resonate.promises.cancel(job_id, Value())
+        return status_of(job_id, record)
 
     async def wait(
         self,

@@ -1,4 +1,4 @@
-"""The tools that look at any job: ``probe_status`` and ``await_result``."""
+"""The tools that work on any job: ``probe_status``, ``await_result``, ``cancel_job``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastmcp import Context, FastMCP
 from pydantic import Field
 
 from durable_mcp.jobs import Jobs, JobStatus
-from durable_mcp.tools.arguments import JobNames
+from durable_mcp.tools.arguments import JobName, JobNames
 
 WaitSeconds = Annotated[
     float | None,
@@ -31,6 +31,16 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         jobs, probe again later rather than in a tight loop.
         """
         return [_without_result(await jobs.status(name)) for name in job_names]
+
+    @mcp.tool
+    async def cancel_job(job_name: JobName) -> dict[str, Any]:
+        """Cancel a running job: it stops and its status becomes "cancelled".
+
+        Returns the job's status object after the cancel. Cancelling a job that
+        has already finished changes nothing and returns its final status;
+        an unknown name returns "not_found".
+        """
+        return _without_result(await jobs.cancel(job_name))
 
     @mcp.tool
     async def await_result(
