@@ -14,7 +14,14 @@ from fastmcp.client.transports import StdioTransport
 from fake_open_meteo import FakeOpenMeteo
 from processes import PROXY, free_port, running_server, stop
 
-TOOLS = {"set_timer", "get_timer_status", "start_gathering", "probe_status", "await_result"}
+TOOLS = {
+    "set_timer",
+    "get_timer_status",
+    "start_gathering",
+    "probe_status",
+    "await_result",
+    "cancel_job",
+}
 
 
 @pytest.fixture
@@ -46,7 +53,7 @@ async def proxied(port: int) -> AsyncIterator[Client]:
         yield client
 
 
-async def test_the_proxy_serves_the_five_tools(server: Path, proxied: Client) -> None:
+async def test_the_proxy_serves_every_tool(server: Path, proxied: Client) -> None:
     assert {tool.name for tool in await proxied.list_tools()} == TOOLS
 
 
