@@ -67,6 +67,18 @@ def test_retention_takes_seconds_or_a_unit(value: str, seconds: int) -> None:
     assert settings.retention == timedelta(seconds=seconds)
 
 
+def test_job_deadlines_are_kind_duration_pairs() -> None:
+    settings = load_settings(env={"DURABLE_MCP_JOB_DEADLINES": "weather_data=10m, countdown=2h"})
+    assert settings.job_deadlines == {
+        "weather_data": timedelta(minutes=10),
+        "countdown": timedelta(hours=2),
+    }
+    with pytest.raises(ConfigError, match="DURABLE_MCP_JOB_DEADLINES: expected kind=duration"):
+        load_settings(env={"DURABLE_MCP_JOB_DEADLINES": "weather_data"})
+    with pytest.raises(ConfigError, match="DURABLE_MCP_JOB_DEADLINES: must be a positive"):
+        load_settings(env={"DURABLE_MCP_JOB_DEADLINES": "weather_data=soon"})
+
+
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["durable-mcp", "serve", *args],

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from resonate.context import Context
+
+from durable_mcp.config import Settings
+from durable_mcp.engine import build_resonate
+from durable_mcp.jobs import Jobs
 
 from fake_open_meteo import FakeOpenMeteo
-
-
-async def call(client: Client, tool: str, **arguments: object) -> object:
-    return (await client.call_tool(tool, arguments)).data
+from helpers import call, core
 
 
 async def test_probe_reports_each_job_and_never_blocks(client: Client) -> None:
@@ -22,7 +25,7 @@ async def test_probe_reports_each_job_and_never_blocks(client: Client) -> None:
     started = time.monotonic()
     statuses = await call(client, "probe_status", job_names=["long", "now", "missing"])
     assert time.monotonic() - started < 1
-    assert statuses == [
+    assert [core(status) for status in statuses] == [
         {"job_name": "long", "kind": "timer", "status": "running"},
         {"job_name": "now", "kind": "timer", "status": "completed"},
         {"job_name": "missing", "status": "not_found"},
@@ -76,10 +79,8 @@ async def test_await_is_bounded_and_reports_unfinished_jobs_as_running(client: C
     started = time.monotonic()
     result = await call(client, "await_result", job_names=["slow", "quick"], timeout_seconds=0.5)
     assert 0.5 <= time.monotonic() - started < 2
-    assert result == {
-        "slow": {"job_name": "slow", "kind": "timer", "status": "running"},
-        "quick": "complete",
-    }
+    assert core(result["slow"]) == {"job_name": "slow", "kind": "timer", "status": "running"}
+    assert result["quick"] == "complete"
 
 
 async def test_await_never_waits_past_the_server_cap(client: Client) -> None:
@@ -124,3 +125,41 @@ async def test_await_rejects_bad_input(
 ) -> None:
     with pytest.raises(ToolError, match=message):
         await client.call_tool("await_result", arguments)
+
+
+async def test_probe_gives_times_and_for_timers_the_deadline(client: Client) -> None:
+    await call(client, "set_timer", timer_name="tea", seconds=60)
+    await call(client, "set_timer", timer_name="now", seconds=0)
+    await call(client, "await_result", job_names=["now"])
+    tea, now = await call(client, "probe_status", job_names=["tea", "now"])
+    created = dt.datetime.fromisoformat(tea["created_at"])
+    assert abs((created - dt.datetime.now(dt.UTC)).total_seconds()) < 5
+    assert dt.datetime.fromisoformat(tea["deadline"]) - created == dt.timedelta(seconds=60)
+    assert 55 < tea["remaining_seconds"] <= 60
+    assert tea["poll_after_seconds"] == 1.0  # a young job: look again soon
+    assert "settled_at" not in tea
+    assert dt.datetime.fromisoformat(now["settled_at"]) >= dt.datetime.fromisoformat(
+        now["created_at"]
+    )
+    assert "poll_after_seconds" not in now
+
+
+async def test_the_polling_hint_grows_with_age_and_is_capped() -> None:
+    clock = [1_000_000]
+    resonate = build_resonate(Settings(store="memory"))
+    jobs = Jobs(resonate, await_max_seconds=1, clock=lambda: clock[0])
+
+    async def work(ctx: Context) -> None:
+        await ctx.sleep(dt.timedelta(hours=1))
+
+    jobs.register(work)
+    resonate.start()
+    try:
+        await jobs.start("job", work)
+        hints = []
+        for age_seconds in (0, 20, 60, 3600):
+            clock[0] = (await resonate.promises.get("job")).created_at + age_seconds * 1000
+            hints.append((await jobs.status("job"))["poll_after_seconds"])
+        assert hints == [1.0, 5.0, 15.0, 30.0]
+    finally:
+        await resonate.stop()

@@ -9,9 +9,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-
-async def call(client: Client, tool: str, **arguments: object) -> object:
-    return (await client.call_tool(tool, arguments)).data
+from helpers import call
 
 
 async def wait_for_status(client: Client, name: str, status: str, within: float = 10) -> float:

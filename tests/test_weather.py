@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from durable_mcp.tools.weather import canonical, job_name, summarize
+from durable_mcp.config import Settings
+from durable_mcp.server import create_server
+from durable_mcp.tools.weather import OpenMeteoArchive, canonical, job_name, summarize
 
 from fake_open_meteo import FakeOpenMeteo, archive_response
+from helpers import call, core
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"
-
-
-async def call(client: Client, tool: str, **arguments: object) -> object:
-    return (await client.call_tool(tool, arguments)).data
 
 
 async def test_start_gathering_returns_the_deterministic_job_name(client: Client) -> None:
@@ -203,3 +204,21 @@ async def test_bad_input_is_a_clear_tool_error_and_fetches_nothing(
         "status"
     ] == "not_found"
     assert fake_archive.total_requests == 0
+
+
+async def test_a_job_past_its_deadline_fails_with_a_timeout_error(
+    settings: Settings, archive: OpenMeteoArchive, fake_archive: FakeOpenMeteo
+) -> None:
+    fake_archive.hold()  # the archive never answers in time
+    deadlines = {"weather_data": timedelta(seconds=1)}
+    server = create_server(replace(settings, job_deadlines=deadlines), archive=archive)
+    async with Client(server) as client:
+        await call(client, "start_gathering", **EDMONTON)
+        result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
+        fake_archive.release()
+    assert core(result) == {
+        "job_name": EDMONTON_JOB,
+        "kind": "weather_data",
+        "status": "failed",
+        "error": {"type": "Timeout", "message": "the job ran past its deadline"},
+    }

@@ -34,6 +34,7 @@ SERVE_FLAGS = {
     "--open-meteo-url": "OPEN_METEO_ARCHIVE_URL",
     "--await-max-seconds": "DURABLE_MCP_AWAIT_MAX_SECONDS",
     "--retention": "DURABLE_MCP_RETENTION",
+    "--job-deadlines": "DURABLE_MCP_JOB_DEADLINES",
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -44,6 +44,7 @@ class Settings:
     open_meteo_url: str = DEFAULT_OPEN_METEO_ARCHIVE_URL
     await_max_seconds: float = DEFAULT_AWAIT_MAX_SECONDS
     retention: timedelta = DEFAULT_RETENTION
+    job_deadlines: Mapping[str, timedelta] = field(default_factory=dict)
 
     @property
     def engine(self) -> str:
@@ -66,6 +67,7 @@ ENV_NAMES = (
     "OPEN_METEO_ARCHIVE_URL",
     "DURABLE_MCP_AWAIT_MAX_SECONDS",
     "DURABLE_MCP_RETENTION",
+    "DURABLE_MCP_JOB_DEADLINES",
 )
 
 
@@ -108,6 +110,7 @@ def load_settings(
             "DURABLE_MCP_AWAIT_MAX_SECONDS", raw["DURABLE_MCP_AWAIT_MAX_SECONDS"]
         ),
         retention=_duration("DURABLE_MCP_RETENTION", raw["DURABLE_MCP_RETENTION"]),
+        job_deadlines=_deadlines(raw["DURABLE_MCP_JOB_DEADLINES"]),
     )
 
 
@@ -138,6 +141,20 @@ def _positive_seconds(name: str, value: str | None) -> float:
 
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _deadlines(value: str | None) -> dict[str, timedelta]:
+    """``weather_data=10m,countdown=2h``: the longest each kind of job may run."""
+    name = "DURABLE_MCP_JOB_DEADLINES"
+    deadlines = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        kind, sep, duration = item.partition("=")
+        if not sep or not kind.strip():
+            raise ConfigError(f"{name}: expected kind=duration pairs such as weather_data=10m")
+        deadlines[kind.strip()] = _duration(name, duration)
+    return deadlines
 
 
 def _duration(name: str, value: str | None) -> timedelta:

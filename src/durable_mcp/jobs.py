@@ -4,9 +4,21 @@ A job is a Resonate durable function started under an id the tool derives
 from its arguments. This module owns what every long-running tool shares:
 starting (or attaching to) a job, refusing an id that already names a job with
 other arguments, mapping the promise's state onto the status vocabulary the
-tools speak, and waiting for jobs with a bound. It holds no job state of its
-own -- everything is read back from the store through Resonate, so a restart
-or a second replica sees the same jobs.
+tools speak, cancelling, and waiting with a bound. It holds no job state of
+its own -- everything is read back from the store through Resonate, so a
+restart or a second replica sees the same jobs.
+
+A new durable tool is a durable function plus a start tool::
+
+    jobs.register(countdown, deadline=timedelta(hours=1))
+
+    @jobs.starter(mcp)
+    async def start_countdown(seconds: int) -> Start:
+        # The docstring, as the model's description of the tool, goes here.
+        return Start(f"countdown_{seconds}", countdown, seconds)
+
+``probe_status``, ``await_result``, ``cancel_job`` and ``list_jobs`` then work
+for its jobs as for any other.
 """
 
 from __future__ import annotations
@@ -14,22 +26,38 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
+import functools
+import inspect
 import json
 import logging
 import pickle
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from resonate.error import ServerError
 from resonate.resonate import Resonate
+from resonate.timing import now_ms
 from resonate.types import PromiseRecord, Value
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
+
+#: Extra status fields for one kind of job: (its args, when it was created in ms, now in ms).
+Details = Callable[[list[Any], int, int], dict[str, Any]]
+
+#: How long a job may run when its kind names no deadline.
+DEFAULT_DEADLINE = timedelta(hours=1)
+
+#: Polling hints grow with a job's age: a quarter of it, from 1 s up to 30 s.
+MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
 
 
 class JobStatus(StrEnum):
@@ -51,8 +79,30 @@ class JobConflictError(InvalidArgument):
     """The id already names a job that was started with other arguments."""
 
 
+class Start:
+    """What a start tool returns: start ``fn(*args)`` as the job ``job_name``.
+
+    ``deadline`` overrides the kind's own for this job (a timer's depends on
+    its length).
+    """
+
+    def __init__(
+        self, job_name: str, fn: Callable[..., Any], *args: Any, deadline: timedelta | None = None
+    ) -> None:
+        self.job_name = job_name
+        self.fn = fn
+        self.args = args
+        self.deadline = deadline
+
+
+@dataclass(frozen=True)
+class JobKind:
+    deadline: timedelta
+    details: Details | None
+
+
 class Jobs:
-    """Start, look up and wait for durable jobs on one Resonate instance."""
+    """Start, look up, cancel and wait for durable jobs on one Resonate instance."""
 
     def __init__(
         self,
@@ -60,22 +110,85 @@ class Jobs:
         *,
         await_max_seconds: float,
         progress_interval_seconds: float = 5.0,
+        deadlines: Mapping[str, timedelta] | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.resonate = resonate
         self.await_max_seconds = await_max_seconds
         self.progress_interval_seconds = progress_interval_seconds
+        self.deadlines = dict(deadlines or {})  # configured, by kind: they win
+        self.kinds: dict[str, JobKind] = {}
+        self.clock = clock
+
+    def register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        deadline: timedelta = DEFAULT_DEADLINE,
+        details: Details | None = None,
+    ) -> None:
+        """Make the durable function ``fn`` a kind of job, named after it.
+
+        ``deadline`` is the longest its jobs may run before they fail with a
+        timeout error (``DURABLE_MCP_JOB_DEADLINES`` overrides it);
+        ``details`` adds fields to its jobs' status objects.
+        """
+        self.resonate.register(fn)
+        kind = fn.__name__
+        self.kinds[kind] = JobKind(self.deadlines.get(kind, deadline), details)
+
+    def starter(
+        self, mcp: FastMCP, *, result: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> Callable[[Callable[..., Awaitable[Start]]], Callable[..., Awaitable[dict[str, Any]]]]:
+        """Decorate a start tool: its body says which job to start, this starts it.
+
+        The tool keeps its name, docstring and typed arguments (the schema the
+        model reads) and returns ``{"job_name", "status"}`` at once, or
+        ``result(status object)`` when given.
+        """
+
+        def decorate(
+            tool: Callable[..., Awaitable[Start]],
+        ) -> Callable[..., Awaitable[dict[str, Any]]]:
+            @functools.wraps(tool)
+            async def start_tool(*args: Any, **kwargs: Any) -> dict[str, Any]:
+                start = await tool(*args, **kwargs)
+                job = await self.start(
+                    start.job_name, start.fn, *start.args, deadline=start.deadline
+                )
+                if result is not None:
+                    return result(job)
+                return {"job_name": job["job_name"], "status": job["status"]}
+
+            # FastMCP reads the schema off the signature: the tool's own, resolved
+            # (its module may use string annotations), returning the status dict.
+            hints = typing.get_type_hints(tool, include_extras=True)
+            hints["return"] = dict[str, Any]
+            signature = inspect.signature(tool)
+            parameters = [
+                p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
+            ]
+            start_tool.__signature__ = signature.replace(  # type: ignore[attr-defined]
+                parameters=parameters, return_annotation=dict[str, Any]
+            )
+            start_tool.__annotations__ = hints
+            del start_tool.__wrapped__
+            mcp.tool(start_tool)
+            return start_tool
+
+        return decorate
 
     async def start(
         self,
         job_id: str,
         fn: Callable[..., Any],
         *args: Any,
-        deadline: timedelta,
+        deadline: timedelta | None = None,
     ) -> dict[str, Any]:
-        """Start ``fn(*args)`` as job ``job_id``, or attach to the job already there.
+        r"""Start ``fn(*args)`` as job ``job_id``, or attach to the job already there.
 
-        ``fn`` must be registered with Resonate under its own name. ``deadline``
-        bounds the whole job: past it the job fails with a timeout error.
+        ``fn`` must have been :meth:`register`\ ed. ``deadline`` (default: the
+        kind's) bounds the whole job: past it the job fails with a timeout error.
         Returns the job's status object once the job is durably created. The
         same id with the same function and arguments attaches (one execution,
         one answer); with anything else it raises :class:`JobConflictError`
@@ -84,7 +197,8 @@ class Jobs:
         wanted = (fn.__name__, json.loads(json.dumps(list(args))))
         record = await self._get(job_id)
         if record is None:
-            handle = self.resonate.options(timeout=deadline).run(job_id, fn, *args)
+            timeout = deadline or self.kinds[fn.__name__].deadline
+            handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
             await handle.id()  # returns once the store has acknowledged the create
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
@@ -95,11 +209,11 @@ class Jobs:
                 f"job {job_id!r} already exists with other arguments "
                 f"({_describe(existing)}); use another name, or the same arguments to attach"
             )
-        return status_of(job_id, record)
+        return self.status_of(job_id, record)
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
-        return status_of(job_id, await self._get(job_id))
+        return self.status_of(job_id, await self._get(job_id))
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -111,7 +225,7 @@ class Jobs:
         record = await self._get(job_id)
         if record is not None and record.state == "pending":
             record = await self.resonate.promises.cancel(job_id, Value())
-        return status_of(job_id, record)
+        return self.status_of(job_id, record)
 
     async def wait(
         self,
@@ -153,6 +267,45 @@ class Jobs:
                 task.cancel()
         return {job_id: await self.status(job_id) for job_id in job_ids}
 
+    def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
+        """Map a promise record onto the tools' status object.
+
+        ``result`` is present for completed jobs, ``error`` (type and message)
+        for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
+        suggests when to look again at a running job, later the older it is.
+        """
+        if record is None:
+            return {"job_name": job_id, "status": JobStatus.not_found}
+        kind, args = _invocation_of(record)
+        out: dict[str, Any] = {"job_name": job_id, "kind": kind}
+        out["created_at"] = iso(record.created_at)
+        if record.settled_at is not None:
+            out["settled_at"] = iso(record.settled_at)
+        match record.state:
+            case "pending":
+                out["status"] = JobStatus.running
+                now = self.clock()
+                age = max(now - record.created_at, 0) / 1000
+                poll = min(max(age / 4, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
+                job_kind = self.kinds.get(kind)
+                if job_kind is not None and job_kind.details is not None:
+                    out |= job_kind.details(args or [], record.created_at, now)
+                    if "remaining_seconds" in out:  # no point looking before it is due
+                        poll = min(poll, max(out["remaining_seconds"], 0.5))
+                out["poll_after_seconds"] = round(poll, 1)
+            case "resolved":
+                out["status"] = JobStatus.completed
+                out["result"] = record.value.data
+            case "rejected":
+                out["status"] = JobStatus.failed
+                out["error"] = _error_of(record.value.data)
+            case "rejected_timedout":
+                out["status"] = JobStatus.failed
+                out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
+            case "rejected_canceled":
+                out["status"] = JobStatus.cancelled
+        return out
+
     async def _get(self, job_id: str) -> PromiseRecord | None:
         try:
             return await self.resonate.promises.get(job_id)
@@ -162,30 +315,9 @@ class Jobs:
             raise
 
 
-def status_of(job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
-    """Map a promise record onto the tools' status object.
-
-    ``result`` is present for completed jobs, ``error`` (type and message) for
-    failed ones.
-    """
-    if record is None:
-        return {"job_name": job_id, "status": JobStatus.not_found}
-    out: dict[str, Any] = {"job_name": job_id, "kind": _invocation_of(record)[0]}
-    match record.state:
-        case "pending":
-            out["status"] = JobStatus.running
-        case "resolved":
-            out["status"] = JobStatus.completed
-            out["result"] = record.value.data
-        case "rejected":
-            out["status"] = JobStatus.failed
-            out["error"] = _error_of(record.value.data)
-        case "rejected_timedout":
-            out["status"] = JobStatus.failed
-            out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
-        case "rejected_canceled":
-            out["status"] = JobStatus.cancelled
-    return out
+def iso(ms: int) -> str:
+    """A time in ms since the epoch as ISO 8601, UTC."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _invocation_of(record: PromiseRecord) -> tuple[Any, ...]:

@@ -45,6 +45,7 @@ def create_server(
         engine,
         await_max_seconds=settings.await_max_seconds,
         progress_interval_seconds=progress_interval_seconds,
+        deadlines=settings.job_deadlines,
     )
 
     @asynccontextmanager

@@ -14,7 +14,7 @@ from fastmcp import FastMCP
 from pydantic import Field
 from resonate.context import Context
 
-from durable_mcp.jobs import Jobs, JobStatus
+from durable_mcp.jobs import Jobs, JobStatus, Start, iso
 from durable_mcp.tools.arguments import JobName
 
 #: The longest timer we accept.
@@ -40,11 +40,21 @@ async def timer(ctx: Context, timer_name: str, seconds: float) -> str:
     return "complete"
 
 
-def register(mcp: FastMCP, jobs: Jobs) -> None:
-    jobs.resonate.register(timer)
+def details(args: list[Any], created_at_ms: int, now_ms: int) -> dict[str, Any]:
+    """A running timer's deadline and how long until it fires."""
+    _, seconds = args
+    deadline_ms = created_at_ms + int(seconds * 1000)
+    return {
+        "deadline": iso(deadline_ms),
+        "remaining_seconds": round(max(deadline_ms - now_ms, 0) / 1000, 1),
+    }
 
-    @mcp.tool
-    async def set_timer(timer_name: JobName, seconds: Seconds) -> dict[str, Any]:
+
+def register(mcp: FastMCP, jobs: Jobs) -> None:
+    jobs.register(timer, details=details)
+
+    @jobs.starter(mcp, result=lambda job: {"promise_id": job["job_name"], "status": job["status"]})
+    async def set_timer(timer_name: JobName, seconds: Seconds) -> Start:
         """Start a durable timer named `timer_name` that completes after `seconds`.
 
         Returns at once with {"promise_id": timer_name, "status": ...}; the timer
@@ -52,8 +62,7 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         that is already running attaches to it instead of starting a second one.
         Call get_timer_status(timer_name) later to see whether it has finished.
         """
-        job = await jobs.start(timer_name, timer, timer_name, seconds, deadline=_deadline(seconds))
-        return {"promise_id": timer_name, "status": job["status"]}
+        return Start(timer_name, timer, timer_name, seconds, deadline=_deadline(seconds))
 
     @mcp.tool
     async def get_timer_status(timer_name: JobName) -> dict[str, Any]:
@@ -61,7 +70,7 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
 
         Returns {"status": "running"} while it runs and {"status": "complete"}
         once it has finished; "failed", "cancelled" or "not_found" otherwise.
-        If it is still running, check again later rather than in a tight loop.
+        probe_status([timer_name]) also tells how long until it fires.
         """
         job = await jobs.status(timer_name)
         if job["status"] == JobStatus.completed:

@@ -26,15 +26,16 @@ from pydantic import Field
 from resonate.context import Context
 from resonate.retry import Exponential, RetryPolicy
 
-from durable_mcp.jobs import InvalidArgument, Jobs
+from durable_mcp.jobs import InvalidArgument, Jobs, Start
 
 DAILY_VARIABLES = ("temperature_2m_max", "temperature_2m_min", "precipitation_sum")
 
 #: The archive's data starts in 1940.
 FIRST_YEAR = 1940
 
-#: A weather job that has not finished in this time has failed.
-JOB_DEADLINE = timedelta(hours=1)
+#: A weather job that has not finished in this time has failed
+#: (``DURABLE_MCP_JOB_DEADLINES=weather_data=...`` changes it).
+JOB_DEADLINE = timedelta(minutes=30)
 
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
@@ -179,17 +180,17 @@ def check_timezone(timezone: str) -> None:
 
 
 def register(mcp: FastMCP, jobs: Jobs, archive: OpenMeteoArchive) -> None:
-    jobs.resonate.register(weather_data)
+    jobs.register(weather_data, deadline=JOB_DEADLINE)
     jobs.resonate.with_dependency(archive)
 
-    @mcp.tool
+    @jobs.starter(mcp)
     async def start_gathering(
         latitude: Latitude,
         longitude: Longitude,
         year: Year,
         month: Month,
         timezone: Timezone = "auto",
-    ) -> dict[str, Any]:
+    ) -> Start:
         """Start fetching a month of historical daily weather for a place.
 
         Gets daily max/min temperature (°C) and precipitation (mm) from the
@@ -201,9 +202,8 @@ def register(mcp: FastMCP, jobs: Jobs, archive: OpenMeteoArchive) -> None:
         check_month(year, month, dt.datetime.now(dt.UTC).date())
         check_timezone(timezone)
         name = job_name(latitude, longitude, year, month)
-        args = (float(canonical(latitude)), float(canonical(longitude)), year, month, timezone)
-        job = await jobs.start(name, weather_data, *args, deadline=JOB_DEADLINE)
-        return {"job_name": name, "status": job["status"]}
+        lat, lon = float(canonical(latitude)), float(canonical(longitude))
+        return Start(name, weather_data, lat, lon, year, month, timezone)
 
 
 def _reason(response: requests.Response) -> str:
