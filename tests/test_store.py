@@ -17,9 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from resonate.connections.local import ServerState, wrap_response_envelope
-from resonate.error import ServerError
+from resonate.context import Context
+from resonate.error import ResonateTimeoutError, ServerError
+from resonate.resonate import Resonate
 
-from durable_mcp.store import EmbeddedStore, StoreError
+from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
 
@@ -306,3 +308,35 @@ def test_logging_is_quiet_when_opening_a_new_store(
     caplog.set_level(logging.INFO)
     crash(open_store(tmp_path, Clock()))
     assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> None:
+    # The SDK rejects an unblock whose promise has "value": null (a timed-out
+    # promise has no value); the store must not send one.
+    store = EmbeddedStore(tmp_path, pid="p", group="g")
+    store.open()
+    resonate = Resonate(network=store, group="g", pid="p", env={}, autostart=False)
+
+    async def stuck(ctx: Context) -> None:
+        await ctx.run(outlives_its_deadline)
+
+    resonate.register(stuck)
+    resonate.start()
+    try:
+        handle = resonate.options(timeout=timedelta(seconds=0.5)).run("stuck", stuck)
+        with pytest.raises(ResonateTimeoutError):
+            await asyncio.wait_for(handle.result(), timeout=10)
+    finally:
+        await resonate.stop()
+
+
+async def outlives_its_deadline(ctx: Context) -> None:
+    await asyncio.sleep(2)
+
+
+async def test_requests_after_stop_fail_fast_with_a_connector_error(tmp_path: Path) -> None:
+    store = open_store(tmp_path, Clock())
+    await store.start()
+    await store.stop()
+    with pytest.raises(StoreStopped):
+        await store.send(json.dumps({"kind": "promise.get", "id": "x"}))

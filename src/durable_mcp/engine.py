@@ -18,7 +18,7 @@ from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
 from durable_mcp.postgres import PostgresEngine
-from durable_mcp.store import EmbeddedStore
+from durable_mcp.store import STOPPED, EmbeddedStore, StoreStopped
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -39,40 +39,46 @@ def observe(event: Event) -> None:
     done already -- a short ``ctx.sleep`` whose deadline passed in between, or
     another worker that won it. The store then answers 409 and the SDK, which
     has nobody to hand that answer to, logs it as a failed background task.
-    Nothing failed: the work is done or in other hands. Log it at debug level.
+    Nothing failed: the work is done or in other hands. Likewise a task cut
+    off by the embedded store stopping: it resumes at the next start. Both are
+    logged at debug level.
     """
-    if isinstance(event, BackgroundTaskFailed) and "(code=409)" in event.cause:
-        logger.debug("stale task delivery ignored: %s", event.cause)
+    if isinstance(event, BackgroundTaskFailed) and (
+        "(code=409)" in event.cause or STOPPED in event.cause
+    ):
+        logger.debug("background task ended early, nothing lost: %s", event.cause)
         return
     logging_observer(event)
 
 
-class SettledUnderfoot(logging.Filter):
-    """Quiet the SDK's tracebacks for an execution whose job was settled meanwhile.
+class ExpectedEnds(logging.Filter):
+    """Quiet the SDK's tracebacks for an execution that was meant to stop.
 
     When a running job is cancelled (or passes its deadline), its promise
     settles while the function is still executing. The function's next durable
     step is then refused with 409 -- which is how it stops -- and the SDK logs
     that refusal, and the release that follows, as errors with tracebacks.
-    They are the expected end of a cancelled execution: logged at debug here.
+    The same happens to a job still running when the server shuts down (the
+    store refuses it; the job resumes at the next start). Both are logged at
+    debug level here.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.exc_info and _refused(record.exc_info[1]):
-            logger.debug("execution stopped: its job was settled meanwhile (%s)", record.msg)
+        if record.levelno >= logging.ERROR and record.exc_info and _expected(record.exc_info[1]):
+            logger.debug("execution stopped as expected: %s", record.getMessage())
             return False
         return True
 
 
-def _refused(exc: BaseException | None) -> bool:
+def _expected(exc: BaseException | None) -> bool:
     while exc is not None:
-        if isinstance(exc, ServerError) and exc.code == 409:
+        if isinstance(exc, StoreStopped) or (isinstance(exc, ServerError) and exc.code == 409):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
 
 
-_settled_underfoot = SettledUnderfoot()
+_expected_ends = ExpectedEnds()
 
 
 def build_resonate(settings: Settings) -> Resonate:
@@ -83,8 +89,8 @@ def build_resonate(settings: Settings) -> Resonate:
     """
     pid = uuid.uuid4().hex
     core_logger = logging.getLogger("resonate.core")
-    if _settled_underfoot not in core_logger.filters:
-        core_logger.addFilter(_settled_underfoot)
+    if _expected_ends not in core_logger.filters:
+        core_logger.addFilter(_expected_ends)
     network: Network | None = None
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.

@@ -53,6 +53,9 @@ ProgressCallback = Callable[[int, int], Awaitable[None]]
 #: Extra status fields for one kind of job: (its args, when it was created in ms, now in ms).
 Details = Callable[[list[Any], int, int], dict[str, Any]]
 
+#: How often a wait reads the store, in case a job's settle was not pushed.
+RECHECK = 1.0
+
 #: How long a job may run when its kind names no deadline.
 DEFAULT_DEADLINE = timedelta(hours=1)
 
@@ -247,20 +250,31 @@ class Jobs:
 
         waiters: dict[str, asyncio.Task[Any]] = {}
         for job_id in job_ids:
-            with contextlib.suppress(ServerError):  # not found: nothing to wait for
+            record = await self._get(job_id)
+            if record is None or record.state != "pending":
+                continue  # finished, or not found: nothing to wait for
+            with contextlib.suppress(ServerError):  # removed meanwhile
                 handle = await self.resonate.get(job_id)
-                if not handle.done():
-                    waiters[job_id] = asyncio.create_task(handle.result())
+                waiters[job_id] = asyncio.create_task(handle.result())
         try:
             pending = set(waiters.values())
+            next_progress = time.monotonic() + self.progress_interval_seconds
             while pending:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 _, pending = await asyncio.wait(
-                    pending, timeout=min(remaining, self.progress_interval_seconds)
+                    pending, timeout=min(remaining, next_progress - time.monotonic(), RECHECK)
                 )
-                if pending and on_progress is not None:
+                # A settle is pushed to us, but a push can be lost (a dropped
+                # connection; the SDK drops one it cannot parse): look as well.
+                for job_id, task in waiters.items():
+                    if task in pending:
+                        record = await self._get(job_id)
+                        if record is None or record.state != "pending":
+                            pending.discard(task)
+                if pending and on_progress is not None and time.monotonic() >= next_progress:
+                    next_progress += self.progress_interval_seconds
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
             for task in waiters.values():

@@ -58,6 +58,14 @@ DEFAULT_RETENTION = timedelta(days=7)
 READ_ONLY = frozenset({"promise.get", "schedule.get", "schedule.search"})
 
 
+#: Why a request to a stopped store fails; the job resumes at the next start.
+STOPPED = "the embedded store has stopped (the server is shutting down)"
+
+
+class StoreStopped(ConnectorError):
+    """A request reached the store after it stopped: the server is shutting down."""
+
+
 # ── journal entries ────────────────────────────────────────────────────────
 
 
@@ -159,6 +167,21 @@ def sweep(state: ServerState, cutoff: int) -> None:
         p.awaiters -= gone
 
 
+def _without_null_values(message: Any) -> Any:
+    """Drop ``"value": null`` from an unblock's promise, as the SDK does for responses.
+
+    A promise that timed out has no value, and the SDK's parser for pushed
+    messages rejects ``null`` there: the unblock was dropped with a warning
+    and whoever awaited the job was never woken.
+    """
+    promise = message.get("data", {}).get("promise") if message.get("kind") == "unblock" else None
+    if isinstance(promise, dict):
+        for key in ("param", "value"):
+            if promise.get(key, 0) is None:
+                del promise[key]
+    return message
+
+
 def changes_state(state: ServerState, now: int, req: Any) -> bool:
     """Whether applying ``req`` can change the state (and so must be journaled).
 
@@ -203,6 +226,7 @@ class EmbeddedStore:
         self._tick_task: asyncio.Task[None] | None = None
         self._last_write: asyncio.Future[None] | None = None
         self._last_sweep = 0
+        self._stopped = False
 
     # ── lifecycle ──────────────────────────────────────────────────────────
 
@@ -250,6 +274,7 @@ class EmbeddedStore:
         self._tick_task = asyncio.create_task(self._tick_loop())
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -266,6 +291,8 @@ class EmbeddedStore:
     # ── Network ────────────────────────────────────────────────────────────
 
     async def send(self, req: str, headers: dict[str, str] | None = None) -> str:
+        if self._stopped:
+            raise StoreStopped(RuntimeError(STOPPED))
         try:
             flat = unwrap_request_envelope(msgspec.json.decode(req))
         except msgspec.DecodeError as exc:
@@ -331,7 +358,7 @@ class EmbeddedStore:
         for message in outgoing:
             if self._is_stale(message.message):
                 continue
-            text = msgspec.json.encode(message.message).decode()
+            text = msgspec.json.encode(_without_null_values(message.message)).decode()
             for receiver in list(self._receivers):
                 receiver(text)
 
