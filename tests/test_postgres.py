@@ -96,3 +96,11 @@ async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(url: str, postgre
     restart(postgres, down_for=2)
     done_at = await wait_done(url, "tea", within=30)
     assert done_at - set_at >= 5
+
+
+async def test_list_jobs_says_clearly_that_postgres_cannot_search(url: str) -> None:
+    # resonate-pg answers promise.search with 501 (not implemented).
+    async with Client(url) as client:
+        result = await client.call_tool("list_jobs", {}, raise_on_error=False)
+    assert result.is_error
+    assert "this engine does not search its promises" in result.content[0].text

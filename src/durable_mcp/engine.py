@@ -19,6 +19,7 @@ from resonate_base.connections import Network
 from durable_mcp.config import Settings
 from durable_mcp.postgres import PostgresEngine
 from durable_mcp.store import STOPPED, EmbeddedStore, StoreStopped
+from durable_mcp.store.state import IndexedState
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -105,6 +106,7 @@ def build_resonate(settings: Settings) -> Resonate:
         network = store
     else:
         network = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
+        network.state = IndexedState()  # the same state machine, with search (list_jobs)
     return Resonate(
         url=settings.resonate_url if network is None else None,
         network=network,

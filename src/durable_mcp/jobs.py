@@ -71,6 +71,19 @@ class JobStatus(StrEnum):
     not_found = "not_found"
 
 
+#: What list_jobs shows of each job.
+LISTED = ("job_name", "kind", "status", "created_at", "settled_at")
+
+#: The store's promise state for each job status (``failed`` and ``cancelled``
+#: are both ``rejected_*``, told apart afterwards).
+_SEARCH_STATE = {
+    JobStatus.running: "pending",
+    JobStatus.completed: "resolved",
+    JobStatus.failed: "rejected",
+    JobStatus.cancelled: "rejected",
+}
+
+
 class InvalidArgument(ToolError):
     """Bad input from the caller: a tool error the model can fix, logged as a warning."""
 
@@ -229,6 +242,45 @@ class Jobs:
         if record is not None and record.state == "pending":
             record = await self.resonate.promises.cancel(job_id, Value())
         return self.status_of(job_id, record)
+
+    async def list(
+        self,
+        status: JobStatus | None = None,
+        kind: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Jobs newest first, filtered by status and kind, ``limit`` at a time.
+
+        Built on the store's promise search; ``next_cursor`` (the last job
+        listed) continues the listing, unshifted by jobs started meanwhile.
+        """
+        if status == JobStatus.not_found:
+            raise InvalidArgument("status not_found names no job; use running, completed, ...")
+        state = _SEARCH_STATE.get(status) if status else None
+        found: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = await self.resonate.promises.search(
+                    state, {"resonate:scope": "global"}, max(limit, 50), cursor
+                )
+            except ServerError as exc:
+                raise InvalidArgument(
+                    f"cannot list jobs: this engine does not search its promises ({exc}); "
+                    "list_jobs works on the embedded and memory stores"
+                ) from exc
+            for record in page.promises:
+                cursor = record.id
+                if ":" in record.id:
+                    continue  # a step of a job (its durable sleeps), not a job
+                job = self.status_of(record.id, record)
+                if (status is None or job["status"] == status) and kind in (None, job["kind"]):
+                    found.append({key: job[key] for key in LISTED if key in job})
+                    if len(found) == limit:
+                        return {"jobs": found, "next_cursor": cursor}
+            if page.cursor is None:
+                return {"jobs": found, "next_cursor": None}
+            cursor = page.cursor
 
     async def wait(
         self,

@@ -55,7 +55,7 @@ SWEEP_EVERY = timedelta(minutes=10)
 DEFAULT_RETENTION = timedelta(days=7)
 
 #: Requests that only read: journaled only when they time out a promise (below).
-READ_ONLY = frozenset({"promise.get", "schedule.get", "schedule.search"})
+READ_ONLY = frozenset({"promise.get", "promise.search", "schedule.get", "schedule.search"})
 
 
 #: Why a request to a stopped store fails; the job resumes at the next start.

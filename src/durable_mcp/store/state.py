@@ -129,6 +129,52 @@ class IndexedState(ServerState):
             for task_id in promise.awaiters:
                 self.awaiting.setdefault(task_id, set()).add(promise.id)
 
+    def apply(self, now: int, req: Any) -> dict[str, Any]:
+        if isinstance(req, dict) and req.get("kind") == "promise.search":
+            self.outgoing.clear()
+            return self.promise_search(req.get("corrId"), req)
+        return super().apply(now, req)
+
+    def promise_search(self, corr_id: Any, req: dict[str, Any]) -> dict[str, Any]:
+        """Promises newest first, filtered by state and tags, a page at a time.
+
+        The SDK's in-process state machine has no search; this is the Resonate
+        server's request (``state``, ``tags``, ``limit``, ``cursor``). ``state``
+        ``"rejected"`` matches every rejected state. The cursor is the id of
+        the last promise of the previous page, so a page never shifts when
+        newer promises arrive meanwhile.
+        """
+        state, tags, cursor = req.get("state"), req.get("tags") or {}, req.get("cursor")
+        limit = req.get("limit")
+        limit = min(limit, 1000) if isinstance(limit, int) and limit > 0 else 100
+        after = None
+        if isinstance(cursor, str) and cursor:
+            last = self.promises.get(cursor)
+            if last is None:
+                return _error(corr_id, "promise.search", 400, f"cursor {cursor} has expired")
+            after = (last.created_at, last.id)
+
+        def wanted(p: DurablePromise) -> bool:
+            return (
+                (state is None or p.state == state or p.state.startswith(f"{state}_"))
+                and all(p.tags.get(key) == value for key, value in tags.items())
+                and (after is None or (p.created_at, p.id) < after)
+            )
+
+        newest_first = sorted(
+            filter(wanted, self.promises.values()),
+            key=lambda p: (p.created_at, p.id),
+            reverse=True,
+        )
+        page = newest_first[:limit]
+        return {
+            "kind": "promise.search",
+            "corrId": corr_id,
+            "status": 200,
+            "promises": [p.to_record() for p in page],
+            "cursor": page[-1].id if len(newest_first) > limit else None,
+        }
+
     def preload(self, promise_id: str) -> list[dict[str, Any]]:
         p = self.promises.get(promise_id)
         branch = p.tags.get("resonate:branch") if p is not None else None
@@ -168,3 +214,7 @@ class IndexedState(ServerState):
             p = self.promises.get(awaited_id)
             if p is not None:
                 p.awaiters.discard(promise_id)
+
+
+def _error(corr_id: Any, kind: str, status: int, message: str) -> dict[str, Any]:
+    return {"kind": kind, "corrId": corr_id, "status": status, "error": message}

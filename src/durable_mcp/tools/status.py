@@ -1,4 +1,4 @@
-"""The tools that work on any job: ``probe_status``, ``await_result``, ``cancel_job``."""
+"""The tools that work on any job: probe, await, cancel and list."""
 
 from __future__ import annotations
 
@@ -41,6 +41,21 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         an unknown name returns "not_found".
         """
         return _without_result(await jobs.cancel(job_name))
+
+    @mcp.tool
+    async def list_jobs(
+        status: JobStatus | None = None,
+        kind: str | None = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """List jobs, newest first: {"jobs": [...], "next_cursor": ...}.
+
+        Each job has job_name, kind (e.g. "timer", "weather_data"), status,
+        created_at and settled_at. Filter by status and kind; pass next_cursor
+        back as cursor for the next page (null when there is none).
+        """
+        return await jobs.list(status, kind, limit, cursor)
 
     @mcp.tool
     async def await_result(

@@ -1,0 +1,87 @@
+"""list_jobs: newest first, filtered, paginated by a cursor that new jobs do not shift."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from fake_open_meteo import FakeOpenMeteo
+from helpers import call
+
+
+async def start_timers(client: Client, names: list[str], seconds: float = 60) -> None:
+    for name in names:
+        await call(client, "set_timer", timer_name=name, seconds=seconds)
+        await asyncio.sleep(0.002)  # distinct creation times
+
+
+async def test_jobs_are_listed_newest_first_with_their_times(client: Client) -> None:
+    await start_timers(client, ["a", "b", "c"])
+    listing = await call(client, "list_jobs")
+    assert [job["job_name"] for job in listing["jobs"]] == ["c", "b", "a"]
+    assert listing["next_cursor"] is None
+    first = listing["jobs"][0]
+    assert set(first) == {"job_name", "kind", "status", "created_at"}
+    assert (first["kind"], first["status"]) == ("timer", "running")
+
+
+async def test_jobs_are_filtered_by_status_and_kind(
+    client: Client, fake_archive: FakeOpenMeteo
+) -> None:
+    await start_timers(client, ["done"], seconds=0)
+    await start_timers(client, ["waiting", "stopped"])
+    await call(client, "cancel_job", job_name="stopped")
+    weather = await call(client, "start_gathering", latitude=1, longitude=2, year=2020, month=1)
+    await call(client, "await_result", job_names=["done", weather["job_name"]])
+
+    async def names(**filters: object) -> list[str]:
+        return [job["job_name"] for job in (await call(client, "list_jobs", **filters))["jobs"]]
+
+    assert await names(status="running") == ["waiting"]
+    assert await names(status="cancelled") == ["stopped"]
+    assert await names(status="completed") == [weather["job_name"], "done"]
+    assert await names(kind="weather_data") == [weather["job_name"]]
+    assert await names(kind="timer", status="completed") == ["done"]
+    completed = (await call(client, "list_jobs", status="completed"))["jobs"][0]
+    assert "settled_at" in completed
+
+
+async def test_pages_follow_the_cursor_and_new_jobs_do_not_shift_them(client: Client) -> None:
+    names = [f"t{n:02d}" for n in range(12)]
+    await start_timers(client, names)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await call(client, "list_jobs", limit=5, cursor=cursor)
+        seen += [job["job_name"] for job in page["jobs"]]
+        await start_timers(client, [f"new{len(seen)}"])  # started between pages
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(names))
+
+
+async def test_steps_of_jobs_are_not_listed(client: Client) -> None:
+    # A timer's durable sleep is a promise of its own ("tea:1"), not a job.
+    await start_timers(client, ["tea"], seconds=0.2)
+    await call(client, "await_result", job_names=["tea"])
+    assert [job["job_name"] for job in (await call(client, "list_jobs"))["jobs"]] == ["tea"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"status": "not_found"}, "status not_found names no job"),
+        ({"status": "sleeping"}, "status: Input should be 'running'"),
+        ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
+        ({"cursor": "nope"}, "cursor nope has expired"),
+    ],
+)
+async def test_bad_filters_are_clear_errors(
+    client: Client, arguments: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ToolError, match=message):
+        await client.call_tool("list_jobs", arguments)
