@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from fake_open_meteo import FakeOpenMeteo
-from processes import PROXY, free_port, running_server, stop
+from processes import DURABLE_MCP, PROXY, free_port, running_server, stop
 
 TOOLS = {
     "set_timer",
@@ -138,3 +139,25 @@ async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
             # The proxy reconnected, and the embedded store kept the timer.
             status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
             assert status.structured_content == {"status": "running"}
+
+
+async def test_the_jobs_command_lists_the_stores_jobs_while_the_server_runs(
+    server: Path, port: int, tmp_path: Path
+) -> None:
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        await client.call_tool("set_timer", {"timer_name": "tea", "seconds": 600})
+        await client.call_tool("set_timer", {"timer_name": "egg", "seconds": 0})
+        await client.call_tool("await_result", {"job_names": ["egg"]})
+    listing = subprocess.run(
+        [DURABLE_MCP, "jobs", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split() for line in listing.stdout.strip().splitlines()]
+    assert rows[0] == ["JOB", "KIND", "STATUS", "AGE"]
+    assert [row[:3] for row in rows[1:]] == [
+        ["egg", "timer", "completed"],
+        ["tea", "timer", "running"],
+    ]

@@ -1,6 +1,7 @@
-"""The ``durable-mcp`` command: ``durable-mcp serve`` runs the server over HTTP.
+"""The ``durable-mcp`` command: ``serve`` runs the server, ``jobs`` lists its jobs.
 
-Each flag mirrors one environment variable (see ``config.py``); a flag wins.
+Each flag of ``serve`` mirrors one environment variable (see ``config.py``); a
+flag wins.
 Anything that stops the start -- a bad setting, a port in use -- is one line
 on stderr and exit code 2, never a traceback.
 """
@@ -16,10 +17,14 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fastmcp import FastMCP
+from resonate.codec import Codec, NoopEncryptor
+from resonate.send import parse_promise
+from resonate.timing import now_ms
 
 from durable_mcp.config import ConfigError, Settings, load_settings
+from durable_mcp.jobs import JobStatus, job_status
 from durable_mcp.server import create_server
-from durable_mcp.store import StoreError
+from durable_mcp.store import StoreError, peek
 
 EXIT_BAD_START = 2
 
@@ -44,7 +49,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_parser = commands.add_parser("serve", help="run the MCP server over streamable HTTP")
     for flag, env_name in SERVE_FLAGS.items():
         serve_parser.add_argument(flag, metavar="VALUE", help=f"overrides {env_name}")
+    jobs_parser = commands.add_parser(
+        "jobs", help="list the embedded store's jobs (also while the server runs)"
+    )
+    jobs_parser.add_argument("--data-dir", metavar="VALUE", help="overrides DURABLE_MCP_DATA_DIR")
+    jobs_parser.add_argument("--status", choices=[s.value for s in JobStatus if s != "not_found"])
+    jobs_parser.add_argument("--kind", help="only jobs of this kind, e.g. timer")
+    jobs_parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
     args = parser.parse_args(argv)
+    if args.command == "jobs":
+        list_jobs(args)
+        return
 
     overrides = {
         env: getattr(args, flag[2:].replace("-", "_")) for flag, env in SERVE_FLAGS.items()
@@ -57,6 +72,57 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
     asyncio.run(serve(app, settings, sock))
+
+
+def list_jobs(args: argparse.Namespace) -> None:
+    """Print the jobs in the embedded store as a table, newest first.
+
+    It reads the store's files without taking them, so the server can keep
+    running; what it shows is what the server had committed when it read.
+    """
+    try:
+        settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
+        if settings.pg_dsn or settings.resonate_url or settings.store != "embedded":
+            raise ConfigError(
+                f"`durable-mcp jobs` reads the embedded store; the jobs of {settings.engine} "
+                "are listed by the server's list_jobs tool"
+            )
+        state = peek(settings.data_dir)
+    except (ConfigError, StoreError) as exc:
+        _fail(str(exc))
+    now = now_ms()
+    codec = Codec(NoopEncryptor())
+    rows: list[tuple[str, ...]] = []
+    for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
+        if ":" in promise.id:
+            continue  # a step of a job, not a job
+        record = codec.decode_promise(parse_promise({"promise": promise.to_record()}))
+        job = job_status(promise.id, record, now)
+        if args.status in (None, job["status"]) and args.kind in (None, job["kind"]):
+            rows.append(
+                (job["job_name"], job["kind"], job["status"], _age(now - promise.created_at))
+            )
+    print(_table(("JOB", "KIND", "STATUS", "AGE"), rows[: args.limit]))
+    if len(rows) > args.limit:
+        print(f"... and {len(rows) - args.limit} more (--limit)")
+
+
+def _age(ms: int) -> str:
+    seconds = max(ms, 0) // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return "no jobs"
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    )
 
 
 def _fail(message: str) -> NoReturn:

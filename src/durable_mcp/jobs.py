@@ -334,43 +334,7 @@ class Jobs:
         return {job_id: await self.status(job_id) for job_id in job_ids}
 
     def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
-        """Map a promise record onto the tools' status object.
-
-        ``result`` is present for completed jobs, ``error`` (type and message)
-        for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
-        suggests when to look again at a running job, later the older it is.
-        """
-        if record is None:
-            return {"job_name": job_id, "status": JobStatus.not_found}
-        kind, args = _invocation_of(record)
-        out: dict[str, Any] = {"job_name": job_id, "kind": kind}
-        out["created_at"] = iso(record.created_at)
-        if record.settled_at is not None:
-            out["settled_at"] = iso(record.settled_at)
-        match record.state:
-            case "pending":
-                out["status"] = JobStatus.running
-                now = self.clock()
-                age = max(now - record.created_at, 0) / 1000
-                poll = min(max(age / 4, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
-                job_kind = self.kinds.get(kind)
-                if job_kind is not None and job_kind.details is not None:
-                    out |= job_kind.details(args or [], record.created_at, now)
-                    if "remaining_seconds" in out:  # no point looking before it is due
-                        poll = min(poll, max(out["remaining_seconds"], 0.5))
-                out["poll_after_seconds"] = round(poll, 1)
-            case "resolved":
-                out["status"] = JobStatus.completed
-                out["result"] = record.value.data
-            case "rejected":
-                out["status"] = JobStatus.failed
-                out["error"] = _error_of(record.value.data)
-            case "rejected_timedout":
-                out["status"] = JobStatus.failed
-                out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
-            case "rejected_canceled":
-                out["status"] = JobStatus.cancelled
-        return out
+        return job_status(job_id, record, self.clock(), self.kinds)
 
     async def _get(self, job_id: str) -> PromiseRecord | None:
         try:
@@ -379,6 +343,50 @@ class Jobs:
             if exc.code == 404:
                 return None
             raise
+
+
+def job_status(
+    job_id: str,
+    record: PromiseRecord | None,
+    now: int,
+    kinds: Mapping[str, JobKind] | None = None,
+) -> dict[str, Any]:
+    """Map a promise record onto the tools' status object.
+
+    ``result`` is present for completed jobs, ``error`` (type and message)
+    for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
+    suggests when to look again at a running job, later the older it is.
+    """
+    if record is None:
+        return {"job_name": job_id, "status": JobStatus.not_found}
+    kind, args = _invocation_of(record)
+    out: dict[str, Any] = {"job_name": job_id, "kind": kind}
+    out["created_at"] = iso(record.created_at)
+    if record.settled_at is not None:
+        out["settled_at"] = iso(record.settled_at)
+    match record.state:
+        case "pending":
+            out["status"] = JobStatus.running
+            age = max(now - record.created_at, 0) / 1000
+            poll = min(max(age / 4, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
+            job_kind = (kinds or {}).get(kind)
+            if job_kind is not None and job_kind.details is not None:
+                out |= job_kind.details(args or [], record.created_at, now)
+                if "remaining_seconds" in out:  # no point looking before it is due
+                    poll = min(poll, max(out["remaining_seconds"], 0.5))
+            out["poll_after_seconds"] = round(poll, 1)
+        case "resolved":
+            out["status"] = JobStatus.completed
+            out["result"] = record.value.data
+        case "rejected":
+            out["status"] = JobStatus.failed
+            out["error"] = _error_of(record.value.data)
+        case "rejected_timedout":
+            out["status"] = JobStatus.failed
+            out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
+        case "rejected_canceled":
+            out["status"] = JobStatus.cancelled
+    return out
 
 
 def iso(ms: int) -> str:

@@ -143,6 +143,12 @@ def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
     return state
 
 
+def peek(data_dir: Path) -> IndexedState:
+    """The state saved in ``data_dir``, read-only, while its server may be running."""
+    saved = Journal.peek(data_dir)
+    return restore(saved.snapshot, saved.entries)
+
+
 def expired_roots(state: ServerState, cutoff: int) -> list[str]:
     """Top-level jobs that settled before ``cutoff``."""
     return [

@@ -131,9 +131,20 @@ class Journal:
                 "Move it aside to start with an empty store."
             ) from exc
 
+    @classmethod
+    def peek(cls, data_dir: Path) -> Saved:
+        """What is saved in ``data_dir``, read without taking it (its server may run)."""
+        path = data_dir / DB_NAME
+        if not path.is_file():
+            raise StoreError(f"there is no embedded store in {data_dir}")
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+                return cls(data_dir)._read(db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the store in {data_dir} cannot be read ({exc})") from exc
+
     def _read_or_create(self, db: sqlite3.Connection) -> Saved:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
+        if not self._tables(db):
             db.executescript(
                 f"""
                 BEGIN;
@@ -146,6 +157,15 @@ class Journal:
                 COMMIT;
                 """
             )
+            return Saved(snapshot=None, entries=[], last_seq=0)
+        return self._read(db)
+
+    @staticmethod
+    def _tables(db: sqlite3.Connection) -> set[str]:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _read(self, db: sqlite3.Connection) -> Saved:
+        if not self._tables(db):
             return Saved(snapshot=None, entries=[], last_seq=0)
         version = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
         if version is None or not version[0].isdigit():
