@@ -9,7 +9,7 @@ an in-memory ``fastmcp.Client``) and stops with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -32,11 +32,16 @@ probe_status (never waits) or collect it with await_result (waits a bounded time
 """
 
 
+#: Every tool module's ``register(mcp, jobs)``: add yours here.
+TOOLS = (timer.register, weather.register, status.register)
+
+
 def create_server(
     settings: Settings,
     *,
     resonate: Resonate | None = None,
     archive: weather.OpenMeteoArchive | None = None,
+    tools: Sequence[Callable[[FastMCP, Jobs], None]] = TOOLS,
     progress_interval_seconds: float = 5.0,
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
@@ -64,7 +69,7 @@ def create_server(
         lifespan=lifespan,
         middleware=[ReadableArgumentErrors()],
     )
-    timer.register(mcp, jobs)
-    weather.register(mcp, jobs, archive or weather.OpenMeteoArchive(settings.open_meteo_url))
-    status.register(mcp, jobs)
+    engine.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
+    for register in tools:
+        register(mcp, jobs)
     return mcp

@@ -179,9 +179,9 @@ def check_timezone(timezone: str) -> None:
     )
 
 
-def register(mcp: FastMCP, jobs: Jobs, archive: OpenMeteoArchive) -> None:
+def register(mcp: FastMCP, jobs: Jobs) -> None:
+    """The weather job and its start tool (the server provides the OpenMeteoArchive)."""
     jobs.register(weather_data, deadline=JOB_DEADLINE)
-    jobs.resonate.with_dependency(archive)
 
     @jobs.starter(mcp)
     async def start_gathering(
