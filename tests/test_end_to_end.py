@@ -22,6 +22,7 @@ TOOLS = {
     "probe_status",
     "await_result",
     "cancel_job",
+    "list_jobs",
 }
 
 

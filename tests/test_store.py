@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -238,7 +239,7 @@ async def make_store_with_entries(data_dir: Path, count: int) -> None:
 
 
 def set_crc(data_dir: Path, seq_query: str) -> None:
-    with sqlite3.connect(data_dir / DB_NAME) as db:
+    with contextlib.closing(sqlite3.connect(data_dir / DB_NAME)) as db, db:
         db.execute(f"UPDATE journal SET crc = crc + 1 WHERE seq = ({seq_query})")
 
 
@@ -274,7 +275,7 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: Path) ->
 
 async def test_a_store_of_a_newer_format_is_refused_and_left_alone(tmp_path: Path) -> None:
     await make_store_with_entries(tmp_path, 1)
-    with sqlite3.connect(tmp_path / DB_NAME) as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_NAME)) as db, db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
     before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match="has format 99, newer than"):
@@ -296,7 +297,7 @@ async def test_snapshots_keep_the_journal_short(tmp_path: Path) -> None:
         await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
         await store.tick()
     await store.stop()
-    with sqlite3.connect(tmp_path / DB_NAME) as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_NAME)) as db:
         (entries,) = db.execute("SELECT count(*) FROM journal").fetchone()
     assert entries == 0  # a clean stop ends with a snapshot
     assert len(open_store(tmp_path, Clock()).state.promises) == 35

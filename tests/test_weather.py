@@ -131,8 +131,11 @@ async def test_same_place_with_another_timezone_is_a_conflict(client: Client) ->
         await call(client, "start_gathering", **EDMONTON, timezone="UTC")
 
 
-async def test_transient_failures_are_retried(client: Client, fake_archive: FakeOpenMeteo) -> None:
-    fake_archive.fail_with(503, 429)
+@pytest.mark.parametrize("failures", [(503, 503), (429, 500)])
+async def test_transient_failures_are_retried(
+    client: Client, fake_archive: FakeOpenMeteo, failures: tuple[int, ...]
+) -> None:
+    fake_archive.fail_with(*failures)
     await call(client, "start_gathering", **EDMONTON)
     result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
     assert result["summary"]["days"] == 31
