@@ -13,28 +13,28 @@ from resonate.connections.local import LocalConnection
 from resonate.observability import BackgroundTaskFailed
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import build_resonate, observe
+from durable_mcp.engine import build_engine, observe
 from durable_mcp.postgres import PostgresEngine
 from durable_mcp.store import EmbeddedStore
 
 
 def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:
-    resonate = build_resonate(Settings(store="memory"))
+    resonate = build_engine(Settings(store="memory")).resonate
     assert isinstance(resonate._network, LocalConnection)
 
 
 def test_resonate_url_selects_the_resonate_server_over_http() -> None:
-    resonate = build_resonate(Settings(resonate_url="http://127.0.0.1:8001"))
+    resonate = build_engine(Settings(resonate_url="http://127.0.0.1:8001")).resonate
     assert isinstance(resonate._network, HttpConnection)
 
 
 def test_a_postgres_dsn_selects_resonate_pg_with_our_timer_driver() -> None:
-    resonate = build_resonate(Settings(pg_dsn="postgresql://user@127.0.0.1:9/db"))
+    resonate = build_engine(Settings(pg_dsn="postgresql://user@127.0.0.1:9/db")).resonate
     assert isinstance(resonate._network, PostgresEngine)
 
 
 def test_the_embedded_store_is_the_default(tmp_path: Path) -> None:
-    resonate = build_resonate(Settings(data_dir=tmp_path))
+    resonate = build_engine(Settings(data_dir=tmp_path)).resonate
     assert isinstance(resonate._network, EmbeddedStore)
     assert resonate._network.data_dir == tmp_path
 

@@ -11,7 +11,7 @@ from fastmcp.exceptions import ToolError
 from resonate.context import Context
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import build_resonate
+from durable_mcp.engine import build_engine
 from durable_mcp.jobs import Jobs
 
 from fake_open_meteo import FakeOpenMeteo
@@ -146,7 +146,7 @@ async def test_probe_gives_times_and_for_timers_the_deadline(client: Client) -> 
 
 async def test_the_polling_hint_grows_with_age_and_is_capped() -> None:
     clock = [1_000_000]
-    resonate = build_resonate(Settings(store="memory"))
+    resonate = build_engine(Settings(store="memory")).resonate
     jobs = Jobs(resonate, await_max_seconds=1, clock=lambda: clock[0])
 
     async def work(ctx: Context) -> None:

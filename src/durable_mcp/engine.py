@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
@@ -82,7 +84,24 @@ def _expected(exc: BaseException | None) -> bool:
 _expected_ends = ExpectedEnds()
 
 
-def build_resonate(settings: Settings) -> Resonate:
+@dataclass(frozen=True)
+class Engine:
+    """The Resonate instance, and what the job layer must know of its store."""
+
+    resonate: Resonate
+    #: The embedded store, when it is the engine: answers are synced to its disk.
+    store: EmbeddedStore | None = None
+
+    def sync(self) -> Awaitable[None]:
+        """Something to await until everything done until now is durable."""
+        return self.store.sync() if self.store is not None else _nothing_to_sync()
+
+
+async def _nothing_to_sync() -> None:
+    """The engine is durable on its own, or not at all (the memory store)."""
+
+
+def build_engine(settings: Settings) -> Engine:
     """Return an unstarted Resonate wired to the store ``settings`` selects.
 
     The embedded store is opened here (raises ``StoreError``), so that a data
@@ -107,7 +126,7 @@ def build_resonate(settings: Settings) -> Resonate:
     else:
         network = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
-    return Resonate(
+    resonate = Resonate(
         url=settings.resonate_url if network is None else None,
         network=network,
         group=GROUP,
@@ -117,3 +136,4 @@ def build_resonate(settings: Settings) -> Resonate:
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )
+    return Engine(resonate, store=network if isinstance(network, EmbeddedStore) else None)

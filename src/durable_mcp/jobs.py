@@ -128,8 +128,14 @@ class Jobs:
         progress_interval_seconds: float = 5.0,
         deadlines: Mapping[str, timedelta] | None = None,
         clock: Callable[[], int] = now_ms,
+        sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``sync()`` gives something to await until the store has everything
+        done until the call on disk; every answer waits for it, so nothing is
+        reported that a crash could undo.
+        """
         self.resonate = resonate
+        self.sync = sync or _nothing_to_sync
         self.await_max_seconds = await_max_seconds
         self.progress_interval_seconds = progress_interval_seconds
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
@@ -215,9 +221,13 @@ class Jobs:
         if record is None:
             timeout = deadline or self.kinds[fn.__name__].deadline
             handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
-            await handle.id()  # returns once the store has acknowledged the create
+            await handle.id()  # the store has the job
+            durable = self.sync()  # the create, not the work the job began since
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
+        else:
+            durable = self.sync()
+        await durable
         # Checked after the create as well: a concurrent start may have won the id.
         existing = _invocation_of(record)
         if existing != wanted:
@@ -229,7 +239,9 @@ class Jobs:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
-        return self.status_of(job_id, await self._get(job_id))
+        record = await self._get(job_id)
+        await self.sync()
+        return self.status_of(job_id, record)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -241,6 +253,7 @@ class Jobs:
         record = await self._get(job_id)
         if record is not None and record.state == "pending":
             record = await self.resonate.promises.cancel(job_id, Value())
+        await self.sync()
         return self.status_of(job_id, record)
 
     async def list(
@@ -277,8 +290,10 @@ class Jobs:
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):
                     found.append({key: job[key] for key in LISTED if key in job})
                     if len(found) == limit:
+                        await self.sync()
                         return {"jobs": found, "next_cursor": cursor}
             if page.cursor is None:
+                await self.sync()
                 return {"jobs": found, "next_cursor": None}
             cursor = page.cursor
 
@@ -343,6 +358,10 @@ class Jobs:
             if exc.code == 404:
                 return None
             raise
+
+
+async def _nothing_to_sync() -> None:
+    """The engine is durable on its own, or not at all (the memory store)."""
 
 
 def job_status(

@@ -15,10 +15,9 @@ from importlib.metadata import version
 from typing import Any
 
 from fastmcp import FastMCP
-from resonate.resonate import Resonate
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import build_resonate
+from durable_mcp.engine import build_engine
 from durable_mcp.jobs import Jobs
 from durable_mcp.tools import status, timer, weather
 from durable_mcp.tools.arguments import ReadableArgumentErrors
@@ -39,15 +38,15 @@ TOOLS = (timer.register, weather.register, status.register)
 def create_server(
     settings: Settings,
     *,
-    resonate: Resonate | None = None,
     archive: weather.OpenMeteoArchive | None = None,
     tools: Sequence[Callable[[FastMCP, Jobs], None]] = TOOLS,
     progress_interval_seconds: float = 5.0,
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
-    engine = resonate if resonate is not None else build_resonate(settings)
+    engine = build_engine(settings)
     jobs = Jobs(
-        engine,
+        engine.resonate,
+        sync=engine.sync,
         await_max_seconds=settings.await_max_seconds,
         progress_interval_seconds=progress_interval_seconds,
         deadlines=settings.job_deadlines,
@@ -55,12 +54,12 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
-        engine.start()
+        engine.resonate.start()
         logger.info("durable-mcp engine started (%s)", settings.engine)
         try:
             yield {}
         finally:
-            await engine.stop()
+            await engine.resonate.stop()
 
     mcp = FastMCP(
         "durable-mcp",
@@ -69,7 +68,7 @@ def create_server(
         lifespan=lifespan,
         middleware=[ReadableArgumentErrors()],
     )
-    engine.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
+    engine.resonate.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
     for register in tools:
         register(mcp, jobs)
     return mcp

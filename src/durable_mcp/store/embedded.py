@@ -4,8 +4,14 @@
 SDK's in-process ``LocalConnection``, and it runs the same ``ServerState``: the
 protocol semantics are the SDK's own, not a re-implementation. What it adds:
 
-* every state change is journaled (see ``journal.py``) and committed before
-  the store answers, so what a caller was told has happened survives a crash;
+* every state change is journaled (see ``journal.py``), in order, so what is
+  on disk is always a prefix of what happened: a crash rolls the store back
+  to a consistent moment, at most a few milliseconds old;
+* ``sync()`` waits until everything applied so far is on disk. Requests are
+  answered without waiting -- the SDK's workers run in this same process, so
+  a crash loses their view and the store's together -- and whoever answers
+  the outside world (the job layer, before any tool result) syncs first: what
+  a caller was told has happened survives a crash;
 * on start, it rebuilds the state and releases the leases of the process that
   died, so interrupted jobs resume at once instead of after their 60 s lease;
 * settled jobs older than the retention period are removed, keeping the
@@ -19,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -274,8 +280,6 @@ class EmbeddedStore:
             if outgoing:
                 logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))
             self._sweep(now)
-            durable = self._last_write
-        await self._durable(durable)
         self._dispatch(outgoing)
         self._tick_task = asyncio.create_task(self._tick_loop())
 
@@ -315,9 +319,6 @@ class EmbeddedStore:
             else:
                 response = self.state.apply(now, flat)
             outgoing = self._take_outgoing()
-            durable = self._last_write
-        # Answer only once the change -- and any change this answer reflects -- is on disk.
-        await self._durable(durable)
         self._dispatch(outgoing)
         if error is not None:
             raise error
@@ -346,7 +347,15 @@ class EmbeddedStore:
     def _write(self, entry: Entry) -> None:
         self._last_write = self._journal.append(_encoder.encode(entry))
 
-    async def _durable(self, write: asyncio.Future[None] | None) -> None:
+    def sync(self) -> Awaitable[None]:
+        """Something to await until every change applied until now is on disk.
+
+        What "until now" covers is fixed by the call, not by the await: changes
+        made meanwhile need not be waited for.
+        """
+        return self._written(self._last_write)
+
+    async def _written(self, write: asyncio.Future[None] | None) -> None:
         if write is None:
             return
         try:
@@ -396,10 +405,7 @@ class EmbeddedStore:
                 self._sweep(now)
             if self._journal.entries_since_snapshot >= self._snapshot_every:
                 self._last_write = self._journal.snapshot(snapshot_of(self.state))
-            durable = self._last_write
-        if outgoing:
-            await self._durable(durable)
-            self._dispatch(outgoing)
+        self._dispatch(outgoing)
 
     async def _tick_loop(self) -> None:
         while True:

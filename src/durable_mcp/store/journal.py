@@ -3,16 +3,18 @@
 The store's state is the SDK's ``ServerState``, a deterministic state machine;
 this module only makes it durable. Every change is one journal entry (the
 request applied, or a tick of the clock, with the time it happened), committed
-before the store answers. On open, the last snapshot is loaded and the entries
+in order; ``append`` returns a future that resolves once its entry is on disk.
+On open, the last snapshot is loaded and the entries
 after it are applied again, which rebuilds the exact state. A snapshot replaces
 the entries it covers, so the journal stays short.
 
 Why SQLite: atomic commits and crash recovery that are tested far beyond what a
 file format of our own would be, in the standard library. The journal runs in
-WAL mode with ``synchronous=FULL``: a commit is fsynced, so an acknowledged
-entry survives ``kill -9`` and power loss alike. Commits happen on one writer
-thread that groups concurrent entries into one transaction, so the event loop
-never waits on the disk.
+WAL mode with ``synchronous=FULL``: a commit is fsynced, so a committed
+entry survives ``kill -9`` and power loss alike. Every entry appended during
+one turn of the event loop is committed in one transaction right after it (a
+writer thread was tried: handing each commit to it and back cost more than
+the fsync).
 
 One process owns a data dir at a time, enforced with an OS file lock.
 """
@@ -24,12 +26,9 @@ import contextlib
 import fcntl
 import logging
 import os
-import queue
 import sqlite3
-import threading
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -62,8 +61,7 @@ class Journal:
         self.path = data_dir / DB_NAME
         self._lock_file: IO[str] | None = None
         self._db: sqlite3.Connection | None = None
-        self._queue: queue.Queue[_Write | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self._batch: _Batch | None = None  # the commit queued for this loop turn
         self._seq = 0  # the last entry appended
         self._snapshot_seq = 0  # the last entry the newest snapshot covers
 
@@ -83,16 +81,11 @@ class Journal:
             raise
         self._seq = saved.last_seq
         self._snapshot_seq = saved.last_seq - len(saved.entries)
-        self._writer = threading.Thread(target=self._write_loop, name="journal-writer", daemon=True)
-        self._writer.start()
         return saved
 
     def close(self) -> None:
-        """Finish pending writes, close the database and release the lock."""
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
+        """Commit what is queued, close the database and release the lock."""
+        self._commit()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -120,7 +113,7 @@ class Journal:
 
     def _load(self) -> Saved:
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             self._db = db
@@ -199,50 +192,49 @@ class Journal:
     def append(self, entry: bytes) -> asyncio.Future[None]:
         """Queue an entry; the future resolves once it is committed to disk."""
         self._seq += 1
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Write(seq=self._seq, entry=entry, done=done))
-        return done
+        return self._queue(_Write(seq=self._seq, entry=entry))
 
     def snapshot(self, data: bytes) -> asyncio.Future[None]:
         """Queue a snapshot of the state after every entry appended so far."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Write(seq=self._seq, entry=data, done=done, is_snapshot=True))
         self._snapshot_seq = self._seq
-        return done
+        return self._queue(_Write(seq=self._seq, entry=data, is_snapshot=True))
 
     @property
     def entries_since_snapshot(self) -> int:
         return self._seq - self._snapshot_seq
 
-    def _write_loop(self) -> None:
-        assert self._db is not None
-        db = self._db
-        while True:
-            batch = list(_drain(self._queue))
-            stop = batch and batch[-1] is None
-            writes = [w for w in batch if w is not None]
-            if writes:
-                error: BaseException | None = None
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    for write in writes:
-                        write.save(db)
-                    db.execute("COMMIT")
-                except BaseException as exc:  # report it to every waiter, keep the thread
-                    error = exc
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                for write in writes:
-                    write.resolve(error)
-            if stop:
-                return
+    def _queue(self, write: _Write) -> asyncio.Future[None]:
+        # Everything queued during one turn of the event loop is one commit.
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = _Batch(done=loop.create_future())
+            loop.call_soon(self._commit)
+        self._batch.writes.append(write)
+        return self._batch.done
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None or self._db is None:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for write in batch.writes:
+                write.save(self._db)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            logger.error("cannot write the journal in %s: %s", self.data_dir, exc)
+            batch.done.set_exception(exc)
+            batch.done.exception()  # reported above; the waiters get it too
+        else:
+            batch.done.set_result(None)
 
 
 @dataclass
 class _Write:
     seq: int
     entry: bytes
-    done: asyncio.Future[None]
     is_snapshot: bool = False
 
     def save(self, db: sqlite3.Connection) -> None:
@@ -258,32 +250,8 @@ class _Write:
                 (self.seq, self.entry, zlib.crc32(self.entry)),
             )
 
-    def resolve(self, error: BaseException | None) -> None:
-        loop = self.done.get_loop()
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            if error is None:
-                loop.call_soon_threadsafe(_set_result, self.done)
-            else:
-                loop.call_soon_threadsafe(_set_exception, self.done, error)
 
-
-def _set_result(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _set_exception(future: asyncio.Future[None], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
-def _drain(q: queue.Queue[_Write | None]) -> Iterator[_Write | None]:
-    """Block for one item, then take whatever else is queued (a group commit)."""
-    item = q.get()
-    yield item
-    while item is not None:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            return
-        yield item
+@dataclass
+class _Batch:
+    done: asyncio.Future[None]
+    writes: list[_Write] = field(default_factory=list)
