@@ -19,7 +19,7 @@ test: lint
 	$(UV) run --locked pytest $(ARGS)
 
 bench: sync
-	$(UV) run --locked python bench/latency.py $(ARGS)
+	$(UV) run --locked python bench/run.py $(ARGS)
 	$(UV) run --locked python bench/store.py $(ARGS)
 
 lint: sync

@@ -1,0 +1,306 @@
+"""`make bench`: speed, memory and recovery of the real server, as ratios in one run.
+
+Every figure comes from real processes on 127.0.0.1 (see ``servers.py``):
+
+- floor: a no-op tool on our server and transport -- the cost of an MCP call;
+- baseline: the seed 002 design (dict + asyncio task, no durability);
+- ours: ``set_timer`` on the embedded and memory stores, ``probe_status``,
+  the proxy against a direct call, 16 concurrent clients, 10,000 sleeping
+  timers (peak RSS, lateness against their deadlines), and recovery after
+  ``kill -9`` with 1,000 jobs in flight.
+
+Prints a table, writes ``bench/results.json``. ``--quick`` runs every part small
+(about a minute), to check that the harness works; its figures mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+BENCH = Path(__file__).parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+from processes import PROXY, free_port, stop, wait_for_port  # noqa: E402
+
+RESULTS = BENCH / "results.json"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    calls: int  # sequential calls per latency figure
+    concurrent_calls: int  # calls per client, 16 clients
+    timers: int  # concurrently sleeping timers
+    in_flight: int  # jobs in flight at kill -9
+
+
+FULL = Sizes(calls=500, concurrent_calls=60, timers=10_000, in_flight=1_000)
+QUICK = Sizes(calls=30, concurrent_calls=5, timers=200, in_flight=50)
+CLIENTS = 16
+
+
+@contextmanager
+def server(kind: str, data_dir: Path, store: str = "embedded") -> Iterator[tuple[str, int]]:
+    """A bench server process; yields its URL and pid."""
+    port = free_port()
+    process = start(kind, port, data_dir, store)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp", process.pid
+    finally:
+        stop(process)
+
+
+def start(kind: str, port: int, data_dir: Path, store: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "servers.py"), kind, str(port), str(data_dir), store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_port(port, process)
+    return process
+
+
+def latency(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    return {
+        "p50_ms": round(statistics.median(ms), 2),
+        "p99_ms": round(ms[max(int(len(ms) * 0.99) - 1, 0)], 2),
+    }
+
+
+Call = Callable[[Client[Any], int], Awaitable[Any]]
+
+
+async def sequential(url_or_client: str | Client[Any], call: Call, n: int) -> dict[str, float]:
+    client = Client(url_or_client) if isinstance(url_or_client, str) else url_or_client
+    async with client:
+        for i in range(10):  # warm-up
+            await call(client, -1 - i)
+        seconds = []
+        for i in range(n):
+            started = time.perf_counter()
+            await call(client, i)
+            seconds.append(time.perf_counter() - started)
+    return latency(seconds)
+
+
+async def concurrent(url: str, call: Call, per_client: int) -> float:
+    """Calls per second with CLIENTS clients, each calling ``per_client`` times."""
+
+    async def one(c: int) -> None:
+        async with Client(url) as client:
+            for i in range(per_client):
+                await call(client, c * per_client + i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in range(CLIENTS)))
+    return round(CLIENTS * per_client / (time.perf_counter() - started), 1)
+
+
+def noop(client: Client[Any], i: int) -> Awaitable[Any]:
+    return client.call_tool("noop", {})
+
+
+def set_timer(prefix: str) -> Call:
+    def call(client: Client[Any], i: int) -> Awaitable[Any]:
+        return client.call_tool("set_timer", {"timer_name": f"{prefix}{i}", "seconds": 3600})
+
+    return call
+
+
+def probe(client: Client[Any], i: int) -> Awaitable[Any]:
+    return client.call_tool("probe_status", {"job_names": [f"seq{max(i, 0)}"]})
+
+
+def get_status(client: Client[Any], i: int) -> Awaitable[Any]:
+    return client.call_tool("get_timer_status", {"timer_name": "seq0"})
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def many_timers(url: str, pid: int, count: int) -> dict[str, Any]:
+    """``count`` timers sleeping at once, due over 10 s after they are all set."""
+    set_phase = max(count / 150, 5)  # seconds the starts are allowed to take
+    due = time.time() + set_phase + 5
+    names = [f"many{n}" for n in range(count)]
+
+    def deadline_of(name: str) -> float:
+        return due + 10 * int(name.removeprefix("many")) / count
+
+    async def start_some(chunk: list[str]) -> None:
+        async with Client(url) as client:
+            for name in chunk:
+                seconds = round(deadline_of(name) - time.time(), 3)
+                await client.call_tool("set_timer", {"timer_name": name, "seconds": seconds})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(start_some(names[c::CLIENTS]) for c in range(CLIENTS)))
+    set_seconds = time.perf_counter() - started
+    await asyncio.sleep(max(due + 10 - time.time(), 0) + 2)
+    late = []  # seconds after its deadline that each timer completed
+    async with Client(url) as client:
+        for first in range(0, count, 100):
+            batch = names[first : first + 100]
+            for status in (await client.call_tool("probe_status", {"job_names": batch})).data:
+                if status["status"] == "completed":
+                    settled = dt.datetime.fromisoformat(status["settled_at"]).timestamp()
+                    late.append(settled - deadline_of(status["job_name"]))
+    return {
+        "timers": count,
+        "completed": len(late),
+        "set_seconds": round(set_seconds, 1),
+        "peak_rss_mb": peak_rss_mb(pid),
+        "lateness_p50_s": round(statistics.median(late), 3) if late else None,
+        "lateness_p99_s": round(sorted(late)[int(len(late) * 0.99) - 1], 3) if late else None,
+    }
+
+
+async def recovery(data_dir: Path, jobs: int) -> dict[str, float]:
+    """``jobs`` timers in flight, kill -9, restart: time to the first and the last done."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    names = [f"r{n}" for n in range(jobs)]
+    process = start("ours", port, data_dir, "embedded")
+    async with Client(url) as client:
+        for name in names:
+            await client.call_tool("set_timer", {"timer_name": name, "seconds": 2})
+    stop(process, signal.SIGKILL)
+    await asyncio.sleep(2.5)  # every deadline passes while the server is down
+    restarted = time.perf_counter()
+    process = start("ours", port, data_dir, "embedded")
+    listening = time.perf_counter() - restarted
+    first = 0.0
+    try:
+        async with Client(url) as client:
+            remaining = set(names)
+            while remaining:
+                batch = sorted(remaining)[:100]
+                statuses = (await client.call_tool("probe_status", {"job_names": batch})).data
+                done = {s["job_name"] for s in statuses if s["status"] == "completed"}
+                if done and not first:
+                    first = time.perf_counter() - restarted
+                remaining -= done
+            last = time.perf_counter() - restarted
+    finally:
+        stop(process)
+    return {
+        "jobs": jobs,
+        "restart_to_listening_s": round(listening, 2),
+        "restart_to_first_done_s": round(first, 2),
+        "restart_to_all_done_s": round(last, 2),
+    }
+
+
+async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with server("ours", root / "floor") as (url, _):
+        results["floor_noop"] = await sequential(url, noop, sizes.calls)
+        results["floor_calls_per_s_16_clients"] = await concurrent(
+            url, noop, sizes.concurrent_calls
+        )
+    with server("baseline", root / "baseline") as (url, _):
+        results["baseline_set_timer"] = await sequential(url, set_timer("seq"), sizes.calls)
+        results["baseline_starts_per_s_16_clients"] = await concurrent(
+            url, set_timer("con"), sizes.concurrent_calls
+        )
+    for store in ("embedded", "memory"):
+        with server("ours", root / store, store) as (url, _):
+            results[f"set_timer_{store}"] = await sequential(url, set_timer("seq"), sizes.calls)
+            results[f"starts_per_s_16_clients_{store}"] = await concurrent(
+                url, set_timer("con"), sizes.concurrent_calls
+            )
+            if store == "embedded":
+                results["probe_status"] = await sequential(url, probe, sizes.calls)
+                results["direct_get_timer_status"] = await sequential(url, get_status, sizes.calls)
+                proxy = StdioTransport(
+                    command=sys.executable,
+                    args=[PROXY],
+                    env={**os.environ, "DURABLE_MCP_URL": url},
+                    keep_alive=False,
+                )
+                results["proxy_get_timer_status"] = await sequential(
+                    Client(proxy), get_status, sizes.calls
+                )
+    with server("ours", root / "timers") as (url, pid):
+        results["sleeping_timers"] = await many_timers(url, pid, sizes.timers)
+    results["recovery_after_kill_9"] = await recovery(root / "recovery", sizes.in_flight)
+    return results
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, bool | None]]:
+    floor = r["floor_noop"]["p50_ms"]
+    timers = r["sleeping_timers"]
+    rows: list[tuple[str, float | None, str, bool | None]] = []
+
+    def check(name: str, value: float | None, goal: str, ok: bool | None) -> None:
+        rows.append((name, value, goal, ok))
+
+    start_ratio = round(r["set_timer_embedded"]["p50_ms"] / floor, 2)
+    check("set_timer p50 / floor (embedded)", start_ratio, "<= 1.3", start_ratio <= 1.3)
+    memory_ratio = round(r["set_timer_memory"]["p50_ms"] / floor, 2)
+    check("set_timer p50 / floor (memory)", memory_ratio, "<= 1.3", memory_ratio <= 1.3)
+    proxy_ratio = round(
+        r["proxy_get_timer_status"]["p50_ms"] / r["direct_get_timer_status"]["p50_ms"], 2
+    )
+    check("proxy p50 / direct p50", proxy_ratio, "<= 1.5", proxy_ratio <= 1.5)
+    throughput = round(r["starts_per_s_16_clients_embedded"] / r["floor_calls_per_s_16_clients"], 2)
+    check("starts/s / floor calls/s (16 clients)", throughput, ">= 0.8", throughput >= 0.8)
+    check(
+        f"peak RSS MB, {timers['timers']} timers",
+        timers["peak_rss_mb"],
+        "<= 300",
+        timers["peak_rss_mb"] <= 300,
+    )
+    p99 = timers["lateness_p99_s"]
+    check("timer lateness p99 s", p99, "<= 1.5", p99 is not None and p99 <= 1.5)
+    first = r["recovery_after_kill_9"]["restart_to_first_done_s"]
+    check("restart to first resumed job done s", first, "<= 1", first <= 1)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: check it runs")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    options = parser.parse_args()
+    quick = options.quick
+    with tempfile.TemporaryDirectory() as tmp:
+        results = asyncio.run(measure(QUICK if quick else FULL, Path(tmp)))
+    rows = targets(results)
+    results["targets"] = [
+        {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
+    ]
+    results["quick"] = quick
+    for name, figures in results.items():
+        if name not in ("targets", "quick"):
+            print(f"{name:<36} {figures}")
+    print()
+    for name, value, goal, ok in rows:
+        print(f"{name:<40} {value!s:>8}  goal {goal:<7} {'met' if ok else 'MISSED'}")
+    options.output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The servers `make bench` measures, each run as its own process.
+
+- ``ours PORT DATA_DIR STORE``: durable-mcp as `durable-mcp serve` runs it, plus
+  a ``noop`` tool. Calling ``noop`` on this very server and transport is the
+  floor: what any MCP call costs here.
+- ``baseline PORT``: the seed 002 design -- an in-process dict of jobs and a
+  background asyncio task per job, no durability -- with the same ``set_timer``
+  and ``get_timer_status`` tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fastmcp import FastMCP
+
+from durable_mcp.cli import bind, configure_logging, serve
+from durable_mcp.config import load_settings
+from durable_mcp.jobs import Jobs
+from durable_mcp.server import TOOLS, create_server
+
+
+def noop_tool(mcp: FastMCP, jobs: Jobs) -> None:
+    @mcp.tool
+    async def noop() -> dict[str, Any]:
+        """Do nothing (benchmark floor)."""
+        return {}
+
+
+def baseline_server() -> FastMCP:
+    mcp = FastMCP("baseline")
+    timers: dict[str, dict[str, Any]] = {}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        timers[name]["status"] = "complete"
+        timers[name]["settled_at"] = time.time()
+
+    @mcp.tool
+    async def set_timer(timer_name: str, seconds: float) -> dict[str, Any]:
+        if timer_name not in timers:
+            timers[timer_name] = {"status": "running", "created_at": time.time()}
+            task = asyncio.create_task(run(timer_name, seconds))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return {"promise_id": timer_name, "status": timers[timer_name]["status"]}
+
+    @mcp.tool
+    async def get_timer_status(timer_name: str) -> dict[str, Any]:
+        return {"status": timers.get(timer_name, {}).get("status", "not_found")}
+
+    @mcp.tool
+    async def noop() -> dict[str, Any]:
+        return {}
+
+    return mcp
+
+
+def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> None:
+    configure_logging()
+    env = {"DURABLE_MCP_PORT": port, "DURABLE_MCP_DATA_DIR": data_dir, "DURABLE_MCP_STORE": store}
+    settings = load_settings(env=env)
+    sock: socket.socket = bind(settings)
+    if kind == "baseline":
+        app = baseline_server()
+    else:
+        app = create_server(settings, tools=[*TOOLS, noop_tool])
+    asyncio.run(serve(app, settings, sock))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main(*sys.argv[1:])

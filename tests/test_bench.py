@@ -1,0 +1,31 @@
+"""`make bench ARGS=--quick` keeps working: every figure is produced (nothing about speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "bench"
+
+
+def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--output", str(output)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    results = json.loads(output.read_text())
+    assert results["quick"] is True
+    for figure in ("floor_noop", "baseline_set_timer", "set_timer_embedded", "set_timer_memory"):
+        assert results[figure]["p50_ms"] > 0 and results[figure]["p99_ms"] > 0
+    assert results["proxy_get_timer_status"]["p50_ms"] > 0
+    assert results["starts_per_s_16_clients_embedded"] > 0
+    timers = results["sleeping_timers"]
+    assert timers["completed"] == timers["timers"] > 0
+    assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
+    assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
+    assert len(results["targets"]) == 7
