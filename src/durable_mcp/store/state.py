@@ -55,14 +55,21 @@ class PromiseTable(dict[str, DurablePromise]):
 
 
 class IndexedState(ServerState):
-    """``p_timeouts``/``t_timeouts`` read as the reference's lists, kept as dicts by id.
+    """The reference state machine, with promises indexed by branch and awaiter.
 
-    A dict keeps insertion order and updates in place, exactly like the
-    reference's scan-and-update of a list with at most one entry per id.
+    ``p_timeouts``/``t_timeouts`` read as the reference's lists but are kept as
+    dicts by id: a dict keeps insertion order and updates in place, exactly like
+    the reference's scan-and-update of a list with at most one entry per id.
     """
 
     _p_timeouts: dict[str, PTimeout]
     _t_timeouts: dict[str, TTimeout]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.promises: PromiseTable = PromiseTable()
+        #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
+        self.awaiting: dict[str, set[str]] = {}
 
     @property
     def p_timeouts(self) -> list[PTimeout]:
@@ -114,12 +121,6 @@ class IndexedState(ServerState):
                 if t is not None and t.state == ("acquired" if tt.typ == 1 else "pending"):
                     return True
         return False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.promises: PromiseTable = PromiseTable()
-        #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
-        self.awaiting: dict[str, set[str]] = {}
 
     def load(self, promises: Mapping[str, DurablePromise]) -> None:
         """Take ``promises`` (from a snapshot) and rebuild both indexes."""
