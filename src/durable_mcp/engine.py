@@ -19,7 +19,6 @@ from resonate.resonate import Resonate
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
-from durable_mcp.postgres import PostgresEngine
 from durable_mcp.store import STOPPED, EmbeddedStore, StoreStopped
 from durable_mcp.store.state import IndexedState
 
@@ -116,6 +115,9 @@ def build_engine(settings: Settings) -> Engine:
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
     if settings.pg_dsn:
+        # Imported here: psycopg takes ~0.3 s to import, and only Postgres needs it.
+        from durable_mcp.postgres import PostgresEngine
+
         network, refresh_seconds = PostgresEngine(settings.pg_dsn, pid=pid, group=GROUP), 60.0
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
