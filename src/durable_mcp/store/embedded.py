@@ -210,7 +210,11 @@ def changes_state(state: ServerState, now: int, req: Any) -> bool:
 
 
 class EmbeddedStore:
-    """A durable Resonate store in ``data_dir``, for one process at a time."""
+    """A durable Resonate store in ``data_dir``, for one process at a time.
+
+    Every change (apply, journal, take the outgoing messages) runs without an
+    ``await`` in between, so on one event loop it needs no lock.
+    """
 
     def __init__(
         self,
@@ -233,7 +237,6 @@ class EmbeddedStore:
         self._unicast = f"{SCHEME}://uni@{group}/{pid}"
         self._journal = Journal(data_dir)
         self.state = IndexedState()
-        self._lock = asyncio.Lock()
         self._receivers: list[Callable[[str], None]] = []
         self._tick_task: asyncio.Task[None] | None = None
         self._last_write: asyncio.Future[None] | None = None
@@ -262,24 +265,23 @@ class EmbeddedStore:
 
     async def start(self) -> None:
         """Resume what the last process left running, then keep time."""
-        async with self._lock:
-            now = self._clock()
-            outgoing = []
-            # The data dir is ours alone, so every lease is a dead process's.
-            for task in list(self.state.tasks.values()):
-                if task.state == "acquired":
-                    self._apply(now, {"kind": "task.release", "id": task.id})
-                    outgoing += self._take_outgoing()
-            # Execute messages sent to the dead process are lost; send them again.
-            for task in self.state.tasks.values():
-                promise = self.state.promises.get(task.id)
-                target = promise.tags.get("resonate:target") if promise else None
-                if task.state == "pending" and target is not None:
-                    self.state.send_execute_message(target, task.id, task.version)
-            outgoing += self._take_outgoing()
-            if outgoing:
-                logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))
-            self._sweep(now)
+        now = self._clock()
+        outgoing = []
+        # The data dir is ours alone, so every lease is a dead process's.
+        for task in list(self.state.tasks.values()):
+            if task.state == "acquired":
+                self._apply(now, {"kind": "task.release", "id": task.id})
+                outgoing += self._take_outgoing()
+        # Execute messages sent to the dead process are lost; send them again.
+        for task in self.state.tasks.values():
+            promise = self.state.promises.get(task.id)
+            target = promise.tags.get("resonate:target") if promise else None
+            if task.state == "pending" and target is not None:
+                self.state.send_execute_message(target, task.id, task.version)
+        outgoing += self._take_outgoing()
+        if outgoing:
+            logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))
+        self._sweep(now)
         self._dispatch(outgoing)
         self._tick_task = asyncio.create_task(self._tick_loop())
 
@@ -292,8 +294,7 @@ class EmbeddedStore:
             self._tick_task = None
         self._receivers.clear()
         if self._journal.entries_since_snapshot:
-            async with self._lock:
-                snapshot = self._journal.snapshot(snapshot_of(self.state))
+            snapshot = self._journal.snapshot(snapshot_of(self.state))
             with contextlib.suppress(Exception):
                 await snapshot
         self._journal.close()
@@ -309,16 +310,15 @@ class EmbeddedStore:
             raise DecodingError(f"invalid JSON request: {exc}") from exc
 
         error: ServerError | None = None
-        async with self._lock:
-            now = self._clock()
-            if changes_state(self.state, now, flat):
-                try:
-                    response = self._apply(now, flat)
-                except ServerError as exc:
-                    error = exc
-            else:
-                response = self.state.apply(now, flat)
-            outgoing = self._take_outgoing()
+        now = self._clock()
+        if changes_state(self.state, now, flat):
+            try:
+                response = self._apply(now, flat)
+            except ServerError as exc:
+                error = exc
+        else:
+            response = self.state.apply(now, flat)
+        outgoing = self._take_outgoing()
         self._dispatch(outgoing)
         if error is not None:
             raise error
@@ -395,16 +395,15 @@ class EmbeddedStore:
     async def tick(self) -> None:
         """Act on the deadlines that have passed; now and then sweep and snapshot."""
         outgoing: list[Any] = []
-        async with self._lock:
-            now = self._clock()
-            if self.state.is_due(now):
-                self.state.tick(now)
-                self._write(Tick(now=now))
-                outgoing = self._take_outgoing()
-            if now - self._last_sweep >= SWEEP_EVERY.total_seconds() * 1000:
-                self._sweep(now)
-            if self._journal.entries_since_snapshot >= self._snapshot_every:
-                self._last_write = self._journal.snapshot(snapshot_of(self.state))
+        now = self._clock()
+        if self.state.is_due(now):
+            self.state.tick(now)
+            self._write(Tick(now=now))
+            outgoing = self._take_outgoing()
+        if now - self._last_sweep >= SWEEP_EVERY.total_seconds() * 1000:
+            self._sweep(now)
+        if self._journal.entries_since_snapshot >= self._snapshot_every:
+            self._last_write = self._journal.snapshot(snapshot_of(self.state))
         self._dispatch(outgoing)
 
     async def _tick_loop(self) -> None:
