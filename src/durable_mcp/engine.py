@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from resonate.connections.local import LocalConnection
@@ -90,14 +89,6 @@ class Engine:
     resonate: Resonate
     #: The embedded store, when it is the engine: answers are synced to its disk.
     store: EmbeddedStore | None = None
-
-    def sync(self) -> Awaitable[None]:
-        """Something to await until everything done until now is durable."""
-        return self.store.sync() if self.store is not None else _nothing_to_sync()
-
-
-async def _nothing_to_sync() -> None:
-    """The engine is durable on its own, or not at all (the memory store)."""
 
 
 def build_engine(settings: Settings) -> Engine:

@@ -46,7 +46,7 @@ def create_server(
     engine = build_engine(settings)
     jobs = Jobs(
         engine.resonate,
-        sync=engine.sync,
+        sync=engine.store.sync if engine.store is not None else None,
         await_max_seconds=settings.await_max_seconds,
         progress_interval_seconds=progress_interval_seconds,
         deadlines=settings.job_deadlines,
