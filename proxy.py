@@ -2,8 +2,9 @@
 
 Claude Desktop starts this script (``uv --directory ... run proxy.py``) and
 talks MCP to it over stdin/stdout; every request is forwarded to the server at
-``DURABLE_MCP_URL`` (default ``http://127.0.0.1:5001/mcp``). It is FastMCP's
-own proxy, with two things added:
+``DURABLE_MCP_URL`` (default ``http://127.0.0.1:5001/mcp``), with
+``DURABLE_MCP_TOKEN`` as its bearer token when set. It is FastMCP's own proxy,
+with two things added:
 
 * One upstream session for the whole process. ``create_proxy(url)`` opens a
   new session per request (a full MCP handshake, ~40 ms); reusing one makes a
@@ -14,7 +15,7 @@ own proxy, with two things added:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -33,6 +34,27 @@ from mcp.shared.exceptions import MCPError
 
 URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
 
+
+class Bearer(httpx2.Auth):
+    """Sends ``DURABLE_MCP_TOKEN`` when set, and notes whether the server refused us.
+
+    The MCP SDK's client turns an HTTP 401 into a generic "Server returned an
+    error response"; this flag is how the proxy can say what is wrong.
+    """
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+        self.refused = False
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
+        if self.token:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        self.refused = response.status_code == 401
+
+
+auth = Bearer(os.environ.get("DURABLE_MCP_TOKEN") or None)
+
 # The one upstream client, returned for every request (see ``client_factory``):
 # - StatefulProxyClient's ``__aexit__`` leaves the session open, so each proxied
 #   call's ``async with client:`` reuses it; once the session has died (server
@@ -44,7 +66,7 @@ URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
 #   context shared by all calls, which crosses progress between concurrent calls.)
 # - init_timeout bounds the handshake with a server that accepts but never answers.
 upstream: StatefulProxyClient[StreamableHttpTransport] = StatefulProxyClient(
-    StreamableHttpTransport(URL),
+    StreamableHttpTransport(URL, auth=auth),
     mode="auto",
     progress_handler=default_proxy_progress_handler,
     init_timeout=3.0,
@@ -90,7 +112,7 @@ def connection_problem(exc: BaseException) -> str | None:
 
 
 class ServerDownErrors(Middleware):
-    """Say what to do when the server is down, instead of a transport error."""
+    """Say what to do when the server is down or refuses us, not a transport error."""
 
     async def on_request(
         self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
@@ -99,12 +121,19 @@ class ServerDownErrors(Middleware):
             return await call_next(context)
         except Exception as exc:
             problem = connection_problem(exc)
-            if problem is None:
+            if auth.refused:
+                message = (
+                    f"the durable-mcp server at {URL} refused the proxy's "
+                    f"{'token' if auth.token else 'request without a token'}: set "
+                    "DURABLE_MCP_TOKEN in the proxy's environment to the server's token."
+                )
+            elif problem is not None:
+                message = (
+                    f"the durable-mcp server is not reachable at {URL} ({problem}). "
+                    "Start it with `make run` in the durable-mcp directory, then retry."
+                )
+            else:
                 raise
-            message = (
-                f"the durable-mcp server is not reachable at {URL} ({problem}). "
-                "Start it with `make run` in the durable-mcp directory, then retry."
-            )
             if context.method == "tools/call":
                 raise ToolError(message) from exc  # a tool error the model reads
             raise MCPError(code=mcp_types.INTERNAL_ERROR, message=message) from exc

@@ -29,6 +29,21 @@ def test_defaults_are_the_documented_ones() -> None:
     )
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_localhost_needs_no_token(host: str) -> None:
+    assert load_settings(env={"DURABLE_MCP_HOST": host}).token is None
+
+
+def test_a_token_lets_the_server_listen_beyond_localhost_and_stays_secret() -> None:
+    token = "a-long-secret-token-value"
+    settings = load_settings(env={"DURABLE_MCP_HOST": "0.0.0.0", "DURABLE_MCP_TOKEN": token})
+    assert settings.token == token
+    assert token not in repr(settings)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={"DURABLE_MCP_TOKEN": "secret with spaces in it"})
+    assert "secret with spaces" not in str(refused.value)  # a refused token is not echoed
+
+
 def test_env_is_read_and_flags_win_over_it() -> None:
     env = {"DURABLE_MCP_PORT": "6000", "OPEN_METEO_ARCHIVE_URL": "http://127.0.0.1:9/v1/archive"}
     assert load_settings(env=env).port == 6000
@@ -52,6 +67,14 @@ def test_env_is_read_and_flags_win_over_it() -> None:
         ),
         ({"DURABLE_MCP_RETENTION": "a week"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
         ({"DURABLE_MCP_RETENTION": "-1d"}, "DURABLE_MCP_RETENTION: must be a positive dur"),
+        ({"DURABLE_MCP_HOST": "0.0.0.0"}, "DURABLE_MCP_TOKEN: required to listen on 0.0.0.0"),
+        ({"DURABLE_MCP_HOST": "192.168.1.5"}, "DURABLE_MCP_TOKEN: required to listen on 192"),
+        ({"DURABLE_MCP_TOKEN": "short"}, "DURABLE_MCP_TOKEN: must be at least 16 printable"),
+        ({"DURABLE_MCP_ALLOWED_ORIGINS": "example.com"}, "DURABLE_MCP_ALLOWED_ORIGINS: expected"),
+        ({"DURABLE_MCP_ALLOWED_ORIGINS": "https://a.b/path"}, "DURABLE_MCP_ALLOWED_ORIGINS: exp"),
+        ({"DURABLE_MCP_MAX_RUNNING_JOBS": "0"}, "DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole"),
+        ({"DURABLE_MCP_MAX_RUNNING_JOBS": "1.5"}, "DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole"),
+        ({"DURABLE_MCP_RATE_LIMIT": "inf"}, "DURABLE_MCP_RATE_LIMIT: must be a positive number"),
     ],
 )
 def test_a_bad_value_names_the_setting(env: dict[str, str], message: str) -> None:

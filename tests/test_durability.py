@@ -136,6 +136,16 @@ async def test_a_fetch_interrupted_by_kill_9_runs_again_after_restart(
     server.start()
     result = (await call(server, "await_result", job_names=[JOB]))[JOB]
     assert result["summary"]["days"] == 31
+    # One log line per state change, across the crash.
+    log = (server.data_dir.parent / "server.log").read_text()
+    events = [
+        line.split("durable_mcp.jobs: ", 1)[1] for line in log.splitlines() if "event=job." in line
+    ]
+    assert events == [
+        f"event=job.started job={JOB} kind=weather_data",
+        f"event=job.resumed job={JOB}",
+        f"event=job.completed job={JOB} kind=weather_data",
+    ]
 
 
 def test_a_second_server_on_the_same_data_dir_exits_with_the_holders_pid(

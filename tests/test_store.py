@@ -25,6 +25,7 @@ from resonate.resonate import Resonate
 from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
+from durable_mcp.store.state import is_job
 
 
 class Clock:
@@ -148,6 +149,14 @@ def request(draw: Callable[..., Any], now: int) -> dict[str, Any] | None:
     return {"kind": kind, "id": draw(IDS)}
 
 
+def running_jobs(state: ServerState) -> int:
+    """What the store's running-jobs count must be: pending jobs (not steps) with a task."""
+    return sum(
+        p.state == "pending" and is_job(p.id) and p.id in state.tasks
+        for p in state.promises.values()
+    )
+
+
 @st.composite
 def histories(draw: Callable[..., Any]) -> list[tuple[int, dict[str, Any] | None]]:
     now, steps = 1_000_000, []
@@ -174,12 +183,14 @@ def test_the_persisted_store_replays_to_the_sdks_in_memory_state(
             else:
                 assert await send(store, req) == reference_apply(reference, now, req)
             assert state_of(store.state) == state_of(reference)
+            assert store.state.running_jobs == running_jobs(reference)
         if clean_stop:
             await store.stop()
         else:
             crash(store)
         reopened = open_store(data_dir, clock)
         assert state_of(reopened.state) == state_of(reference)
+        assert reopened.state.running_jobs == running_jobs(reference)
         crash(reopened)
 
     with tempfile.TemporaryDirectory() as data_dir:

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fastmcp import FastMCP
+from mcp.server.transport_security import RequestBodyLimitMiddleware
 from resonate.codec import Codec, NoopEncryptor
 from resonate.send import parse_promise
 from resonate.timing import now_ms
+from starlette.middleware import Middleware
 
 from durable_mcp.config import ConfigError, Settings, load_settings
 from durable_mcp.jobs import JobStatus, job_status
@@ -27,6 +29,9 @@ from durable_mcp.server import create_server
 from durable_mcp.store import StoreError, peek
 
 EXIT_BAD_START = 2
+
+#: The largest request body accepted (413 beyond); a tool call needs a few KB.
+MAX_BODY_BYTES = 1024 * 1024
 
 #: flag -> the environment variable it overrides.
 SERVE_FLAGS = {
@@ -40,6 +45,10 @@ SERVE_FLAGS = {
     "--await-max-seconds": "DURABLE_MCP_AWAIT_MAX_SECONDS",
     "--retention": "DURABLE_MCP_RETENTION",
     "--job-deadlines": "DURABLE_MCP_JOB_DEADLINES",
+    "--allowed-origins": "DURABLE_MCP_ALLOWED_ORIGINS",
+    "--max-running-jobs": "DURABLE_MCP_MAX_RUNNING_JOBS",
+    "--rate-limit": "DURABLE_MCP_RATE_LIMIT",
+    # No --token: a command line is visible to every user of the machine (ps).
 }
 
 
@@ -151,7 +160,15 @@ def bind(settings: Settings) -> socket.socket:
 
 async def serve(app: FastMCP, settings: Settings, sock: socket.socket) -> None:
     await app.run_http_async(
-        show_banner=False, host=settings.host, port=settings.port, sockets=[sock]
+        show_banner=False,
+        host=settings.host,
+        port=settings.port,
+        sockets=[sock],
+        # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
+        # from a foreign origin gets 403. On localhost, localhost origins pass.
+        host_origin_protection="auto",
+        allowed_origins=list(settings.allowed_origins),
+        middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
     )
 
 
@@ -161,3 +178,6 @@ def configure_logging() -> None:
     )
     # The SDK logs every durable operation at INFO; keep its warnings and errors.
     logging.getLogger("resonate").setLevel(logging.WARNING)
+    # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)

@@ -8,6 +8,7 @@ the CLI prints as one line (exit 2) -- never a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -24,6 +25,15 @@ DEFAULT_AWAIT_MAX_SECONDS = 45.0
 
 #: How long settled jobs stay retrievable in the embedded store.
 DEFAULT_RETENTION = timedelta(days=7)
+
+#: How many jobs may run at once before a start is refused as busy.
+DEFAULT_MAX_RUNNING_JOBS = 10_000
+
+#: probe_status/await_result/get_timer_status calls per second, per client session.
+DEFAULT_RATE_LIMIT = 10.0
+
+#: The shortest bearer token we accept.
+MIN_TOKEN_LENGTH = 16
 
 Store = Literal["memory", "embedded"]
 STORES: tuple[Store, ...] = ("memory", "embedded")
@@ -45,6 +55,10 @@ class Settings:
     await_max_seconds: float = DEFAULT_AWAIT_MAX_SECONDS
     retention: timedelta = DEFAULT_RETENTION
     job_deadlines: Mapping[str, timedelta] = field(default_factory=dict)
+    token: str | None = field(default=None, repr=False)  # never in a log line
+    allowed_origins: tuple[str, ...] = ()
+    max_running_jobs: int = DEFAULT_MAX_RUNNING_JOBS
+    rate_limit: float = DEFAULT_RATE_LIMIT
 
     @property
     def engine(self) -> str:
@@ -68,6 +82,10 @@ ENV_NAMES = (
     "DURABLE_MCP_AWAIT_MAX_SECONDS",
     "DURABLE_MCP_RETENTION",
     "DURABLE_MCP_JOB_DEADLINES",
+    "DURABLE_MCP_TOKEN",
+    "DURABLE_MCP_ALLOWED_ORIGINS",
+    "DURABLE_MCP_MAX_RUNNING_JOBS",
+    "DURABLE_MCP_RATE_LIMIT",
 )
 
 
@@ -97,6 +115,7 @@ def load_settings(
         _check_http_url("RESONATE_URL", resonate_url)
     open_meteo_url = raw["OPEN_METEO_ARCHIVE_URL"] or DEFAULT_OPEN_METEO_ARCHIVE_URL
     _check_http_url("OPEN_METEO_ARCHIVE_URL", open_meteo_url)
+    token = _token(raw["DURABLE_MCP_TOKEN"], host)
 
     return Settings(
         host=host,
@@ -111,7 +130,80 @@ def load_settings(
         ),
         retention=_duration("DURABLE_MCP_RETENTION", raw["DURABLE_MCP_RETENTION"]),
         job_deadlines=_deadlines(raw["DURABLE_MCP_JOB_DEADLINES"]),
+        token=token,
+        allowed_origins=_origins(raw["DURABLE_MCP_ALLOWED_ORIGINS"]),
+        max_running_jobs=_max_running_jobs(raw["DURABLE_MCP_MAX_RUNNING_JOBS"]),
+        rate_limit=_rate_limit(raw["DURABLE_MCP_RATE_LIMIT"]),
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (``localhost``, ``127.0.0.1``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(value: str | None, host: str) -> str | None:
+    # The value itself never goes into a message: it is a secret.
+    if value is None:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"DURABLE_MCP_TOKEN: required to listen on {host}, which other machines "
+                "can reach; set it to a long random secret, e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return None
+    if len(value) < MIN_TOKEN_LENGTH or not value.isprintable() or " " in value:
+        raise ConfigError(
+            f"DURABLE_MCP_TOKEN: must be at least {MIN_TOKEN_LENGTH} printable characters "
+            "without spaces"
+        )
+    return value
+
+
+def _origins(value: str | None) -> tuple[str, ...]:
+    """``https://app.example.com,http://localhost:6274``: browser origins let in."""
+    origins = tuple(item.strip().rstrip("/") for item in (value or "").split(",") if item.strip())
+    for origin in origins:
+        parsed = urlparse(origin)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
+            raise ConfigError(
+                "DURABLE_MCP_ALLOWED_ORIGINS: expected comma-separated origins such as "
+                f"https://app.example.com, got {origin!r}"
+            )
+    return origins
+
+
+def _max_running_jobs(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_MAX_RUNNING_JOBS
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(
+            f"DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole number of at least 1, got {value!r}"
+        )
+    return count
+
+
+def _rate_limit(value: str | None) -> float:
+    if value is None:
+        return DEFAULT_RATE_LIMIT
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(
+            f"DURABLE_MCP_RATE_LIMIT: must be a positive number of calls per second, got {value!r}"
+        )
+    return rate
 
 
 def _port(value: str | None) -> int:

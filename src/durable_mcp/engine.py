@@ -89,6 +89,8 @@ class Engine:
     resonate: Resonate
     #: The embedded store, when it is the engine: answers are synced to its disk.
     store: EmbeddedStore | None = None
+    #: The state machine, when it runs in this process (embedded and memory stores).
+    state: IndexedState | None = None
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -129,4 +131,8 @@ def build_engine(settings: Settings) -> Engine:
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )
-    return Engine(resonate, store=network if isinstance(network, EmbeddedStore) else None)
+    if isinstance(network, EmbeddedStore):
+        return Engine(resonate, store=network, state=network.state)
+    if isinstance(network, LocalConnection):
+        return Engine(resonate, state=network.state)  # type: ignore[arg-type]
+    return Engine(resonate)

@@ -42,10 +42,15 @@ from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from resonate.codec import Codec, NoopEncryptor
+from resonate.connections.local import DurablePromise
 from resonate.error import ServerError
 from resonate.resonate import Resonate
+from resonate.send import parse_promise
 from resonate.timing import now_ms
 from resonate.types import PromiseRecord, Value
+
+from durable_mcp.events import job_event
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
@@ -61,6 +66,13 @@ DEFAULT_DEADLINE = timedelta(hours=1)
 
 #: Polling hints grow with a job's age: a quarter of it, from 1 s up to 30 s.
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
+
+#: When a busy server asks a caller to try a start again.
+BUSY_RETRY_SECONDS = 10
+
+
+#: Decodes the store's promise records the way the SDK does (values are plain JSON).
+_CODEC = Codec(NoopEncryptor())
 
 
 class JobStatus(StrEnum):
@@ -93,6 +105,17 @@ class InvalidArgument(ToolError):
 
 class JobConflictError(InvalidArgument):
     """The id already names a job that was started with other arguments."""
+
+
+class Busy(ToolError):
+    """As many jobs are running as the server takes: a new one must wait."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(
+            f"busy: {running} jobs are running, the most this server runs at once "
+            f"(DURABLE_MCP_MAX_RUNNING_JOBS); retry after {BUSY_RETRY_SECONDS} s",
+            log_level=logging.WARNING,
+        )
 
 
 class Start:
@@ -129,12 +152,18 @@ class Jobs:
         deadlines: Mapping[str, timedelta] | None = None,
         clock: Callable[[], int] = now_ms,
         sync: Callable[[], Awaitable[None]] | None = None,
+        running_jobs: Callable[[], int] | None = None,
+        max_running_jobs: int | None = None,
     ) -> None:
         """``sync()`` gives something to await until the store has everything
         done until the call on disk; every answer waits for it, so nothing is
-        reported that a crash could undo.
+        reported that a crash could undo. A new job is refused as :class:`Busy`
+        while ``running_jobs()`` is at ``max_running_jobs`` (attaching to a job
+        never is).
         """
         self.resonate = resonate
+        self.running_jobs = running_jobs
+        self.max_running_jobs = max_running_jobs
         self.sync = sync or _nothing_to_sync
         self.await_max_seconds = await_max_seconds
         self.progress_interval_seconds = progress_interval_seconds
@@ -219,12 +248,15 @@ class Jobs:
         wanted = (fn.__name__, json.loads(json.dumps(list(args))))
         record = await self._get(job_id)
         if record is None:
+            self._refuse_if_busy()
             timeout = deadline or self.kinds[fn.__name__].deadline
             handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
             await handle.id()  # the store has the job
             durable = self.sync()  # the create, not the work the job began since
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
+            if _invocation_of(record) == wanted:
+                job_event("started", job_id, kind=fn.__name__)
         else:
             durable = self.sync()
         await durable
@@ -350,6 +382,20 @@ class Jobs:
 
     def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
         return job_status(job_id, record, self.clock(), self.kinds)
+
+    def settled(self, promise: DurablePromise) -> None:
+        """Log a job's end (the in-process store calls this as the job's promise settles)."""
+        record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
+        job = job_status(promise.id, record, self.clock())
+        error = job.get("error") or {}
+        job_event(job["status"], promise.id, kind=job["kind"], **error)
+
+    def _refuse_if_busy(self) -> None:
+        if self.running_jobs is None or self.max_running_jobs is None:
+            return
+        running = self.running_jobs()
+        if running >= self.max_running_jobs:
+            raise Busy(running)
 
     async def _get(self, job_id: str) -> PromiseRecord | None:
         try:

@@ -19,6 +19,7 @@ from fastmcp import FastMCP
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
 from durable_mcp.jobs import Jobs
+from durable_mcp.security import BearerToken, PollingRateLimit
 from durable_mcp.tools import status, timer, weather
 from durable_mcp.tools.arguments import ReadableArgumentErrors
 
@@ -44,13 +45,18 @@ def create_server(
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
     engine = build_engine(settings)
+    state = engine.state
     jobs = Jobs(
         engine.resonate,
         sync=engine.store.sync if engine.store is not None else None,
         await_max_seconds=settings.await_max_seconds,
         progress_interval_seconds=progress_interval_seconds,
         deadlines=settings.job_deadlines,
+        running_jobs=(lambda: state.running_jobs) if state is not None else None,
+        max_running_jobs=settings.max_running_jobs,
     )
+    if state is not None:
+        state.on_job_settled = jobs.settled  # one log line as each job ends
 
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -66,7 +72,8 @@ def create_server(
         version=version("durable-mcp"),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        middleware=[ReadableArgumentErrors()],
+        auth=BearerToken(settings.token) if settings.token else None,
+        middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
     engine.resonate.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
     for register in tools:

@@ -45,8 +45,9 @@ from resonate.error import DecodingError, ServerError
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.error import ConnectorError
 
+from durable_mcp.events import job_event
 from durable_mcp.store.journal import Journal, StoreError
-from durable_mcp.store.state import IndexedState
+from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def expired_roots(state: ServerState, cutoff: int) -> list[str]:
     return [
         p.id
         for p in state.promises.values()
-        if ":" not in p.id and p.state != "pending" and (p.settled_at or 0) < cutoff
+        if is_job(p.id) and p.state != "pending" and (p.settled_at or 0) < cutoff
     ]
 
 
@@ -259,7 +260,7 @@ class EmbeddedStore:
         logger.info(
             "embedded store opened: %s (%d jobs, %d journal entries replayed)",
             self.data_dir,
-            sum(1 for pid in self.state.promises if ":" not in pid),
+            sum(map(is_job, self.state.promises)),
             len(saved.entries),
         )
 
@@ -278,6 +279,8 @@ class EmbeddedStore:
             target = promise.tags.get("resonate:target") if promise else None
             if task.state == "pending" and target is not None:
                 self.state.send_execute_message(target, task.id, task.version)
+                if is_job(task.id):
+                    job_event("resumed", task.id)
         outgoing += self._take_outgoing()
         if outgoing:
             logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))

@@ -12,7 +12,7 @@ property test in ``tests/test_store.py`` checks it against the SDK's own
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from resonate.connections.local import (
@@ -54,22 +54,35 @@ class PromiseTable(dict[str, DurablePromise]):
                 del self.by_branch[branch]  # type: ignore[arg-type]
 
 
+def is_job(promise_id: str) -> bool:
+    """A job's promise, not one of its steps (``job:1``, ``job:2``, ...)."""
+    return ":" not in promise_id
+
+
 class IndexedState(ServerState):
     """The reference state machine, with promises indexed by branch and awaiter.
 
     ``p_timeouts``/``t_timeouts`` read as the reference's lists but are kept as
     dicts by id: a dict keeps insertion order and updates in place, exactly like
     the reference's scan-and-update of a list with at most one entry per id.
+
+    It also counts the running jobs: pending promises that are jobs, not steps,
+    and have a task (as every ``resonate.run`` does). Exactly those have a
+    timeout entry while pending, so the count follows the timeout entries. And
+    it calls ``on_job_settled`` with each job's promise as it settles:
+    completed, failed, cancelled or timed out.
     """
 
     _p_timeouts: dict[str, PTimeout]
     _t_timeouts: dict[str, TTimeout]
+    running_jobs: int
 
     def __init__(self) -> None:
         super().__init__()
         self.promises: PromiseTable = PromiseTable()
         #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
         self.awaiting: dict[str, set[str]] = {}
+        self.on_job_settled: Callable[[DurablePromise], None] | None = None
 
     @property
     def p_timeouts(self) -> list[PTimeout]:
@@ -78,6 +91,7 @@ class IndexedState(ServerState):
     @p_timeouts.setter
     def p_timeouts(self, timeouts: list[PTimeout]) -> None:
         self._p_timeouts = {pt.id: pt for pt in timeouts}
+        self.running_jobs = sum(map(is_job, self._p_timeouts))
 
     @property
     def t_timeouts(self) -> list[TTimeout]:
@@ -91,11 +105,13 @@ class IndexedState(ServerState):
         pt = self._p_timeouts.get(promise_id)
         if pt is None:
             self._p_timeouts[promise_id] = PTimeout(id=promise_id, timeout=timeout)
+            self.running_jobs += is_job(promise_id)
         else:
             pt.timeout = timeout
 
     def del_p_timeout(self, promise_id: str) -> None:
-        self._p_timeouts.pop(promise_id, None)
+        if self._p_timeouts.pop(promise_id, None) is not None:
+            self.running_jobs -= is_job(promise_id)
 
     def set_t_timeout(self, task_id: str, typ: int, timeout: int) -> None:
         tt = self._t_timeouts.get(task_id)
@@ -215,6 +231,10 @@ class IndexedState(ServerState):
             p = self.promises.get(awaited_id)
             if p is not None:
                 p.awaiters.discard(promise_id)
+        # A job's task is fulfilled exactly once, when its promise settles.
+        settled = self.promises.get(promise_id)
+        if self.on_job_settled is not None and settled is not None and is_job(promise_id):
+            self.on_job_settled(settled)
 
 
 def _error(corr_id: Any, kind: str, status: int, message: str) -> dict[str, Any]:

@@ -1,0 +1,151 @@
+"""The HTTP edge of a real server: bearer token, Origin check, body limit, token hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from processes import DURABLE_MCP, PROXY, free_port, running_server
+
+TOKEN = "s3cret-token-for-tests-0123456789"
+ALLOWED_ORIGIN = "https://app.example.com"
+
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One server with a token for the module; yields its URL and log file."""
+    root = tmp_path_factory.mktemp("secured")
+    port, log = free_port(), root / "server.log"
+    env = {"DURABLE_MCP_TOKEN": TOKEN, "DURABLE_MCP_ALLOWED_ORIGINS": ALLOWED_ORIGIN}
+    with running_server(port, root / "data", env, log):
+        yield f"http://127.0.0.1:{port}/mcp", log
+
+
+def post(url: str, body: bytes = INITIALIZE, **headers: str) -> int:
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **headers,
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def test_requests_without_the_right_token_get_401(server: tuple[str, Path]) -> None:
+    url, _ = server
+    assert post(url) == 401
+    assert post(url, Authorization=bearer("not-the-token-at-all")) == 401
+    assert post(url, Authorization=bearer(TOKEN[:-1])) == 401
+    assert post(url, Authorization=bearer(TOKEN)) == 200
+
+
+async def test_a_client_with_the_token_uses_the_tools(server: tuple[str, Path]) -> None:
+    url, _ = server
+    async with Client(url, auth=TOKEN) as client:
+        started = await client.call_tool("set_timer", {"timer_name": "tea", "seconds": 0})
+        assert started.data["promise_id"] == "tea"
+        result = await client.call_tool("await_result", {"job_names": ["tea"]})
+        assert result.data == {"tea": "complete"}
+
+
+def test_a_foreign_origin_gets_403_even_with_the_token(server: tuple[str, Path]) -> None:
+    url, _ = server
+    token = bearer(TOKEN)
+    assert post(url, Authorization=token, Origin="http://evil.example") == 403
+    assert post(url, Origin="http://evil.example") == 403
+    assert post(url, Authorization=token, Origin="http://127.0.0.1.evil.example") == 403
+    # This machine's own pages and the configured origins are let in.
+    assert post(url, Authorization=token, Origin="http://localhost:6274") == 200
+    assert post(url, Authorization=token, Origin=ALLOWED_ORIGIN) == 200
+
+
+def test_a_body_over_the_limit_gets_413(server: tuple[str, Path]) -> None:
+    url, _ = server
+    assert post(url, b" " * (1024 * 1024 + 1), Authorization=bearer(TOKEN)) == 413
+
+
+def proxy_client(url: str, token: str | None) -> Client:
+    env = {"DURABLE_MCP_URL": url} | ({"DURABLE_MCP_TOKEN": token} if token else {})
+    return Client(StdioTransport(command=sys.executable, args=[PROXY], env=env, keep_alive=False))
+
+
+async def test_the_proxy_sends_the_token(server: tuple[str, Path]) -> None:
+    url, _ = server
+    async with proxy_client(url, TOKEN) as proxied:
+        status = await proxied.call_tool("get_timer_status", {"timer_name": "nope"})
+        assert status.structured_content == {"status": "not_found"}
+
+
+@pytest.mark.parametrize("token", [None, "a-wrong-token-of-enough-length"])
+async def test_the_proxy_says_when_the_server_refuses_its_token(
+    server: tuple[str, Path], token: str | None
+) -> None:
+    url, _ = server
+    async with proxy_client(url, token) as proxied:
+        result = await proxied.call_tool(
+            "get_timer_status", {"timer_name": "nope"}, raise_on_error=False
+        )
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert f"the durable-mcp server at {url} refused" in text
+    assert "set DURABLE_MCP_TOKEN" in text
+
+
+def test_the_log_holds_no_token_and_no_header(server: tuple[str, Path]) -> None:
+    # Runs last in this module: the requests above have all been logged.
+    _, log = server
+    text = log.read_text()
+    assert '"POST /mcp HTTP/1.1" 401' in text  # the refusals were logged ...
+    assert TOKEN not in text  # ... but never a token
+    assert TOKEN[:8] not in text
+    assert "Bearer" not in text and "authorization" not in text.lower()
+    assert "session ID" not in text  # the SDK logs MCP session ids at INFO; quieted
+
+
+def test_listening_beyond_localhost_needs_a_token(tmp_path: Path) -> None:
+    port = free_port()
+    result = subprocess.run(
+        [DURABLE_MCP, "serve", "--host", "0.0.0.0", "--port", str(port)],
+        env={"PATH": "/usr/bin:/bin", "DURABLE_MCP_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("durable-mcp: DURABLE_MCP_TOKEN: required to listen on 0.0.0.0")
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before the store was touched
