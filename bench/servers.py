@@ -64,7 +64,15 @@ def baseline_server() -> FastMCP:
 
 def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> None:
     configure_logging()
-    env = {"DURABLE_MCP_PORT": port, "DURABLE_MCP_DATA_DIR": data_dir, "DURABLE_MCP_STORE": store}
+    env = {
+        "DURABLE_MCP_PORT": port,
+        "DURABLE_MCP_DATA_DIR": data_dir,
+        "DURABLE_MCP_STORE": store,
+        # The bench measures the tools, not the limits: its 500 probes in a row
+        # and 10,000 timers would be refused otherwise.
+        "DURABLE_MCP_RATE_LIMIT": "1000000",
+        "DURABLE_MCP_MAX_RUNNING_JOBS": "1000000",
+    }
     settings = load_settings(env=env)
     sock: socket.socket = bind(settings)
     if kind == "baseline":
