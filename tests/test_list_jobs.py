@@ -77,7 +77,7 @@ async def test_steps_of_jobs_are_not_listed(client: Client) -> None:
         ({"status": "not_found"}, "status not_found names no job"),
         ({"status": "sleeping"}, "status: Input should be 'running'"),
         ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
-        ({"cursor": "nope"}, "cursor nope has expired"),
+        ({"cursor": "nope"}, "cursor 'nope' names no job"),
     ],
 )
 async def test_bad_filters_are_clear_errors(

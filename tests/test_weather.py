@@ -70,7 +70,10 @@ def test_summary_means_totals_and_wettest_day_skip_missing_days() -> None:
         (7.0, "7"),
         (-0.0, "0"),
         (-113.25, "-113.25"),
-        (1e-7, "0.0000001"),
+        (1e-7, "0"),  # kept to 6 decimal places
+        (-1e-300, "0"),
+        (53.1234567, "53.123457"),
+        (179.999999, "179.999999"),
     ],
 )
 def test_canonical_numbers(number: float, text: str) -> None:

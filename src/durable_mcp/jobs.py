@@ -310,6 +310,11 @@ class Jobs:
                     state, {"resonate:scope": "global"}, max(limit, 50), cursor
                 )
             except ServerError as exc:
+                if exc.code == 400 and cursor:
+                    raise InvalidArgument(
+                        f"cursor {cursor!r} names no job (it may have been removed): "
+                        "list again without a cursor"
+                    ) from exc
                 raise InvalidArgument(
                     f"cannot list jobs: this engine does not search its promises ({exc}); "
                     "list_jobs works on the embedded and memory stores"

@@ -54,7 +54,7 @@ def _names_list(value: Any) -> Any:
         if text.startswith("["):
             try:
                 return json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # deep nesting: not names either
                 return value
         return [value]
     if isinstance(value, dict):
@@ -111,4 +111,12 @@ def _describe(error: ErrorDetails) -> str:
     text = f"{where}: {error['msg'].removeprefix('Value error, ')}"
     if error["type"] in ("missing", "missing_argument"):
         return text
-    return f"{text} (got {error['input']!r:.80})"
+    return f"{text} (got {_shown(error['input'])})"
+
+
+def _shown(value: Any) -> str:
+    """What the caller sent, cut to 80 characters (repr refuses ints of 4,300+ digits)."""
+    try:
+        return f"{value!r:.80}"
+    except ValueError:
+        return f"a {type(value).__name__} too large to show"

@@ -39,7 +39,7 @@ JOB_DEADLINE = timedelta(minutes=30)
 
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Year = Annotated[int, Field(ge=FIRST_YEAR, description="Four-digit year, 1940 or later.")]
+Year = Annotated[int, Field(ge=FIRST_YEAR, le=9999, description="Four-digit year, 1940 or later.")]
 Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12.")]
 Timezone = Annotated[
     str,
@@ -157,9 +157,13 @@ def job_name(latitude: float, longitude: float, year: int, month: int) -> str:
     return f"weather_data_{canonical(latitude)}_{canonical(longitude)}_{year}_{month}"
 
 
+#: Coordinates are kept to 6 decimal places (~0.1 m; the archive's grid is ~9 km).
+PRECISION = Decimal("0.000001")
+
+
 def canonical(number: float) -> str:
-    """Shortest plain decimal form: 53.50 -> "53.5", 7.0 -> "7", -0.0 -> "0"."""
-    text = format(Decimal(repr(float(number))).normalize(), "f")
+    """Shortest plain decimal form: 53.50 -> "53.5", 7.0 -> "7", -0.0 -> "0", 1e-300 -> "0"."""
+    text = format(Decimal(repr(float(number))).quantize(PRECISION).normalize(), "f")
     return "0" if text in ("-0", "0") else text
 
 
