@@ -27,6 +27,7 @@ from durable_mcp.config import ConfigError, Settings, load_settings
 from durable_mcp.jobs import JobStatus, job_status
 from durable_mcp.server import create_server
 from durable_mcp.store import StoreError, peek
+from durable_mcp.store.state import is_job
 
 EXIT_BAD_START = 2
 
@@ -103,7 +104,7 @@ def list_jobs(args: argparse.Namespace) -> None:
     codec = Codec(NoopEncryptor())
     rows: list[tuple[str, ...]] = []
     for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
-        if ":" in promise.id:
+        if not is_job(promise.id):
             continue  # a step of a job, not a job
         record = codec.decode_promise(parse_promise({"promise": promise.to_record()}))
         job = job_status(promise.id, record, now)

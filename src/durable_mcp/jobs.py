@@ -51,6 +51,7 @@ from resonate.timing import now_ms
 from resonate.types import PromiseRecord, Value
 
 from durable_mcp.events import job_event
+from durable_mcp.store.state import is_job
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
@@ -321,7 +322,7 @@ class Jobs:
                 ) from exc
             for record in page.promises:
                 cursor = record.id
-                if ":" in record.id:
+                if not is_job(record.id):
                     continue  # a step of a job (its durable sleeps), not a job
                 job = self.status_of(record.id, record)
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):

@@ -68,7 +68,7 @@ class PollingRateLimit(RateLimitingMiddleware):
     async def on_request(
         self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
     ) -> Any:
-        return await call_next(context)
+        return await call_next(context)  # only the polling tools are limited (below)
 
     async def on_call_tool(
         self,
