@@ -13,6 +13,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
+from durable_mcp.jobs import Jobs
 from durable_mcp.server import create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
 
@@ -127,3 +128,19 @@ async def test_each_job_state_change_is_one_structured_log_line(
         f'event=job.failed job={weather} kind=weather_data type=ArchiveError message=".*404.*"',
         failed,
     )
+
+
+async def test_a_failing_log_line_never_breaks_a_job(
+    settings: Settings,
+    archive: OpenMeteoArchive,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(self: Jobs, promise: object) -> None:
+        raise RuntimeError("the log is broken")
+
+    monkeypatch.setattr(Jobs, "settled", broken)
+    async with Client(create_server(settings, archive=archive)) as client:
+        await call(client, "set_timer", timer_name="tea", seconds=0.05)
+        assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
+    assert "could not report the end of job tea" in caplog.text

@@ -12,6 +12,7 @@ property test in ``tests/test_store.py`` checks it against the SDK's own
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from resonate.connections.local import (
     TTimeout,
     extract_action_data,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class PromiseTable(dict[str, DurablePromise]):
@@ -234,7 +237,10 @@ class IndexedState(ServerState):
         # A job's task is fulfilled exactly once, when its promise settles.
         settled = self.promises.get(promise_id)
         if self.on_job_settled is not None and settled is not None and is_job(promise_id):
-            self.on_job_settled(settled)
+            try:
+                self.on_job_settled(settled)
+            except Exception:  # a log line must never break the state machine
+                logger.exception("could not report the end of job %s", promise_id)
 
 
 def _error(corr_id: Any, kind: str, status: int, message: str) -> dict[str, Any]:
