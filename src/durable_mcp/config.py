@@ -119,21 +119,33 @@ def load_settings(
 
     return Settings(
         host=host,
-        port=_port(raw["DURABLE_MCP_PORT"]),
+        port=_whole_number("DURABLE_MCP_PORT", raw["DURABLE_MCP_PORT"], Settings.port, 65535),
         store=store,
         data_dir=Path(raw["DURABLE_MCP_DATA_DIR"] or Settings.data_dir),
         resonate_url=resonate_url,
         pg_dsn=pg_dsn,
         open_meteo_url=open_meteo_url,
-        await_max_seconds=_positive_seconds(
-            "DURABLE_MCP_AWAIT_MAX_SECONDS", raw["DURABLE_MCP_AWAIT_MAX_SECONDS"]
+        await_max_seconds=_positive_number(
+            "DURABLE_MCP_AWAIT_MAX_SECONDS",
+            raw["DURABLE_MCP_AWAIT_MAX_SECONDS"],
+            DEFAULT_AWAIT_MAX_SECONDS,
+            "seconds",
         ),
         retention=_duration("DURABLE_MCP_RETENTION", raw["DURABLE_MCP_RETENTION"]),
         job_deadlines=_deadlines(raw["DURABLE_MCP_JOB_DEADLINES"]),
         token=token,
         allowed_origins=_origins(raw["DURABLE_MCP_ALLOWED_ORIGINS"]),
-        max_running_jobs=_max_running_jobs(raw["DURABLE_MCP_MAX_RUNNING_JOBS"]),
-        rate_limit=_rate_limit(raw["DURABLE_MCP_RATE_LIMIT"]),
+        max_running_jobs=_whole_number(
+            "DURABLE_MCP_MAX_RUNNING_JOBS",
+            raw["DURABLE_MCP_MAX_RUNNING_JOBS"],
+            DEFAULT_MAX_RUNNING_JOBS,
+        ),
+        rate_limit=_positive_number(
+            "DURABLE_MCP_RATE_LIMIT",
+            raw["DURABLE_MCP_RATE_LIMIT"],
+            DEFAULT_RATE_LIMIT,
+            "calls per second",
+        ),
     )
 
 
@@ -178,58 +190,31 @@ def _origins(value: str | None) -> tuple[str, ...]:
     return origins
 
 
-def _max_running_jobs(value: str | None) -> int:
+def _whole_number(name: str, value: str | None, default: int, most: int | None = None) -> int:
+    """A whole number from 1 (to ``most``), or ``default`` when unset."""
     if value is None:
-        return DEFAULT_MAX_RUNNING_JOBS
+        return default
     try:
-        count = int(value)
+        number = int(value)
     except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigError(
-            f"DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole number of at least 1, got {value!r}"
-        )
-    return count
+        number = 0
+    if number < 1 or (most is not None and number > most):
+        rule = f"from 1 to {most}" if most is not None else "of at least 1"
+        raise ConfigError(f"{name}: must be a whole number {rule}, got {value!r}")
+    return number
 
 
-def _rate_limit(value: str | None) -> float:
+def _positive_number(name: str, value: str | None, default: float, unit: str) -> float:
+    """A positive, finite number of ``unit``, or ``default`` when unset."""
     if value is None:
-        return DEFAULT_RATE_LIMIT
+        return default
     try:
-        rate = float(value)
+        number = float(value)
     except ValueError:
-        rate = math.nan
-    if not (math.isfinite(rate) and rate > 0):
-        raise ConfigError(
-            f"DURABLE_MCP_RATE_LIMIT: must be a positive number of calls per second, got {value!r}"
-        )
-    return rate
-
-
-def _port(value: str | None) -> int:
-    if value is None:
-        return Settings.port
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 1 <= port <= 65535:
-        raise ConfigError(
-            f"DURABLE_MCP_PORT: must be a whole number from 1 to 65535, got {value!r}"
-        )
-    return port
-
-
-def _positive_seconds(name: str, value: str | None) -> float:
-    if value is None:
-        return DEFAULT_AWAIT_MAX_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
-    return seconds
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name}: must be a positive number of {unit}, got {value!r}")
+    return number
 
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
