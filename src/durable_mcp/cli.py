@@ -18,13 +18,11 @@ from typing import NoReturn
 
 from fastmcp import FastMCP
 from mcp.server.transport_security import RequestBodyLimitMiddleware
-from resonate.codec import Codec, NoopEncryptor
-from resonate.send import parse_promise
 from resonate.timing import now_ms
 from starlette.middleware import Middleware
 
 from durable_mcp.config import ConfigError, Settings, load_settings
-from durable_mcp.jobs import JobStatus, job_status
+from durable_mcp.jobs import JobStatus, stored_job_status
 from durable_mcp.server import create_server
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
@@ -101,13 +99,11 @@ def list_jobs(args: argparse.Namespace) -> None:
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
     now = now_ms()
-    codec = Codec(NoopEncryptor())
     rows: list[tuple[str, ...]] = []
     for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
         if not is_job(promise.id):
             continue  # a step of a job, not a job
-        record = codec.decode_promise(parse_promise({"promise": promise.to_record()}))
-        job = job_status(promise.id, record, now)
+        job = stored_job_status(promise, now)
         if args.status in (None, job["status"]) and args.kind in (None, job["kind"]):
             rows.append(
                 (job["job_name"], job["kind"], job["status"], _age(now - promise.created_at))

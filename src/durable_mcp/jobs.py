@@ -391,8 +391,7 @@ class Jobs:
 
     def settled(self, promise: DurablePromise) -> None:
         """Log a job's end (the in-process store calls this as the job's promise settles)."""
-        record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
-        job = job_status(promise.id, record, self.clock())
+        job = stored_job_status(promise, self.clock())
         error = job.get("error") or {}
         job_event(job["status"], promise.id, kind=job["kind"], **error)
 
@@ -458,6 +457,12 @@ def job_status(
         case "rejected_canceled":
             out["status"] = JobStatus.cancelled
     return out
+
+
+def stored_job_status(promise: DurablePromise, now: int) -> dict[str, Any]:
+    """:func:`job_status` of a promise read straight from the in-process state."""
+    record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
+    return job_status(promise.id, record, now)
 
 
 def iso(ms: int) -> str:
