@@ -248,6 +248,7 @@ class Jobs:
         """
         wanted = (fn.__name__, json.loads(json.dumps(list(args))))
         record = await self._get(job_id)
+        created = record is None
         if record is None:
             self._refuse_if_busy()
             timeout = deadline or self.kinds[fn.__name__].deadline
@@ -256,8 +257,6 @@ class Jobs:
             durable = self.sync()  # the create, not the work the job began since
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
-            if _invocation_of(record) == wanted:
-                job_event("started", job_id, kind=fn.__name__)
         else:
             durable = self.sync()
         await durable
@@ -268,6 +267,8 @@ class Jobs:
                 f"job {job_id!r} already exists with other arguments "
                 f"({_describe(existing)}); use another name, or the same arguments to attach"
             )
+        if created:
+            job_event("started", job_id, kind=fn.__name__)  # on disk by now
         return self.status_of(job_id, record)
 
     async def status(self, job_id: str) -> dict[str, Any]:
