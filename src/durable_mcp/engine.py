@@ -18,7 +18,13 @@ from resonate.resonate import Resonate
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
-from durable_mcp.store import STOPPED, EmbeddedStore, StoreStopped
+from durable_mcp.store import (
+    STOPPED,
+    UNWRITABLE_HINT,
+    EmbeddedStore,
+    StoreStopped,
+    StoreUnavailable,
+)
 from durable_mcp.store.state import IndexedState
 
 #: The routing group our workers join; every replica of the server shares it.
@@ -42,10 +48,11 @@ def observe(event: Event) -> None:
     has nobody to hand that answer to, logs it as a failed background task.
     Nothing failed: the work is done or in other hands. Likewise a task cut
     off by the embedded store stopping: it resumes at the next start. Both are
-    logged at debug level.
+    logged at debug level. So is work the store could not write (a full disk):
+    the store has said so in one line, and the work runs again once it can.
     """
-    if isinstance(event, BackgroundTaskFailed) and (
-        "(code=409)" in event.cause or STOPPED in event.cause
+    if isinstance(event, BackgroundTaskFailed) and any(
+        marker in event.cause for marker in ("(code=409)", STOPPED, UNWRITABLE_HINT)
     ):
         logger.debug("background task ended early, nothing lost: %s", event.cause)
         return
@@ -60,8 +67,9 @@ class ExpectedEnds(logging.Filter):
     step is then refused with 409 -- which is how it stops -- and the SDK logs
     that refusal, and the release that follows, as errors with tracebacks.
     The same happens to a job still running when the server shuts down (the
-    store refuses it; the job resumes at the next start). Both are logged at
-    debug level here.
+    store refuses it; the job resumes at the next start), and to one whose
+    store could not write (the store logs that once). All are logged at debug
+    level here.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -73,7 +81,9 @@ class ExpectedEnds(logging.Filter):
 
 def _expected(exc: BaseException | None) -> bool:
     while exc is not None:
-        if isinstance(exc, StoreStopped) or (isinstance(exc, ServerError) and exc.code == 409):
+        if isinstance(exc, StoreStopped | StoreUnavailable) or (
+            isinstance(exc, ServerError) and exc.code == 409
+        ):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

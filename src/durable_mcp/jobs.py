@@ -34,7 +34,7 @@ import logging
 import pickle
 import time
 import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -49,6 +49,7 @@ from resonate.resonate import Resonate
 from resonate.send import parse_promise
 from resonate.timing import now_ms
 from resonate.types import PromiseRecord, Value
+from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
 from durable_mcp.store.state import is_job
@@ -119,6 +120,13 @@ class Busy(ToolError):
         )
 
 
+class EngineUnavailable(ToolError):
+    """The engine could not do what was asked; nothing was changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, log_level=logging.WARNING)
+
+
 class Start:
     """What a start tool returns: start ``fn(*args)`` as the job ``job_name``.
 
@@ -152,20 +160,17 @@ class Jobs:
         progress_interval_seconds: float = 5.0,
         deadlines: Mapping[str, timedelta] | None = None,
         clock: Callable[[], int] = now_ms,
-        sync: Callable[[], Awaitable[None]] | None = None,
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
     ) -> None:
-        """``sync()`` gives something to await until the store has everything
-        done until the call on disk; every answer waits for it, so nothing is
-        reported that a crash could undo. A new job is refused as :class:`Busy`
-        while ``running_jobs()`` is at ``max_running_jobs`` (attaching to a job
-        never is).
+        """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
+        ``max_running_jobs`` (attaching to a job never is). The engine answers
+        only what is durable (the embedded store commits before it answers),
+        so nothing is reported that a crash could undo.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
         self.max_running_jobs = max_running_jobs
-        self.sync = sync or _nothing_to_sync
         self.await_max_seconds = await_max_seconds
         self.progress_interval_seconds = progress_interval_seconds
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
@@ -253,13 +258,10 @@ class Jobs:
             self._refuse_if_busy()
             timeout = deadline or self.kinds[fn.__name__].deadline
             handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
-            await handle.id()  # the store has the job
-            durable = self.sync()  # the create, not the work the job began since
+            with _engine_errors():
+                await handle.id()  # the store has the job, on disk
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
-        else:
-            durable = self.sync()
-        await durable
         # Checked after the create as well: a concurrent start may have won the id.
         existing = _invocation_of(record)
         if existing != wanted:
@@ -273,9 +275,7 @@ class Jobs:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
-        record = await self._get(job_id)
-        await self.sync()
-        return self.status_of(job_id, record)
+        return self.status_of(job_id, await self._get(job_id))
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -286,8 +286,8 @@ class Jobs:
         """
         record = await self._get(job_id)
         if record is not None and record.state == "pending":
-            record = await self.resonate.promises.cancel(job_id, Value())
-        await self.sync()
+            with _engine_errors():
+                record = await self.resonate.promises.cancel(job_id, Value())
         return self.status_of(job_id, record)
 
     async def list(
@@ -308,9 +308,10 @@ class Jobs:
         found: list[dict[str, Any]] = []
         while True:
             try:
-                page = await self.resonate.promises.search(
-                    state, {"resonate:scope": "global"}, max(limit, 50), cursor
-                )
+                with _engine_errors():
+                    page = await self.resonate.promises.search(
+                        state, {"resonate:scope": "global"}, max(limit, 50), cursor
+                    )
             except ServerError as exc:
                 if exc.code == 400 and cursor:
                     raise InvalidArgument(
@@ -329,10 +330,8 @@ class Jobs:
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):
                     found.append({key: job[key] for key in LISTED if key in job})
                     if len(found) == limit:
-                        await self.sync()
                         return {"jobs": found, "next_cursor": cursor}
             if page.cursor is None:
-                await self.sync()
                 return {"jobs": found, "next_cursor": None}
             cursor = page.cursor
 
@@ -405,15 +404,24 @@ class Jobs:
 
     async def _get(self, job_id: str) -> PromiseRecord | None:
         try:
-            return await self.resonate.promises.get(job_id)
+            with _engine_errors():
+                return await self.resonate.promises.get(job_id)
         except ServerError as exc:
             if exc.code == 404:
                 return None
             raise
 
 
-async def _nothing_to_sync() -> None:
-    """The engine is durable on its own, or not at all (the memory store)."""
+@contextlib.contextmanager
+def _engine_errors() -> Iterator[None]:
+    """The engine's own failures (a full disk, say) as one line to the caller.
+
+    The engine has logged them already, so the tool error is a warning.
+    """
+    try:
+        yield
+    except ConnectorError as exc:
+        raise EngineUnavailable(str(exc.error)) from exc
 
 
 def job_status(

@@ -48,7 +48,6 @@ def create_server(
     state = engine.state
     jobs = Jobs(
         engine.resonate,
-        sync=engine.store.sync if engine.store is not None else None,
         await_max_seconds=settings.await_max_seconds,
         progress_interval_seconds=progress_interval_seconds,
         deadlines=settings.job_deadlines,

@@ -1,6 +1,21 @@
 """The embedded durable store (the default engine): see ``embedded.py``."""
 
-from durable_mcp.store.embedded import STOPPED, EmbeddedStore, StoreStopped, peek
+from durable_mcp.store.embedded import (
+    STOPPED,
+    UNWRITABLE_HINT,
+    EmbeddedStore,
+    StoreStopped,
+    StoreUnavailable,
+    peek,
+)
 from durable_mcp.store.journal import StoreError
 
-__all__ = ["STOPPED", "EmbeddedStore", "StoreError", "StoreStopped", "peek"]
+__all__ = [
+    "STOPPED",
+    "UNWRITABLE_HINT",
+    "EmbeddedStore",
+    "StoreError",
+    "StoreStopped",
+    "StoreUnavailable",
+    "peek",
+]

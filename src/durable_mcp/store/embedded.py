@@ -4,14 +4,17 @@
 SDK's in-process ``LocalConnection``, and it runs the same ``ServerState``: the
 protocol semantics are the SDK's own, not a re-implementation. What it adds:
 
-* every state change is journaled (see ``journal.py``), in order, so what is
-  on disk is always a prefix of what happened: a crash rolls the store back
-  to a consistent moment, at most a few milliseconds old;
-* ``sync()`` waits until everything applied so far is on disk. Requests are
-  answered without waiting -- the SDK's workers run in this same process, so
-  a crash loses their view and the store's together -- and whoever answers
-  the outside world (the job layer, before any tool result) syncs first: what
-  a caller was told has happened survives a crash;
+* every state change is journaled (see ``journal.py``), in order, and the
+  changes made during one turn of the event loop are committed together.
+  Nothing is told before it is on disk: a change is answered, and its
+  messages (wake-ups, work to execute) are sent, once its commit is done; a
+  read waits until no commit is pending, so it never answers what a crash
+  could undo;
+* a commit that fails (a full disk) is undone in memory too: the state goes
+  back to what is on disk and every change of that commit fails with
+  :class:`StoreUnavailable`. Reads go on, each new change tries the disk
+  again (the clock's own, once a second), so the store carries on by itself
+  once there is room;
 * on start, it rebuilds the state and releases the leases of the process that
   died, so interrupted jobs resume at once instead of after their 60 s lease;
 * settled jobs older than the retention period are removed, keeping the
@@ -25,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
-from durable_mcp.store.journal import Journal, StoreError
+from durable_mcp.store.journal import Journal, JournalWriteError, StoreError
 from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
@@ -71,6 +76,16 @@ STOPPED = "the embedded store has stopped (the server is shutting down)"
 
 class StoreStopped(ConnectorError):
     """A request reached the store after it stopped: the server is shutting down."""
+
+
+class StoreUnavailable(ConnectorError):
+    """A change could not be written to disk (a full disk, say), so it was undone."""
+
+
+#: After a failed commit, how long the clock's changes wait before the disk is tried again.
+RETRY_WRITE_MS = 1_000
+#: Ends every StoreUnavailable message (and tells it apart in the SDK's events).
+UNWRITABLE_HINT = "Free disk space (or fix the disk), then try again."
 
 
 # ── journal entries ────────────────────────────────────────────────────────
@@ -240,7 +255,9 @@ class EmbeddedStore:
         self.state = IndexedState()
         self._receivers: list[Callable[[str], None]] = []
         self._tick_task: asyncio.Task[None] | None = None
-        self._last_write: asyncio.Future[None] | None = None
+        self._batch: _Batch | None = None  # the changes of this loop turn, until committed
+        self._write_error: str | None = None  # why the last commit failed, until one succeeds
+        self._retry_write_at = 0  # when ticks try the disk again after a failed commit
         self._last_sweep = 0
         self._stopped = False
 
@@ -267,25 +284,15 @@ class EmbeddedStore:
     async def start(self) -> None:
         """Resume what the last process left running, then keep time."""
         now = self._clock()
-        outgoing = []
         # The data dir is ours alone, so every lease is a dead process's.
         for task in list(self.state.tasks.values()):
             if task.state == "acquired":
                 self._apply(now, {"kind": "task.release", "id": task.id})
-                outgoing += self._take_outgoing()
-        # Execute messages sent to the dead process are lost; send them again.
-        for task in self.state.tasks.values():
-            promise = self.state.promises.get(task.id)
-            target = promise.tags.get("resonate:target") if promise else None
-            if task.state == "pending" and target is not None:
-                self.state.send_execute_message(target, task.id, task.version)
-                if is_job(task.id):
-                    job_event("resumed", task.id)
-        outgoing += self._take_outgoing()
-        if outgoing:
-            logger.info("resuming interrupted jobs (%d tasks)", len(outgoing))
+        resumed = self._send_executes_again(log_resumed=True)
+        if resumed:
+            logger.info("resuming interrupted jobs (%d tasks)", resumed)
         self._sweep(now)
-        self._dispatch(outgoing)
+        await self._written()
         self._tick_task = asyncio.create_task(self._tick_loop())
 
     async def stop(self) -> None:
@@ -295,11 +302,12 @@ class EmbeddedStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
             self._tick_task = None
+        await self._written()
         self._receivers.clear()
-        if self._journal.entries_since_snapshot:
-            snapshot = self._journal.snapshot(snapshot_of(self.state))
-            with contextlib.suppress(Exception):
-                await snapshot
+        if self._journal.entries_since_snapshot and self._write_error is None:
+            self._journal.snapshot(snapshot_of(self.state))
+            with contextlib.suppress(JournalWriteError):  # the journal has it all anyway
+                self._journal.commit()
         self._journal.close()
 
     # ── Network ────────────────────────────────────────────────────────────
@@ -312,17 +320,20 @@ class EmbeddedStore:
         except msgspec.DecodeError as exc:
             raise DecodingError(f"invalid JSON request: {exc}") from exc
 
-        error: ServerError | None = None
         now = self._clock()
-        if changes_state(self.state, now, flat):
-            try:
-                response = self._apply(now, flat)
-            except ServerError as exc:
-                error = exc
-        else:
-            response = self.state.apply(now, flat)
-        outgoing = self._take_outgoing()
-        self._dispatch(outgoing)
+        while not changes_state(self.state, now, flat):
+            if self._batch is None:  # what the state holds is all on disk
+                response = self.state.apply(now, flat)
+                return msgspec.json.encode(wrap_response_envelope(response)).decode()
+            await self._written()
+            now = self._clock()
+
+        error: ServerError | None = None
+        try:
+            response = self._apply(now, flat)
+        except ServerError as exc:
+            error = exc
+        await self._batch_of_this_turn().done  # raises StoreUnavailable if it was undone
         if error is not None:
             raise error
         return msgspec.json.encode(wrap_response_envelope(response)).decode()
@@ -338,7 +349,7 @@ class EmbeddedStore:
     def recv(self, callback: Callable[[str], None]) -> None:
         self._receivers.append(callback)
 
-    # ── internals ──────────────────────────────────────────────────────────
+    # ── writing ────────────────────────────────────────────────────────────
 
     def _apply(self, now: int, req: Any) -> dict[str, Any]:
         """Apply and journal a request (journaled even if it fails: replay fails alike)."""
@@ -348,24 +359,84 @@ class EmbeddedStore:
             self._write(Apply(now=now, req=req))
 
     def _write(self, entry: Entry) -> None:
-        self._last_write = self._journal.append(_encoder.encode(entry))
+        """Journal ``entry``; it and the messages it made go with this turn's commit."""
+        self._journal.append(_encoder.encode(entry))
+        self._batch_of_this_turn().outgoing += self._take_outgoing()
 
-    def sync(self) -> Awaitable[None]:
-        """Something to await until every change applied until now is on disk.
+    def _batch_of_this_turn(self) -> _Batch:
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = _Batch(done=loop.create_future())
+            loop.call_soon(self._commit)
+        return self._batch
 
-        What "until now" covers is fixed by the call, not by the await: changes
-        made meanwhile need not be waited for.
-        """
-        return self._written(self._last_write)
+    async def _written(self) -> None:
+        """Wait until no change is waiting for its commit (it was written or undone)."""
+        while self._batch is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self._batch.done
 
-    async def _written(self, write: asyncio.Future[None] | None) -> None:
-        if write is None:
-            return
+    def _commit(self) -> None:
+        """Commit this turn's changes; then send their messages, or undo them."""
+        batch, self._batch = self._batch, None
+        assert batch is not None
         try:
-            await write
-        except Exception as exc:
-            logger.error("the embedded store could not write to %s: %s", self.data_dir, exc)
-            raise ConnectorError(exc) from exc
+            self._journal.commit()
+        except JournalWriteError as exc:
+            self._undo(exc)
+            batch.done.set_exception(StoreUnavailable(RuntimeError(self._unavailable())))
+            batch.done.exception()  # logged once in _undo; whoever awaits it gets it too
+            return
+        if self._write_error is not None:
+            self._write_error = None
+            logger.warning("the embedded store in %s can write again", self.data_dir)
+            self._send_executes_again()  # work undone meanwhile starts again at once
+        self._dispatch(batch.outgoing)
+        batch.done.set_result(None)
+
+    def _undo(self, exc: JournalWriteError) -> None:
+        """Put the state back to what is on disk; ticks wait a second before trying again."""
+        try:
+            saved = self._journal.read()
+        except sqlite3.Error as read_error:
+            # Memory and disk may now differ: answering anything more could lie.
+            logger.error(
+                "the embedded store %s, nor read back (%s): restart the server", exc, read_error
+            )
+            self._stopped = True
+            return
+        self.state.become(restore(saved.snapshot, saved.entries))
+        self._retry_write_at = self._clock() + RETRY_WRITE_MS
+        if self._write_error is None:
+            logger.error(
+                "the embedded store %s; changes fail (and are undone) until it can write; "
+                "reads go on, and nothing written is lost",
+                exc,
+            )
+        self._write_error = str(exc)
+
+    def _unavailable(self) -> str:
+        return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
+
+    # ── internals ──────────────────────────────────────────────────────────
+
+    def _send_executes_again(self, *, log_resumed: bool = False) -> int:
+        """Tell the workers again of every task waiting to run (a message may be lost)."""
+        resumed = 0
+        for task in self.state.tasks.values():
+            promise = self.state.promises.get(task.id)
+            target = promise.tags.get("resonate:target") if promise else None
+            if task.state == "pending" and target is not None:
+                self.state.send_execute_message(target, task.id, task.version)
+                resumed += 1
+                if log_resumed and is_job(task.id):
+                    job_event("resumed", task.id)
+        outgoing = self._take_outgoing()
+        if self._batch is not None:  # after the changes they follow are on disk
+            self._batch.outgoing += outgoing
+        else:
+            self._dispatch(outgoing)
+        return resumed
 
     def _take_outgoing(self) -> list[Any]:
         outgoing = self.state.outgoing
@@ -397,19 +468,28 @@ class EmbeddedStore:
 
     async def tick(self) -> None:
         """Act on the deadlines that have passed; now and then sweep and snapshot."""
-        outgoing: list[Any] = []
         now = self._clock()
+        if self._write_error is not None and now < self._retry_write_at:
+            return
         if self.state.is_due(now):
             self.state.tick(now)
             self._write(Tick(now=now))
-            outgoing = self._take_outgoing()
         if now - self._last_sweep >= SWEEP_EVERY.total_seconds() * 1000:
             self._sweep(now)
         if self._journal.entries_since_snapshot >= self._snapshot_every:
-            self._last_write = self._journal.snapshot(snapshot_of(self.state))
-        self._dispatch(outgoing)
+            self._journal.snapshot(snapshot_of(self.state))
+            self._batch_of_this_turn()
+        await self._written()
 
     async def _tick_loop(self) -> None:
         while True:
             await self._sleeper(self._tick_seconds)
             await self.tick()
+
+
+@dataclass
+class _Batch:
+    """The changes of one loop turn: committed together, then their messages sent."""
+
+    done: asyncio.Future[None]
+    outgoing: list[Any] = field(default_factory=list)

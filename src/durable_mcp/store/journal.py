@@ -2,46 +2,61 @@
 
 The store's state is the SDK's ``ServerState``, a deterministic state machine;
 this module only makes it durable. Every change is one journal entry (the
-request applied, or a tick of the clock, with the time it happened), committed
-in order; ``append`` returns a future that resolves once its entry is on disk.
-On open, the last snapshot is loaded and the entries
-after it are applied again, which rebuilds the exact state. A snapshot replaces
-the entries it covers, so the journal stays short.
+request applied, or a tick of the clock, with the time it happened), numbered
+in order. ``append`` queues an entry and ``commit`` writes everything queued in
+one transaction; a commit that fails writes nothing and says so, so what is on
+disk is always a whole prefix of what happened. On open, the last snapshot is
+loaded and the entries after it are applied again, which rebuilds the exact
+state. A snapshot replaces the entries it covers, so the journal stays short.
 
 Why SQLite: atomic commits and crash recovery that are tested far beyond what a
 file format of our own would be, in the standard library. The journal runs in
-WAL mode with ``synchronous=FULL``: a commit is fsynced, so a committed
-entry survives ``kill -9`` and power loss alike. Every entry appended during
-one turn of the event loop is committed in one transaction right after it (a
-writer thread was tried: handing each commit to it and back cost more than
-the fsync).
+WAL mode with ``synchronous=FULL``: a commit is fsynced, so a committed entry
+survives ``kill -9`` and power loss alike.
+
+SQLite itself cannot tell a lost write-ahead log from an empty one: a deleted,
+cut or garbled ``journal.sqlite3-wal`` silently rolls the store back to its
+last checkpoint. So the number of the last committed entry is also kept in a
+small file of its own, ``committed``, and a store that holds fewer entries
+than that, or whose entries skip a number, is refused on open.
 
 One process owns a data dir at a time, enforced with an OS file lock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
-import logging
 import os
 import sqlite3
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-
-logger = logging.getLogger(__name__)
 
 #: Bumped when the files change shape; an older program refuses a newer store.
 FORMAT_VERSION = 1
 DB_NAME = "journal.sqlite3"
+COMMITTED_NAME = "committed"
 LOCK_NAME = "lock"
+
+#: What to do with a store that cannot be read as it is.
+MOVE_ASIDE = (
+    "it was left untouched. Restore the whole directory from a backup, "
+    "or move it aside to start with an empty store."
+)
 
 
 class StoreError(Exception):
     """The store cannot be opened; the message says why and names the data dir."""
+
+
+class JournalWriteError(Exception):
+    """A commit failed (a full disk, say) and wrote nothing; the message says why."""
+
+
+class _Damaged(Exception):
+    """What the files hold contradicts itself (read by ``_read``, worded by the caller)."""
 
 
 @dataclass(frozen=True)
@@ -60,35 +75,45 @@ class Journal:
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
         self._lock_file: IO[str] | None = None
+        self._committed_fd: int | None = None
         self._db: sqlite3.Connection | None = None
-        self._batch: _Batch | None = None  # the commit queued for this loop turn
+        self._pending: list[_Write] = []  # queued for the next commit
         self._seq = 0  # the last entry appended
+        self._committed_seq = 0  # the last entry on disk
         self._snapshot_seq = 0  # the last entry the newest snapshot covers
+        self._committed_snapshot_seq = 0  # likewise, of the newest snapshot on disk
 
     # ── opening and closing ────────────────────────────────────────────────
 
     def open(self) -> Saved:
-        """Lock the data dir, check the format, and return what was saved."""
+        """Lock the data dir, check the files, and return what was saved."""
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._committed_fd = os.open(self.data_dir / COMMITTED_NAME, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise StoreError(f"cannot create data dir {self.data_dir}: {exc.strerror}") from exc
-        self._lock()
+            self.close()
+            raise StoreError(_cannot_use(self.data_dir, exc)) from exc
         try:
             saved = self._load()
         except BaseException:
             self.close()
             raise
-        self._seq = saved.last_seq
+        self._seq = self._committed_seq = saved.last_seq
         self._snapshot_seq = saved.last_seq - len(saved.entries)
+        self._committed_snapshot_seq = self._snapshot_seq
+        self._note_committed()  # it may lag after a power cut
         return saved
 
     def close(self) -> None:
-        """Commit what is queued, close the database and release the lock."""
-        self._commit()
+        """Close the files and release the lock; anything not committed is dropped."""
+        self._pending.clear()
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._committed_fd is not None:
+            os.close(self._committed_fd)
+            self._committed_fd = None
         if self._lock_file is not None:
             self._lock_file.close()  # closing the file releases the lock
             self._lock_file = None
@@ -106,35 +131,53 @@ class Journal:
                 f"data dir {self.data_dir} is in use by another durable-mcp process "
                 f"(pid {holder}); stop it or choose another DURABLE_MCP_DATA_DIR"
             ) from None
-        lock_file.truncate(0)
-        lock_file.write(f"{os.getpid()}\n")
-        lock_file.flush()
+        try:
+            lock_file.truncate(0)
+            lock_file.write(f"{os.getpid()}\n")
+            lock_file.flush()
+        except OSError:
+            lock_file.close()
+            raise
         self._lock_file = lock_file
 
     def _load(self) -> Saved:
+        # Read before the database: the server writes it after each commit, so
+        # what it says was committed is never ahead of what the database holds.
+        committed = _read_committed(self.data_dir)
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
+            self._db = db
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            self._db = db
-            return self._read_or_create(db)
-        except sqlite3.DatabaseError as exc:
+            saved = self._read_or_create(db)
+        except sqlite3.Error as exc:
+            raise StoreError(_cannot_open(self.data_dir, exc)) from exc
+        except _Damaged as exc:
             raise StoreError(
-                f"the store in {self.data_dir} is damaged ({exc}); it was left untouched. "
-                "Move it aside to start with an empty store."
+                f"the store in {self.data_dir} is damaged ({exc}); {MOVE_ASIDE}"
             ) from exc
+        _check_complete(self.data_dir, saved, committed)
+        return saved
 
     @classmethod
     def peek(cls, data_dir: Path) -> Saved:
         """What is saved in ``data_dir``, read without taking it (its server may run)."""
-        path = data_dir / DB_NAME
+        path = (data_dir / DB_NAME).resolve()
         if not path.is_file():
             raise StoreError(f"there is no embedded store in {data_dir}")
         try:
+            committed = _read_committed(data_dir)
             with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-                return cls(data_dir)._read(db)
-        except sqlite3.DatabaseError as exc:
+                saved = cls(data_dir)._read(db)
+        except (sqlite3.Error, _Damaged) as exc:
             raise StoreError(f"the store in {data_dir} cannot be read ({exc})") from exc
+        _check_complete(data_dir, saved, committed)
+        return saved
+
+    def read(self) -> Saved:
+        """What is on disk now (after a failed commit: what the state must go back to)."""
+        assert self._db is not None, "the journal is not open"
+        return self._read(self._db)
 
     def _read_or_create(self, db: sqlite3.Connection) -> Saved:
         if not self._tables(db):
@@ -162,7 +205,7 @@ class Journal:
             return Saved(snapshot=None, entries=[], last_seq=0)
         version = db.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
         if version is None or not version[0].isdigit():
-            raise sqlite3.DatabaseError("no format version")
+            raise _Damaged("no format version")
         if int(version[0]) > FORMAT_VERSION:
             raise StoreError(
                 f"the store in {self.data_dir} has format {version[0]}, newer than this "
@@ -172,15 +215,13 @@ class Journal:
         row = db.execute("SELECT last_seq, data FROM snapshot WHERE id = 1").fetchone()
         snapshot, last_seq = (row[1], row[0]) if row else (None, 0)
         entries = []
-        rows = db.execute(
+        for seq, entry, crc in db.execute(
             "SELECT seq, entry, crc FROM journal WHERE seq > ? ORDER BY seq", (last_seq,)
-        ).fetchall()
-        for index, (seq, entry, crc) in enumerate(rows):
+        ):
+            if seq != last_seq + 1:
+                raise _Damaged(f"journal entries {last_seq + 1} to {seq - 1} are missing")
             if zlib.crc32(entry) != crc:
-                if index == len(rows) - 1:
-                    logger.warning("skipping the torn last journal entry (seq %d)", seq)
-                    break
-                raise sqlite3.DatabaseError(f"journal entry {seq} fails its checksum")
+                raise _Damaged(f"journal entry {seq} fails its checksum")
             entries.append(bytes(entry))
             last_seq = seq
         return Saved(
@@ -189,46 +230,56 @@ class Journal:
 
     # ── writing ────────────────────────────────────────────────────────────
 
-    def append(self, entry: bytes) -> asyncio.Future[None]:
-        """Queue an entry; the future resolves once it is committed to disk."""
+    def append(self, entry: bytes) -> None:
+        """Queue an entry for the next :meth:`commit`."""
         self._seq += 1
-        return self._queue(_Write(seq=self._seq, entry=entry))
+        self._pending.append(_Write(seq=self._seq, entry=entry))
 
-    def snapshot(self, data: bytes) -> asyncio.Future[None]:
+    def snapshot(self, data: bytes) -> None:
         """Queue a snapshot of the state after every entry appended so far."""
         self._snapshot_seq = self._seq
-        return self._queue(_Write(seq=self._seq, entry=data, is_snapshot=True))
+        self._pending.append(_Write(seq=self._seq, entry=data, is_snapshot=True))
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
 
     @property
     def entries_since_snapshot(self) -> int:
         return self._seq - self._snapshot_seq
 
-    def _queue(self, write: _Write) -> asyncio.Future[None]:
-        # Everything queued during one turn of the event loop is one commit.
-        if self._batch is None:
-            loop = asyncio.get_running_loop()
-            self._batch = _Batch(done=loop.create_future())
-            loop.call_soon(self._commit)
-        self._batch.writes.append(write)
-        return self._batch.done
+    def commit(self) -> None:
+        """Write everything queued in one fsynced transaction.
 
-    def _commit(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is None or self._db is None:
+        Raises :class:`JournalWriteError` if it cannot (a full disk, say):
+        then nothing queued was written, the queue is emptied and the entry
+        numbers go back to the last committed one, so the journal has no gap.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
             return
+        assert self._db is not None, "the journal is not open"
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            for write in batch.writes:
+            for write in pending:
                 write.save(self._db)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            logger.error("cannot write the journal in %s: %s", self.data_dir, exc)
-            batch.done.set_exception(exc)
-            batch.done.exception()  # reported above; the waiters get it too
-        else:
-            batch.done.set_result(None)
+            self._seq = self._committed_seq
+            self._snapshot_seq = self._committed_snapshot_seq
+            raise JournalWriteError(f"cannot write to {self.data_dir}: {exc}") from exc
+        self._committed_seq = pending[-1].seq
+        self._committed_snapshot_seq = self._snapshot_seq
+        self._note_committed()
+
+    def _note_committed(self) -> None:
+        """Record the last committed entry's number in ``committed`` (not fsynced:
+        after a power cut it may lag, which only weakens the check on open)."""
+        if self._committed_fd is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._committed_fd, f"{self._committed_seq:>20}\n".encode(), 0)
 
 
 @dataclass
@@ -251,7 +302,42 @@ class _Write:
             )
 
 
-@dataclass
-class _Batch:
-    done: asyncio.Future[None]
-    writes: list[_Write] = field(default_factory=list)
+def _read_committed(data_dir: Path) -> int:
+    """The last entry number the server recorded as committed; 0 if none was."""
+    try:
+        text = (data_dir / COMMITTED_NAME).read_text().strip()
+    except FileNotFoundError:
+        return 0
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(_cannot_use(data_dir, exc)) from exc
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise StoreError(
+            f"the store in {data_dir} is damaged ({COMMITTED_NAME} holds {text[:40]!r}, "
+            f"not an entry number); {MOVE_ASIDE}"
+        )
+    return int(text)
+
+
+def _check_complete(data_dir: Path, saved: Saved, committed: int) -> None:
+    if saved.last_seq < committed:
+        raise StoreError(
+            f"the store in {data_dir} has lost committed jobs: its journal ends at entry "
+            f"{saved.last_seq} but {committed} were committed ({DB_NAME}-wal was deleted, "
+            f"cut or damaged, or {DB_NAME} was replaced by an older copy); {MOVE_ASIDE} "
+            f"To accept the loss and keep what is left, delete {data_dir / COMMITTED_NAME}."
+        )
+
+
+def _cannot_use(data_dir: Path, exc: OSError | UnicodeDecodeError) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+    return f"cannot use data dir {data_dir}: {reason}{where}; it must be a writable directory"
+
+
+def _cannot_open(data_dir: Path, exc: sqlite3.Error) -> str:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return f"the store in {data_dir} is damaged ({exc}); {MOVE_ASIDE}"
+    return f"cannot open the store in {data_dir}: {exc}; it must be a writable directory"

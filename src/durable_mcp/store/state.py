@@ -149,6 +149,14 @@ class IndexedState(ServerState):
             for task_id in promise.awaiters:
                 self.awaiting.setdefault(task_id, set()).add(promise.id)
 
+    def become(self, other: IndexedState) -> None:
+        """Take ``other``'s state in place (undoing changes), keeping ``on_job_settled``."""
+        self.promises, self.awaiting = other.promises, other.awaiting
+        self.tasks, self.schedules = other.tasks, other.schedules
+        self._p_timeouts, self._t_timeouts = other._p_timeouts, other._t_timeouts
+        self.running_jobs = other.running_jobs
+        self.outgoing = []
+
     def apply(self, now: int, req: Any) -> dict[str, Any]:
         if isinstance(req, dict) and req.get("kind") == "promise.search":
             self.outgoing.clear()

@@ -1,0 +1,137 @@
+"""A full disk: a change that cannot be written fails clearly, is undone, and loses nothing.
+
+The data dir sits on a 2 MB tmpfs that the test fills with a file, as a user's
+disk fills up; freeing the file is the space coming back. Mounting needs root,
+as CI and the developers' machines have; elsewhere these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from durable_mcp.store import EmbeddedStore, StoreUnavailable
+from durable_mcp.store.embedded import restore
+
+from processes import free_port, start_server, stop
+
+FULL = "cannot write to .*database or disk is full; nothing was changed"
+
+
+class SmallDisk:
+    """A 2 MB tmpfs at ``path`` that ``fill`` fills and ``free`` empties again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        with open(self.filler, "wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+                    filler.flush()
+            except OSError:  # ENOSPC: the disk is full
+                pass
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield SmallDisk(mount_point)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def create(promise_id: str) -> str:
+    return json.dumps({"kind": "promise.create", "id": promise_id, "timeoutAt": 10**13})
+
+
+def get(promise_id: str) -> str:
+    return json.dumps({"kind": "promise.get", "id": promise_id})
+
+
+def on_disk(store: EmbeddedStore) -> Any:
+    saved = store._journal.read()
+    return restore(saved.snapshot, saved.entries)
+
+
+async def test_a_change_that_cannot_be_written_is_undone_and_the_store_goes_on(
+    small_disk: SmallDisk,
+) -> None:
+    store = EmbeddedStore(small_disk.path / "data", pid="p", group="g")
+    store.open()
+    await store.send(create("before"))
+    small_disk.fill()
+
+    with pytest.raises(StoreUnavailable, match=FULL):
+        await store.send(create("lost"))
+    # Undone in memory as well: what the store answers is what is on disk.
+    assert set(store.state.promises) == set(on_disk(store).promises) == {"before"}
+    assert json.loads(await store.send(get("before")))["head"]["status"] == 200  # reads go on
+    with pytest.raises(StoreUnavailable, match=FULL):
+        await store.send(create("lost"))  # still nothing half-created to attach to
+
+    small_disk.free()
+    await store.send(create("after"))  # no restart needed
+    store._journal.close()  # as kill -9 would: no clean stop
+
+    reopened = EmbeddedStore(small_disk.path / "data", pid="p", group="g")
+    reopened.open()  # no gap in the journal's numbers, nothing lost
+    assert set(reopened.state.promises) == {"before", "after"}
+    reopened._journal.close()
+
+
+async def call(url: str, tool: str, **arguments: object) -> Any:
+    async with Client(url) as client:
+        return (await client.call_tool(tool, arguments)).data
+
+
+async def test_jobs_refused_on_a_full_disk_start_for_real_once_there_is_room(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    port, data_dir, log = free_port(), small_disk.path / "data", tmp_path / "server.log"
+    url = f"http://127.0.0.1:{port}/mcp"
+    server = start_server(port, data_dir, log=log)
+    try:
+        await call(url, "set_timer", timer_name="X0", seconds=600)
+        small_disk.fill()
+        for name in ("Y1", "Y2", "Y3"):
+            with pytest.raises(ToolError, match=FULL):
+                await call(url, "set_timer", timer_name=name, seconds=600)
+        (x0,) = await call(url, "probe_status", job_names=["X0"])
+        assert x0["status"] == "running"  # reads answer while the disk is full
+
+        small_disk.free()
+        for name in ("Y1", "Y2", "Y3"):
+            started = await call(url, "set_timer", timer_name=name, seconds=600)
+            assert started == {"promise_id": name, "status": "running"}
+        stop(server, signal.SIGKILL)
+        server = start_server(port, data_dir, log=log)
+        statuses = await call(url, "probe_status", job_names=["X0", "Y1", "Y2", "Y3"])
+        assert [job["status"] for job in statuses] == ["running"] * 4
+    finally:
+        stop(server)
+    text = log.read_text()
+    assert text.count("database or disk is full; changes fail") == 1  # said once, in one line
+    assert "Traceback" not in text
