@@ -141,12 +141,16 @@ class Journal:
         self._lock_file = lock_file
 
     def _load(self) -> Saved:
-        # Read before the database: the server writes it after each commit, so
-        # what it says was committed is never ahead of what the database holds.
-        committed = _read_committed(self.data_dir)
         try:
+            if self.path.exists():
+                # Checked read-only first: a writer would reset a garbled WAL,
+                # and a refused store must be left exactly as it was found.
+                with contextlib.closing(_connect_read_only(self.path)) as db:
+                    _check_complete(self.data_dir, self._read(db), _read_committed(self.data_dir))
             db = sqlite3.connect(self.path, isolation_level=None)
             self._db = db
+            # Until the checks pass, closing must not fold the WAL into the main file.
+            db.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             saved = self._read_or_create(db)
@@ -156,21 +160,25 @@ class Journal:
             raise StoreError(
                 f"the store in {self.data_dir} is damaged ({exc}); {MOVE_ASIDE}"
             ) from exc
-        _check_complete(self.data_dir, saved, committed)
+        db.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, False)
         return saved
 
     @classmethod
     def peek(cls, data_dir: Path) -> Saved:
         """What is saved in ``data_dir``, read without taking it (its server may run)."""
-        path = (data_dir / DB_NAME).resolve()
+        path = data_dir / DB_NAME
         if not path.is_file():
             raise StoreError(f"there is no embedded store in {data_dir}")
         try:
+            # Read before the database: the server writes it after each commit,
+            # so what it says was committed is never ahead of what is read.
             committed = _read_committed(data_dir)
-            with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            with contextlib.closing(_connect_read_only(path)) as db:
                 saved = cls(data_dir)._read(db)
-        except (sqlite3.Error, _Damaged) as exc:
+        except sqlite3.Error as exc:
             raise StoreError(f"the store in {data_dir} cannot be read ({exc})") from exc
+        except _Damaged as exc:
+            raise StoreError(f"the store in {data_dir} is damaged ({exc}); {MOVE_ASIDE}") from exc
         _check_complete(data_dir, saved, committed)
         return saved
 
@@ -300,6 +308,10 @@ class _Write:
                 "INSERT INTO journal (seq, entry, crc) VALUES (?, ?, ?)",
                 (self.seq, self.entry, zlib.crc32(self.entry)),
             )
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
 def _read_committed(data_dir: Path) -> int:
