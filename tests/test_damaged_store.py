@@ -1,4 +1,4 @@
-"""A damaged store is refused on open with one line that names the damage, never read with jobs missing.
+"""A damaged store is refused on open in one line naming the damage, never read with jobs missing.
 
 Each test damages a crash image: the store's files copied while it is open,
 as a kill -9 leaves them (the recent commits still in ``journal.sqlite3-wal``).

@@ -1,4 +1,4 @@
-"""A full disk: a change that cannot be written fails clearly, is undone, and loses nothing.
+"""Disk trouble: a full disk loses nothing acknowledged; an unusable data dir is one clear line.
 
 The data dir sits on a 2 MB tmpfs that the test fills with a file, as a user's
 disk fills up; freeing the file is the space coming back. Mounting needs root,
@@ -21,7 +21,7 @@ from fastmcp.exceptions import ToolError
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
 
-from processes import free_port, start_server, stop
+from processes import DURABLE_MCP, free_port, start_server, stop
 
 FULL = "cannot write to .*database or disk is full; nothing was changed"
 
@@ -44,6 +44,9 @@ class SmallDisk:
 
     def free(self) -> None:
         self.filler.unlink()
+
+    def make_read_only(self) -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
 
 
 @pytest.fixture
@@ -135,3 +138,52 @@ async def test_jobs_refused_on_a_full_disk_start_for_real_once_there_is_room(
     text = log.read_text()
     assert text.count("database or disk is full; changes fail") == 1  # said once, in one line
     assert "Traceback" not in text
+
+
+def serve_exit(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``durable-mcp serve`` on ``data_dir``, expected to refuse to start."""
+    return subprocess.run(
+        [DURABLE_MCP, "serve", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("store_exists", [False, True])
+def test_a_read_only_data_dir_is_one_line_and_exit_2(
+    small_disk: SmallDisk, store_exists: bool
+) -> None:
+    data_dir = small_disk.path / "data"
+    data_dir.mkdir()
+    if store_exists:
+        store = EmbeddedStore(data_dir, pid="p", group="g")
+        store.open()
+        store._journal.close()
+    small_disk.make_read_only()
+    refused = serve_exit(data_dir)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"durable-mcp: cannot use data dir {data_dir}: Read-only file system "
+        f"({data_dir / 'lock'}); it must be a writable directory"
+    ]
+
+
+def test_a_full_disk_at_start_is_one_line_and_exit_2(small_disk: SmallDisk) -> None:
+    small_disk.fill()
+    refused = serve_exit(small_disk.path / "data")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"durable-mcp: cannot use data dir {small_disk.path / 'data'}: No space left on device; "
+        "it must be a writable directory"
+    ]
+
+
+def test_a_lock_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "data" / "lock").mkdir(parents=True)
+    refused = serve_exit(tmp_path / "data")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"durable-mcp: cannot use data dir {tmp_path / 'data'}: Is a directory "
+        f"({tmp_path / 'data' / 'lock'}); it must be a writable directory"
+    ]
