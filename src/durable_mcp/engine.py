@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from resonate.connections.local import LocalConnection
@@ -97,10 +98,25 @@ class Engine:
     """The Resonate instance, and what the job layer must know of its store."""
 
     resonate: Resonate
-    #: The embedded store, when it is the engine: answers are synced to its disk.
+    #: The embedded store, when it is the engine.
     store: EmbeddedStore | None = None
     #: The state machine, when it runs in this process (embedded and memory stores).
     state: IndexedState | None = None
+
+    @property
+    def forget(self) -> Callable[[str], Awaitable[None]] | None:
+        """Removes a failed or cancelled job so that its name can start it again;
+        None where the engine cannot (a Resonate Server, Postgres)."""
+        if self.store is not None:
+            return self.store.forget  # journaled
+        state = self.state
+        if state is None:
+            return None
+
+        async def forget_in_memory(job_id: str) -> None:
+            state.forget_job(job_id)
+
+        return forget_in_memory
 
 
 def build_engine(settings: Settings) -> Engine:

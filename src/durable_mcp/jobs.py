@@ -34,14 +34,16 @@ import logging
 import pickle
 import time
 import typing
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
+from pydantic import Field
 from resonate.codec import Codec, NoopEncryptor
 from resonate.connections.local import DurablePromise
 from resonate.error import ServerError
@@ -71,6 +73,20 @@ MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
 
 #: When a busy server asks a caller to try a start again.
 BUSY_RETRY_SECONDS = 10
+
+#: The argument every start tool gains (see :meth:`Jobs.starter`).
+RETRY_PARAMETER = inspect.Parameter(
+    "retry",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=False,
+    annotation=Annotated[
+        bool,
+        Field(
+            description="If the job with this name failed or was cancelled, start it again "
+            "(with these arguments). A running or completed job is returned as it is."
+        ),
+    ],
+)
 
 
 #: Decodes the store's promise records the way the SDK does (values are plain JSON).
@@ -162,15 +178,22 @@ class Jobs:
         clock: Callable[[], int] = now_ms,
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
+        forget: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
-        ``max_running_jobs`` (attaching to a job never is). The engine answers
-        only what is durable (the embedded store commits before it answers),
-        so nothing is reported that a crash could undo.
+        ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
+        removes a failed or cancelled job, for ``retry``; None where the engine
+        cannot. The engine answers only what is durable (the embedded store
+        commits before it answers), so nothing is reported that a crash could
+        undo.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
         self.max_running_jobs = max_running_jobs
+        self.forget = forget
+        self._starting: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.await_max_seconds = await_max_seconds
         self.progress_interval_seconds = progress_interval_seconds
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
@@ -200,31 +223,36 @@ class Jobs:
         """Decorate a start tool: its body says which job to start, this starts it.
 
         The tool keeps its name, docstring and typed arguments (the schema the
-        model reads) and returns ``{"job_name", "status"}`` at once, or
-        ``result(status object)`` when given.
+        model reads), gains ``retry`` (start a failed or cancelled job again),
+        and returns ``{"job_name", "status"}`` at once, or ``result(status
+        object)`` when given; a failed or cancelled job adds a ``hint``.
         """
 
         def decorate(
             tool: Callable[..., Awaitable[Start]],
         ) -> Callable[..., Awaitable[dict[str, Any]]]:
             @functools.wraps(tool)
-            async def start_tool(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            async def start_tool(*args: Any, retry: bool = False, **kwargs: Any) -> dict[str, Any]:
                 start = await tool(*args, **kwargs)
                 job = await self.start(
-                    start.job_name, start.fn, *start.args, deadline=start.deadline
+                    start.job_name, start.fn, *start.args, deadline=start.deadline, retry=retry
                 )
-                if result is not None:
-                    return result(job)
-                return {"job_name": job["job_name"], "status": job["status"]}
+                out = result(job) if result is not None else _started(job)
+                if job["status"] in (JobStatus.failed, JobStatus.cancelled):
+                    out["hint"] = f"this job is {job['status']}; pass retry=true to run it again"
+                return out
 
             # FastMCP reads the schema off the signature: the tool's own, resolved
-            # (its module may use string annotations), returning the status dict.
+            # (its module may use string annotations), plus retry, returning a dict.
             hints = typing.get_type_hints(tool, include_extras=True)
-            hints["return"] = dict[str, Any]
             signature = inspect.signature(tool)
+            if "retry" in signature.parameters:
+                raise TypeError(f"start tool {tool.__name__} has an argument named retry")
             parameters = [
                 p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
             ]
+            parameters.append(RETRY_PARAMETER)
+            hints |= {"retry": RETRY_PARAMETER.annotation, "return": dict[str, Any]}
             start_tool.__signature__ = signature.replace(  # type: ignore[attr-defined]
                 parameters=parameters, return_annotation=dict[str, Any]
             )
@@ -241,6 +269,7 @@ class Jobs:
         fn: Callable[..., Any],
         *args: Any,
         deadline: timedelta | None = None,
+        retry: bool = False,
     ) -> dict[str, Any]:
         r"""Start ``fn(*args)`` as job ``job_id``, or attach to the job already there.
 
@@ -249,10 +278,38 @@ class Jobs:
         Returns the job's status object once the job is durably created. The
         same id with the same function and arguments attaches (one execution,
         one answer); with anything else it raises :class:`JobConflictError`
-        and changes nothing.
+        and changes nothing. With ``retry``, a failed or cancelled job of that
+        id is removed first and started again, with these arguments; a
+        running or completed one is attached to as without it. A name that
+        begins with another kind's name and ``_`` is that kind's to use.
         """
+        owner = self._owner_of(job_id)
+        if owner not in (None, fn.__name__):
+            raise InvalidArgument(
+                f"the name {job_id!r} is kept for {owner} jobs (names that begin with "
+                f"'{owner}_'); choose another name"
+            )
+        # One start of an id at a time in this process, so that of concurrent
+        # starts exactly one creates the job (and logs it) and the rest attach.
+        async with self._starting.setdefault(job_id, asyncio.Lock()):
+            return await self._start(job_id, fn, args, deadline, retry)
+
+    async def _start(
+        self,
+        job_id: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: timedelta | None,
+        retry: bool,
+    ) -> dict[str, Any]:
         wanted = (fn.__name__, json.loads(json.dumps(list(args))))
         record = await self._get(job_id)
+        if retry and record is not None and record.state.startswith("rejected"):
+            if self.forget is None:
+                raise InvalidArgument("retry needs the embedded or memory store; use another name")
+            with _engine_errors():
+                await self.forget(job_id)  # only if still failed: two retries make one job
+            record = await self._get(job_id)
         created = record is None
         if record is None:
             self._refuse_if_busy()
@@ -265,13 +322,19 @@ class Jobs:
         # Checked after the create as well: a concurrent start may have won the id.
         existing = _invocation_of(record)
         if existing != wanted:
+            hint = "" if retry or record.state == "pending" else ", or retry=true to replace it"
             raise JobConflictError(
                 f"job {job_id!r} already exists with other arguments "
                 f"({_describe(existing)}); use another name, or the same arguments to attach"
+                f"{hint}"
             )
         if created:
             job_event("started", job_id, kind=fn.__name__)  # on disk by now
         return self.status_of(job_id, record)
+
+    def _owner_of(self, job_id: str) -> str | None:
+        """The kind whose own names ``job_id`` has (``weather_data_...``), if any."""
+        return max((k for k in self.kinds if job_id.startswith(f"{k}_")), key=len, default=None)
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
@@ -483,6 +546,10 @@ def _invocation_of(record: PromiseRecord) -> tuple[Any, ...]:
     """(function name, JSON args) as the store recorded them when the job started."""
     data = record.param.data if isinstance(record.param.data, dict) else {}
     return data.get("func"), data.get("args")
+
+
+def _started(job: dict[str, Any]) -> dict[str, Any]:
+    return {"job_name": job["job_name"], "status": job["status"]}
 
 
 def _describe(invocation: tuple[Any, ...]) -> str:

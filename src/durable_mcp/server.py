@@ -52,6 +52,7 @@ def create_server(
         progress_interval_seconds=progress_interval_seconds,
         deadlines=settings.job_deadlines,
         running_jobs=(lambda: state.running_jobs) if state is not None else None,
+        forget=engine.forget,
         max_running_jobs=settings.max_running_jobs,
     )
     if state is not None:

@@ -110,7 +110,13 @@ class Sweep(msgspec.Struct, tag="sweep", array_like=True):
     cutoff: int
 
 
-Entry = Apply | Tick | Sweep
+class Forget(msgspec.Struct, tag="forget", array_like=True):
+    """The failed or cancelled job ``job_id`` was removed, to be started again."""
+
+    job_id: str
+
+
+Entry = Apply | Tick | Sweep | Forget
 
 
 class Snapshot(msgspec.Struct):
@@ -119,6 +125,7 @@ class Snapshot(msgspec.Struct):
     schedules: dict[str, ScheduleStub]
     p_timeouts: list[PTimeout]
     t_timeouts: list[TTimeout]
+    retired_versions: dict[str, int] = {}
 
 
 _entry_decoder = msgspec.msgpack.Decoder(Entry)
@@ -126,7 +133,7 @@ _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 _encoder = msgspec.msgpack.Encoder()
 
 
-def replay(state: ServerState, entry: Entry) -> None:
+def replay(state: IndexedState, entry: Entry) -> None:
     """Apply one journal entry to ``state``; deterministic, so replay rebuilds it."""
     match entry:
         case Apply(now=now, req=req):
@@ -136,10 +143,12 @@ def replay(state: ServerState, entry: Entry) -> None:
             state.tick(now)
         case Sweep(cutoff=cutoff):
             sweep(state, cutoff)
+        case Forget(job_id=job_id):
+            state.forget_job(job_id)
     state.outgoing.clear()
 
 
-def snapshot_of(state: ServerState) -> bytes:
+def snapshot_of(state: IndexedState) -> bytes:
     return _encoder.encode(
         Snapshot(
             promises=state.promises,
@@ -147,6 +156,7 @@ def snapshot_of(state: ServerState) -> bytes:
             schedules=state.schedules,
             p_timeouts=state.p_timeouts,
             t_timeouts=state.t_timeouts,
+            retired_versions=state.retired_versions,
         )
     )
 
@@ -160,6 +170,7 @@ def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
         state.schedules = saved.schedules
         state.p_timeouts = saved.p_timeouts
         state.t_timeouts = saved.t_timeouts
+        state.retired_versions = saved.retired_versions
     for raw in entries:
         replay(state, _entry_decoder.decode(raw))
     return state
@@ -180,19 +191,9 @@ def expired_roots(state: ServerState, cutoff: int) -> list[str]:
     ]
 
 
-def sweep(state: ServerState, cutoff: int) -> None:
+def sweep(state: IndexedState, cutoff: int) -> None:
     """Remove jobs settled before ``cutoff``, with their steps, tasks and timeouts."""
-    roots = set(expired_roots(state, cutoff))
-    if not roots:
-        return
-    gone = {pid for pid in state.promises if pid.split(":", 1)[0] in roots}
-    for pid in gone:
-        del state.promises[pid]
-        state.tasks.pop(pid, None)
-    state.p_timeouts = [pt for pt in state.p_timeouts if pt.id not in gone]
-    state.t_timeouts = [tt for tt in state.t_timeouts if tt.id not in gone]
-    for p in state.promises.values():
-        p.awaiters -= gone
+    state.remove_jobs(set(expired_roots(state, cutoff)))
 
 
 def _without_null_values(message: Any) -> Any:
@@ -465,6 +466,14 @@ class EmbeddedStore:
         if expired_roots(self.state, cutoff):
             sweep(self.state, cutoff)
             self._write(Sweep(cutoff=cutoff))
+
+    async def forget(self, job_id: str) -> None:
+        """Remove the failed or cancelled job ``job_id`` (see ``IndexedState.forget_job``)."""
+        if self._stopped:
+            raise StoreStopped(RuntimeError(STOPPED))
+        self.state.forget_job(job_id)
+        self._write(Forget(job_id=job_id))
+        await self._batch_of_this_turn().done
 
     async def tick(self) -> None:
         """Act on the deadlines that have passed; now and then sweep and snapshot."""

@@ -85,6 +85,8 @@ class IndexedState(ServerState):
         self.promises: PromiseTable = PromiseTable()
         #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
         self.awaiting: dict[str, set[str]] = {}
+        #: forgotten job -> its task's last version, which a new task of that id exceeds.
+        self.retired_versions: dict[str, int] = {}
         self.on_job_settled: Callable[[DurablePromise], None] | None = None
 
     @property
@@ -155,7 +157,46 @@ class IndexedState(ServerState):
         self.tasks, self.schedules = other.tasks, other.schedules
         self._p_timeouts, self._t_timeouts = other._p_timeouts, other._t_timeouts
         self.running_jobs = other.running_jobs
+        self.retired_versions = other.retired_versions
         self.outgoing = []
+
+    def remove_jobs(self, roots: set[str]) -> None:
+        """Remove the jobs ``roots``, with their steps, tasks and timeouts."""
+        if not roots:
+            return
+        gone = {pid for pid in self.promises if pid.split(":", 1)[0] in roots}
+        for pid in gone:
+            del self.promises[pid]
+            self.tasks.pop(pid, None)
+        self.p_timeouts = [pt for pt in self.p_timeouts if pt.id not in gone]
+        self.t_timeouts = [tt for tt in self.t_timeouts if tt.id not in gone]
+        for p in self.promises.values():
+            p.awaiters -= gone
+
+    def forget_job(self, job_id: str) -> None:
+        """Remove a failed or cancelled job so that its name can start a new one.
+
+        Anything else (a running or completed job, or none) is left as it is,
+        which makes two concurrent retries one. The job's task version is kept:
+        an execution of the old job still finishing its step holds that version,
+        and the new job's task starts above it, so the old execution's writes
+        are refused instead of landing in the new job.
+        """
+        p = self.promises.get(job_id)
+        if p is None or p.state not in ("rejected", "rejected_timedout", "rejected_canceled"):
+            return
+        task = self.tasks.get(job_id)
+        if task is not None:
+            self.retired_versions[job_id] = task.version
+        self.remove_jobs({job_id})
+
+    def task_create(self, now: int, corr_id: Any, req: Any) -> dict[str, Any]:
+        response = super().task_create(now, corr_id, req)
+        task = response.get("task")
+        last = self.retired_versions.pop(task["id"], None) if isinstance(task, dict) else None
+        if task is not None and last is not None:
+            self.tasks[task["id"]].version = task["version"] = last + 1
+        return response
 
     def apply(self, now: int, req: Any) -> dict[str, Any]:
         if isinstance(req, dict) and req.get("kind") == "promise.search":

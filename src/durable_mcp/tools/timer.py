@@ -14,7 +14,7 @@ from fastmcp import FastMCP
 from pydantic import Field
 from resonate.context import Context
 
-from durable_mcp.jobs import Jobs, JobStatus, Start, iso
+from durable_mcp.jobs import InvalidArgument, Jobs, JobStatus, Start, iso
 from durable_mcp.tools.arguments import JobName
 
 #: The longest timer we accept.
@@ -73,6 +73,11 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         probe_status([timer_name]) also tells how long until it fires.
         """
         job = await jobs.status(timer_name)
+        if job.get("kind", "timer") != "timer":
+            raise InvalidArgument(
+                f"{timer_name!r} is a {job['kind']} job, not a timer: "
+                "use probe_status or await_result for it"
+            )
         if job["status"] == JobStatus.completed:
             return {"status": job["result"]}
         return {key: value for key, value in job.items() if key in ("status", "error")}
