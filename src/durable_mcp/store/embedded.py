@@ -404,6 +404,7 @@ class EmbeddedStore:
             logger.error(
                 "the embedded store %s, nor read back (%s): restart the server", exc, read_error
             )
+            self._write_error = f"{exc}, nor read back: restart the server"
             self._stopped = True
             return
         self.state.become(restore(saved.snapshot, saved.entries))

@@ -145,8 +145,9 @@ class Journal:
             if self.path.exists():
                 # Checked read-only first: a writer would reset a garbled WAL,
                 # and a refused store must be left exactly as it was found.
+                committed = _read_committed(self.data_dir)
                 with contextlib.closing(_connect_read_only(self.path)) as db:
-                    _check_complete(self.data_dir, self._read(db), _read_committed(self.data_dir))
+                    _check_complete(self.data_dir, _last_seq(db), committed)
             db = sqlite3.connect(self.path, isolation_level=None)
             self._db = db
             # Until the checks pass, closing must not fold the WAL into the main file.
@@ -179,7 +180,7 @@ class Journal:
             raise StoreError(f"the store in {data_dir} cannot be read ({exc})") from exc
         except _Damaged as exc:
             raise StoreError(f"the store in {data_dir} is damaged ({exc}); {MOVE_ASIDE}") from exc
-        _check_complete(data_dir, saved, committed)
+        _check_complete(data_dir, saved.last_seq, committed)
         return saved
 
     def read(self) -> Saved:
@@ -332,11 +333,23 @@ def _read_committed(data_dir: Path) -> int:
     return int(text)
 
 
-def _check_complete(data_dir: Path, saved: Saved, committed: int) -> None:
-    if saved.last_seq < committed:
+def _last_seq(db: sqlite3.Connection) -> int:
+    """The number of the last entry the database holds (0 for a new store)."""
+    tables = Journal._tables(db)
+    if not {"snapshot", "journal"} <= tables:
+        return 0
+    (last,) = db.execute(
+        "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),"
+        " coalesce((SELECT last_seq FROM snapshot WHERE id = 1), 0))"
+    ).fetchone()
+    return int(last)
+
+
+def _check_complete(data_dir: Path, last_seq: int, committed: int) -> None:
+    if last_seq < committed:
         raise StoreError(
             f"the store in {data_dir} has lost committed jobs: its journal ends at entry "
-            f"{saved.last_seq} but {committed} were committed ({DB_NAME}-wal was deleted, "
+            f"{last_seq} but {committed} were committed ({DB_NAME}-wal was deleted, "
             f"cut or damaged, or {DB_NAME} was replaced by an older copy); {MOVE_ASIDE} "
             f"To accept the loss and keep what is left, delete {data_dir / COMMITTED_NAME}."
         )
