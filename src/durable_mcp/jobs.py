@@ -155,12 +155,14 @@ class Jobs:
         sync: Callable[[], Awaitable[None]] | None = None,
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         """``sync()`` gives something to await until the store has everything
         done until the call on disk; every answer waits for it, so nothing is
         reported that a crash could undo. A new job is refused as :class:`Busy`
         while ``running_jobs()`` is at ``max_running_jobs`` (attaching to a job
-        never is).
+        never is). Once ``stopping`` is set (the server is shutting down),
+        every :meth:`wait` answers at once; the jobs go on at the next start.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -171,6 +173,7 @@ class Jobs:
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
         self.kinds: dict[str, JobKind] = {}
         self.clock = clock
+        self.stopping = stopping if stopping is not None else asyncio.Event()
 
     def register(
         self,
@@ -346,8 +349,9 @@ class Jobs:
 
         The wait is capped at ``await_max_seconds`` whatever ``timeout_seconds``
         asks for, so a call never outlives the client's patience. Jobs still
-        running at the end are reported as ``running``. ``on_progress`` is
-        called every ``progress_interval_seconds`` while waiting.
+        running at the end are reported as ``running``, as they are when the
+        server starts stopping. ``on_progress`` is called every
+        ``progress_interval_seconds`` while waiting.
         """
         bound = self.await_max_seconds
         if timeout_seconds is not None:
@@ -362,16 +366,20 @@ class Jobs:
             with contextlib.suppress(ServerError):  # removed meanwhile
                 handle = await self.resonate.get(job_id)
                 waiters[job_id] = asyncio.create_task(handle.result())
+        stopping = asyncio.create_task(self.stopping.wait())  # the server is shutting down
         try:
             pending = set(waiters.values())
             next_progress = time.monotonic() + self.progress_interval_seconds
-            while pending:
+            while pending and not stopping.done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 _, pending = await asyncio.wait(
-                    pending, timeout=min(remaining, next_progress - time.monotonic(), RECHECK)
+                    pending | {stopping},
+                    timeout=min(remaining, next_progress - time.monotonic(), RECHECK),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                pending.discard(stopping)
                 # A settle is pushed to us, but a push can be lost (a dropped
                 # connection; the SDK drops one it cannot parse): look as well.
                 for job_id, task in waiters.items():
@@ -383,6 +391,7 @@ class Jobs:
                     next_progress += self.progress_interval_seconds
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
+            stopping.cancel()
             for task in waiters.values():
                 task.cancel()
         return {job_id: await self.status(job_id) for job_id in job_ids}
