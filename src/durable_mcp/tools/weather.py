@@ -27,6 +27,7 @@ from resonate.context import Context
 from resonate.retry import Exponential, RetryPolicy
 
 from durable_mcp.jobs import InvalidArgument, Jobs, Start
+from durable_mcp.tools.arguments import NotABoolean
 
 DAILY_VARIABLES = ("temperature_2m_max", "temperature_2m_min", "precipitation_sum")
 
@@ -37,10 +38,12 @@ FIRST_YEAR = 1940
 #: (``DURABLE_MCP_JOB_DEADLINES=weather_data=...`` changes it).
 JOB_DEADLINE = timedelta(minutes=30)
 
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Year = Annotated[int, Field(ge=FIRST_YEAR, le=9999, description="Four-digit year, 1940 or later.")]
-Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12.")]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), NotABoolean]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False), NotABoolean]
+Year = Annotated[
+    int, Field(ge=FIRST_YEAR, le=9999, description="Four-digit year, 1940 or later."), NotABoolean
+]
+Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12."), NotABoolean]
 Timezone = Annotated[
     str,
     Field(
