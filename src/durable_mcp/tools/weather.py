@@ -171,11 +171,16 @@ def canonical(number: float) -> str:
 
 
 def check_month(year: int, month: int, today: dt.date) -> None:
-    if (year, month) > (today.year, today.month):
-        raise InvalidArgument(
-            f"{year}-{month:02d} is in the future; the archive only has past weather "
-            f"(up to {today.year}-{today.month:02d})"
-        )
+    """Refuse a month that has not ended by ``today``: a job is kept, with its
+    result, for days, so a part of a month would be the answer all that time."""
+    if (year, month) < (today.year, today.month):
+        return
+    latest = today.replace(day=1) - timedelta(days=1)  # the last day of the month before
+    when = "is in the future" if (year, month) > (today.year, today.month) else "is not over yet"
+    raise InvalidArgument(
+        f"{year}-{month:02d} {when}; the archive has whole months up to "
+        f"{latest.year}-{latest.month:02d}"
+    )
 
 
 def check_timezone(timezone: str) -> None:
