@@ -93,6 +93,8 @@ def list_jobs(args: argparse.Namespace) -> None:
     It reads the store's files without taking them, so the server can keep
     running; what it shows is what the server had committed when it read.
     """
+    if args.limit < 1:
+        _fail(f"--limit must be 1 or more (got {args.limit})")
     try:
         settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
         if settings.pg_dsn or settings.resonate_url or settings.store != "embedded":
