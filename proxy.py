@@ -9,11 +9,14 @@ with two things added:
 * One upstream session for the whole process. ``create_proxy(url)`` opens a
   new session per request (a full MCP handshake, ~40 ms); reusing one makes a
   proxied call cost little more than a direct one.
-* A clear error when the server is down: the URL it tried and ``make run``.
+* A clear error when the server is down: the URL it tried and ``make run``,
+  and one log line on stderr rather than tracebacks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -55,6 +58,29 @@ class Bearer(httpx2.Auth):
 
 auth = Bearer(os.environ.get("DURABLE_MCP_TOKEN") or None)
 
+
+class UpstreamClient(StatefulProxyClient[StreamableHttpTransport]):
+    """FastMCP's stateful proxy client, minus a stray traceback when the server dies.
+
+    The client keeps its session in a background task. When the server goes
+    away mid-call the task ends with the connection error, the call fails with
+    its own error, and the client later replaces the dead task without reading
+    its error: asyncio prints "Task exception was never retrieved" and a
+    traceback. The caller has been told already (``ServerDownErrors``).
+    """
+
+    async def _session_runner(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(_mark_error_read)
+        await super()._session_runner()  # type: ignore[no-untyped-call]
+
+
+def _mark_error_read(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so asyncio does not report it as lost
+
+
 # The one upstream client, returned for every request (see ``client_factory``):
 # - StatefulProxyClient's ``__aexit__`` leaves the session open, so each proxied
 #   call's ``async with client:`` reuses it; once the session has died (server
@@ -65,7 +91,7 @@ auth = Bearer(os.environ.get("DURABLE_MCP_TOKEN") or None)
 #   request the progress belongs to. (ProxyClient's default wrapper restores one
 #   context shared by all calls, which crosses progress between concurrent calls.)
 # - init_timeout bounds the handshake with a server that accepts but never answers.
-upstream: StatefulProxyClient[StreamableHttpTransport] = StatefulProxyClient(
+upstream = UpstreamClient(
     StreamableHttpTransport(URL, auth=auth),
     mode="auto",
     progress_handler=default_proxy_progress_handler,
@@ -137,6 +163,25 @@ class ServerDownErrors(Middleware):
             if context.method == "tools/call":
                 raise ToolError(message) from exc  # a tool error the model reads
             raise MCPError(code=mcp_types.INTERNAL_ERROR, message=message) from exc
+
+
+class OneLineWhenServerDown(logging.Filter):
+    """FastMCP logs a failed proxied call at ERROR with a traceback. When the cause
+    is that the server is down or went away, one warning line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        problem = connection_problem(error) if error is not None else None
+        if problem is not None:
+            record.msg = f"{record.getMessage()}: server not reachable at {URL} ({problem})"
+            record.args = ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# The logger of FastMCP's server core, which logs each failed tool call.
+logging.getLogger("fastmcp.server.server").addFilter(OneLineWhenServerDown())
 
 
 @asynccontextmanager

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+import uvicorn
 from fastmcp import FastMCP
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from resonate.timing import now_ms
@@ -28,6 +30,8 @@ from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
 
 EXIT_BAD_START = 2
+
+logger = logging.getLogger("durable_mcp")
 
 #: The largest request body accepted (413 beyond); a tool call needs a few KB.
 MAX_BODY_BYTES = 1024 * 1024
@@ -73,13 +77,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         env: getattr(args, flag[2:].replace("-", "_")) for flag, env in SERVE_FLAGS.items()
     }
     configure_logging()
+    stopping = asyncio.Event()
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)
-        app = create_server(settings)
+        app = create_server(settings, stopping=stopping)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
-    asyncio.run(serve(app, settings, sock))
+    asyncio.run(serve(app, settings, sock, stopping))
 
 
 def list_jobs(args: argparse.Namespace) -> None:
@@ -88,6 +93,8 @@ def list_jobs(args: argparse.Namespace) -> None:
     It reads the store's files without taking them, so the server can keep
     running; what it shows is what the server had committed when it read.
     """
+    if args.limit < 1:
+        _fail(f"--limit must be 1 or more (got {args.limit})")
     try:
         settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
         if settings.pg_dsn or settings.resonate_url or settings.store != "embedded":
@@ -155,18 +162,49 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
-async def serve(app: FastMCP, settings: Settings, sock: socket.socket) -> None:
-    await app.run_http_async(
-        show_banner=False,
-        host=settings.host,
-        port=settings.port,
-        sockets=[sock],
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
+
+    uvicorn gives requests still open ``timeout_graceful_shutdown`` to finish,
+    then cancels them (an error response, a traceback in the log); the app's
+    lifespan ends only after that. A waiting await_result told at once answers
+    with its jobs' current statuses instead.
+    """
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stopping.set()
+        await super().shutdown(sockets)
+
+
+async def serve(
+    app: FastMCP, settings: Settings, sock: socket.socket, stopping: asyncio.Event | None = None
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (exit 0).
+
+    What FastMCP's ``run_http_async`` does, but on :class:`StoppingServer`.
+    """
+    http_app = app.http_app(
         # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
         # from a foreign origin gets 403. On localhost, localhost origins pass.
         host_origin_protection="auto",
         allowed_origins=list(settings.allowed_origins),
         middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
     )
+    config = uvicorn.Config(
+        http_app, lifespan="on", ws="none", timeout_graceful_shutdown=2, log_level="info"
+    )
+    server = StoppingServer(config, stopping or asyncio.Event())
+    # uvicorn re-raises the signal it stopped on, once stopped, to the handler it
+    # found: the default ones would kill the process that had just stopped cleanly
+    # (SIGTERM: exit -15) or raise KeyboardInterrupt in it (SIGINT: a traceback).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda signum, frame: None)
+    logger.info("durable-mcp listening on http://%s:%d/mcp", settings.host, settings.port)
+    await server.serve(sockets=[sock])
 
 
 def configure_logging() -> None:

@@ -179,13 +179,15 @@ class Jobs:
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
         forget: Callable[[str], Awaitable[None]] | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
         ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
         removes a failed or cancelled job, for ``retry``; None where the engine
-        cannot. The engine answers only what is durable (the embedded store
-        commits before it answers), so nothing is reported that a crash could
-        undo.
+        cannot. Once ``stopping`` is set (the server is shutting down), every
+        :meth:`wait` answers at once; the jobs go on at the next start. The
+        engine answers only what is durable (the embedded store commits before
+        it answers), so nothing is reported that a crash could undo.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -199,6 +201,7 @@ class Jobs:
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
         self.kinds: dict[str, JobKind] = {}
         self.clock = clock
+        self.stopping = stopping if stopping is not None else asyncio.Event()
 
     def register(
         self,
@@ -408,8 +411,9 @@ class Jobs:
 
         The wait is capped at ``await_max_seconds`` whatever ``timeout_seconds``
         asks for, so a call never outlives the client's patience. Jobs still
-        running at the end are reported as ``running``. ``on_progress`` is
-        called every ``progress_interval_seconds`` while waiting.
+        running at the end are reported as ``running``, as they are when the
+        server starts stopping. ``on_progress`` is called every
+        ``progress_interval_seconds`` while waiting.
         """
         bound = self.await_max_seconds
         if timeout_seconds is not None:
@@ -424,16 +428,20 @@ class Jobs:
             with contextlib.suppress(ServerError):  # removed meanwhile
                 handle = await self.resonate.get(job_id)
                 waiters[job_id] = asyncio.create_task(handle.result())
+        stopping = asyncio.create_task(self.stopping.wait())  # the server is shutting down
         try:
             pending = set(waiters.values())
             next_progress = time.monotonic() + self.progress_interval_seconds
-            while pending:
+            while pending and not stopping.done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 _, pending = await asyncio.wait(
-                    pending, timeout=min(remaining, next_progress - time.monotonic(), RECHECK)
+                    pending | {stopping},
+                    timeout=min(remaining, next_progress - time.monotonic(), RECHECK),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                pending.discard(stopping)
                 # A settle is pushed to us, but a push can be lost (a dropped
                 # connection; the SDK drops one it cannot parse): look as well.
                 for job_id, task in waiters.items():
@@ -445,6 +453,7 @@ class Jobs:
                     next_progress += self.progress_interval_seconds
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
+            stopping.cancel()
             for task in waiters.values():
                 task.cancel()
         return {job_id: await self.status(job_id) for job_id in job_ids}

@@ -8,6 +8,7 @@ an in-memory ``fastmcp.Client``) and stops with it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,8 +43,13 @@ def create_server(
     archive: weather.OpenMeteoArchive | None = None,
     tools: Sequence[Callable[[FastMCP, Jobs], None]] = TOOLS,
     progress_interval_seconds: float = 5.0,
+    stopping: asyncio.Event | None = None,
 ) -> FastMCP:
-    """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
+    """The durable-mcp app for ``settings``; the keywords override the defaults (tests).
+
+    ``stopping`` is set when the HTTP server starts shutting down: waits for
+    jobs then answer at once (``durable-mcp serve`` sets it).
+    """
     engine = build_engine(settings)
     state = engine.state
     jobs = Jobs(
@@ -54,6 +60,7 @@ def create_server(
         running_jobs=(lambda: state.running_jobs) if state is not None else None,
         forget=engine.forget,
         max_running_jobs=settings.max_running_jobs,
+        stopping=stopping,
     )
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends

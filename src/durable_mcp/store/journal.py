@@ -167,7 +167,7 @@ class Journal:
     @classmethod
     def peek(cls, data_dir: Path) -> Saved:
         """What is saved in ``data_dir``, read without taking it (its server may run)."""
-        path = data_dir / DB_NAME
+        path = (data_dir / DB_NAME).resolve()  # as_uri() needs an absolute path
         if not path.is_file():
             raise StoreError(f"there is no embedded store in {data_dir}")
         try:

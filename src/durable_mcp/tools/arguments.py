@@ -5,7 +5,8 @@ as ``{"timer_name": ...}`` or ``{"job_name": ...}``, a list of names as a JSON
 string or a single string. These pydantic types unwrap those shapes before
 validating, while the schema the model reads stays the plain one (a string, a
 list of strings). A value that is still wrong after unwrapping fails with a
-message that says what to fix, before any job exists.
+message that says what to fix, before any job exists. One thing is refused
+that pydantic would let through: ``true`` or ``false`` for a number.
 """
 
 from __future__ import annotations
@@ -64,6 +65,18 @@ def _names_list(value: Any) -> Any:
 
 def _dedupe(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic reads true as 1 and false as 0; a flag where a number belongs is a mistake.
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {json.dumps(value)}")
+    return value
+
+
+#: The last annotation of every numeric argument: ``Annotated[float, Field(...), NotABoolean]``
+#: (after the ``Field``, so its bounds stay in the schema as minimum and maximum).
+NotABoolean = BeforeValidator(_not_a_bool)
 
 
 JobName = Annotated[

@@ -8,7 +8,7 @@ from fastmcp import Context, FastMCP
 from pydantic import Field
 
 from durable_mcp.jobs import Jobs, JobStatus
-from durable_mcp.tools.arguments import JobName, JobNames
+from durable_mcp.tools.arguments import JobName, JobNames, NotABoolean
 
 WaitSeconds = Annotated[
     float | None,
@@ -17,6 +17,7 @@ WaitSeconds = Annotated[
         allow_inf_nan=False,
         description="Longest time to wait, in seconds; the server caps it below client time-outs.",
     ),
+    NotABoolean,
 ]
 
 
@@ -46,7 +47,7 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
     async def list_jobs(
         status: JobStatus | None = None,
         kind: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+        limit: Annotated[int, Field(ge=1, le=100), NotABoolean] = 20,
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """List jobs, newest first: {"jobs": [...], "next_cursor": ...}.

@@ -15,7 +15,7 @@ from pydantic import Field
 from resonate.context import Context
 
 from durable_mcp.jobs import InvalidArgument, Jobs, JobStatus, Start, iso
-from durable_mcp.tools.arguments import JobName
+from durable_mcp.tools.arguments import JobName, NotABoolean
 
 #: The longest timer we accept.
 MAX_TIMER_SECONDS = 30 * 24 * 3600
@@ -31,6 +31,7 @@ Seconds = Annotated[
         allow_inf_nan=False,
         description="How long the timer runs, in seconds (at most 30 days).",
     ),
+    NotABoolean,
 ]
 
 

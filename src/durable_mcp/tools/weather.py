@@ -27,6 +27,7 @@ from resonate.context import Context
 from resonate.retry import Exponential, RetryPolicy
 
 from durable_mcp.jobs import InvalidArgument, Jobs, Start
+from durable_mcp.tools.arguments import NotABoolean
 
 DAILY_VARIABLES = ("temperature_2m_max", "temperature_2m_min", "precipitation_sum")
 
@@ -37,10 +38,12 @@ FIRST_YEAR = 1940
 #: (``DURABLE_MCP_JOB_DEADLINES=weather_data=...`` changes it).
 JOB_DEADLINE = timedelta(minutes=30)
 
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Year = Annotated[int, Field(ge=FIRST_YEAR, le=9999, description="Four-digit year, 1940 or later.")]
-Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12.")]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), NotABoolean]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False), NotABoolean]
+Year = Annotated[
+    int, Field(ge=FIRST_YEAR, le=9999, description="Four-digit year, 1940 or later."), NotABoolean
+]
+Month = Annotated[int, Field(ge=1, le=12, description="Month number, 1 to 12."), NotABoolean]
 Timezone = Annotated[
     str,
     Field(
@@ -168,11 +171,16 @@ def canonical(number: float) -> str:
 
 
 def check_month(year: int, month: int, today: dt.date) -> None:
-    if (year, month) > (today.year, today.month):
-        raise InvalidArgument(
-            f"{year}-{month:02d} is in the future; the archive only has past weather "
-            f"(up to {today.year}-{today.month:02d})"
-        )
+    """Refuse a month that has not ended by ``today``: a job is kept, with its
+    result, for days, so a part of a month would be the answer all that time."""
+    if (year, month) < (today.year, today.month):
+        return
+    latest = today.replace(day=1) - timedelta(days=1)  # the last day of the month before
+    when = "is in the future" if (year, month) > (today.year, today.month) else "is not over yet"
+    raise InvalidArgument(
+        f"{year}-{month:02d} {when}; the archive has whole months up to "
+        f"{latest.year}-{latest.month:02d}"
+    )
 
 
 def check_timezone(timezone: str) -> None:
