@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
+from resonate.heartbeat import AsyncHeartbeat, Heartbeat
 from resonate.observability import BackgroundTaskFailed, Event, logging_observer
-from resonate.resonate import Resonate
+from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR, Resonate
+from resonate.send import Sender
 from resonate.timing import Clock, Sleeper, now_ms, sleep
+from resonate.transport import Transport
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
@@ -107,6 +110,7 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
     if _expected_ends not in core_logger.filters:
         core_logger.addFilter(_expected_ends)
     network: Network | None = None
+    heartbeat: Heartbeat | None = None  # the SDK's choice: it heartbeats every store but memory
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -133,6 +137,14 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
             pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
         )
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
+        # Its leases lapse like any store's, and a weather job may wait minutes for
+        # a fetch slot: keep them alive as the SDK does for the other stores.
+        heartbeat = AsyncHeartbeat(
+            pid,
+            int(DEFAULT_TTL.total_seconds() * 1000) // HEARTBEAT_INTERVAL_DIVISOR,
+            Sender(Transport(network, (), observe), None, observer=observe),
+            sleeper,
+        )
     resonate = Resonate(
         url=settings.resonate_url if network is None else None,
         network=network,
@@ -142,6 +154,12 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         observer=observe,
         clock=clock,
         sleeper=sleeper,
+        heartbeat=heartbeat,
+        # A job started here holds its lease from the start, but is heartbeated
+        # only once it holds one of these permits: a job waiting for a permit
+        # lost its lease and was run twice. So every job that may run gets a
+        # permit at once; what is scarce (the archive) is queued inside the step.
+        max_concurrent_tasks=settings.max_running_jobs,
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )

@@ -65,6 +65,10 @@ def create_server(
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends
 
+    open_meteo = archive or weather.OpenMeteoArchive(
+        settings.open_meteo_url, max_fetches=settings.max_fetches
+    )
+
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
         engine.resonate.start()
@@ -72,6 +76,7 @@ def create_server(
         try:
             yield {}
         finally:
+            open_meteo.close()  # or the stop below would wait for every queued fetch to run
             await engine.resonate.stop()
 
     mcp = FastMCP(
@@ -82,7 +87,7 @@ def create_server(
         auth=BearerToken(settings.token) if settings.token else None,
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
-    engine.resonate.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
+    engine.resonate.with_dependency(open_meteo)
     for register in tools:
         register(mcp, jobs)
     return mcp
