@@ -143,12 +143,11 @@ class GatedArchive(FakeOpenMeteo):
 
 async def start_jobs(client: Client, numbers: range) -> list[str]:
     """Weather jobs for distinct places, one after the other."""
-    return [
-        (await call(client, "start_gathering", latitude=n / 100, longitude=20, year=2020, month=3))[
-            "job_name"
-        ]
-        for n in numbers
-    ]
+    names = []
+    for n in numbers:
+        month = {"latitude": n / 100, "longitude": 20, "year": 2020, "month": 3}
+        names.append((await call(client, "start_gathering", **month))["job_name"])
+    return names
 
 
 async def await_all(client: Client, names: list[str]) -> dict[str, Any]:
@@ -167,27 +166,27 @@ async def await_all(client: Client, names: list[str]) -> dict[str, Any]:
 async def test_jobs_that_wait_minutes_for_a_fetch_slot_are_each_fetched_once(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Two waves, so that some jobs start running late in their 60 s lease, between
-    # two heartbeats: in the SDK's own queue, a job is heartbeated only once it runs,
-    # and its lease ran out before the next beat; the store gave the job to a second
-    # execution, and both fetched.
+    # Two waves, so that jobs of the second start running late in their 60 s lease,
+    # after a heartbeat (at 30 and 60 s; their leases end at 80 s). The SDK heartbeats
+    # a job only once it runs: such a job used to lose its lease before its first
+    # beat, and a second execution fetched it again.
     caplog.set_level(logging.WARNING)
-    time = SimulatedTime()
+    simulated = SimulatedTime()
     with GatedArchive() as fake:
         server = create_server(
             replace(settings, open_meteo_url=fake.url, max_fetches=SLOTS),
-            clock=time.clock,
-            sleeper=time.sleep,
+            clock=simulated.clock,
+            sleeper=simulated.sleep,
         )
         async with Client(server) as client:
             names = await start_jobs(client, range(FIRST_WAVE))
             await fake.until(lambda: fake.in_flight >= SLOTS)
-            await time.advance(20)
+            await simulated.advance(20)
             names += await start_jobs(client, range(FIRST_WAVE, FIRST_WAVE + SECOND_WAVE))
-            await time.advance(45)  # past a heartbeat: the second wave's leases end at 80 s
+            await simulated.advance(45)  # past a heartbeat: the second wave's leases end at 80 s
             fake.let_through(SLOTS)  # three jobs end; three others can start
             await fake.until(lambda: fake.answered >= SLOTS)
-            await time.advance(120)  # two more leases' worth of waiting
+            await simulated.advance(120)  # two more leases' worth of waiting
             fake.open()
             results = await await_all(client, names)
 
