@@ -638,6 +638,8 @@ def fetch_report(
         "fetched_once": 0,
         "fetched_more_than_once": 0,
         "duplicate_fetches": 0,
+        # Every place's fetches past its first, acknowledged job or not: 0 without kills.
+        "repeated_fetches": sum(len(runs) - 1 for runs in fetch_runs.values() if runs),
         "never_fetched": [],
         "refetched_after_done": [],
         "unexplained_duplicates": [],
@@ -922,8 +924,8 @@ def problems(r: dict[str, Any]) -> list[str]:
         out.append(f"clients hit unexpected answers: {r['jobs']['client_errors'][:3]}")
     if r["jobs"]["contradictions"]:
         out.append(f"answers contradicted the jobs: {r['jobs']['contradictions'][:3]}")
-    if kills == 0 and once["duplicate_fetches"]:
-        out.append(f"{once['duplicate_fetches']} repeated fetches without any kill")
+    if kills == 0 and once["repeated_fetches"]:
+        out.append(f"{once['repeated_fetches']} repeated fetches without any kill")
     if once["refetched_after_done"]:
         out.append(f"fetched again after seen done: {once['refetched_after_done'][:3]}")
     if once["unexplained_duplicates"]:
@@ -987,6 +989,11 @@ def summary(r: dict[str, Any]) -> str:
         f"{len(once['refetched_after_done'])}; repeats with no kill between "
         f"{len(once['unexplained_duplicates'])}; seen done before a later kill "
         f"{once['seen_done_before_a_later_kill']}",
+        *(
+            [f"repeated fetches without a kill: {once['repeated_fetches']} (must be 0)"]
+            if r["options"]["kills"] == 0
+            else []
+        ),
         f"rule: {once['rule']}",
         f"kills {chaos['kills']} at {chaos['kill_at_s']} s; restarts ok {chaos['restarts_ok']}, "
         f"restart to listening {restarts} s"

@@ -26,6 +26,7 @@ def test_defaults_are_the_documented_ones() -> None:
         open_meteo_url="https://archive-api.open-meteo.com/v1/archive",
         await_max_seconds=45.0,
         retention=timedelta(days=7),
+        max_fetches=8,
     )
 
 
@@ -75,6 +76,9 @@ def test_env_is_read_and_flags_win_over_it() -> None:
         ({"DURABLE_MCP_MAX_RUNNING_JOBS": "0"}, "DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole"),
         ({"DURABLE_MCP_MAX_RUNNING_JOBS": "1.5"}, "DURABLE_MCP_MAX_RUNNING_JOBS: must be a whole"),
         ({"DURABLE_MCP_RATE_LIMIT": "inf"}, "DURABLE_MCP_RATE_LIMIT: must be a positive number"),
+        ({"DURABLE_MCP_MAX_FETCHES": "0"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number from"),
+        ({"DURABLE_MCP_MAX_FETCHES": "257"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number fr"),
+        ({"DURABLE_MCP_MAX_FETCHES": "many"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number f"),
     ],
 )
 def test_a_bad_value_names_the_setting(env: dict[str, str], message: str) -> None:
@@ -102,6 +106,14 @@ def test_job_deadlines_are_kind_duration_pairs() -> None:
         load_settings(env={"DURABLE_MCP_JOB_DEADLINES": "weather_data=soon"})
 
 
+def test_max_fetches_is_read_from_env_and_flag() -> None:
+    assert load_settings(env={"DURABLE_MCP_MAX_FETCHES": "4"}).max_fetches == 4
+    settings = load_settings(
+        env={"DURABLE_MCP_MAX_FETCHES": "4"}, overrides={"DURABLE_MCP_MAX_FETCHES": "256"}
+    )
+    assert settings.max_fetches == 256
+
+
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["durable-mcp", "serve", *args],
@@ -117,6 +129,14 @@ def test_serve_with_a_bad_flag_exits_2_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "durable-mcp: DURABLE_MCP_PORT: must be a whole number from 1 to 65535, got 'abc'"
+    ]
+
+
+def test_serve_has_a_max_fetches_flag() -> None:
+    result = run_serve("--max-fetches", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "durable-mcp: DURABLE_MCP_MAX_FETCHES: must be a whole number from 1 to 256, got '0'"
     ]
 
 

@@ -51,6 +51,7 @@ SERVE_FLAGS = {
     "--allowed-origins": "DURABLE_MCP_ALLOWED_ORIGINS",
     "--max-running-jobs": "DURABLE_MCP_MAX_RUNNING_JOBS",
     "--rate-limit": "DURABLE_MCP_RATE_LIMIT",
+    "--max-fetches": "DURABLE_MCP_MAX_FETCHES",
     # No --token: a command line is visible to every user of the machine (ps).
 }
 

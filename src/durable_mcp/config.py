@@ -32,6 +32,11 @@ DEFAULT_MAX_RUNNING_JOBS = 10_000
 #: probe_status/await_result/get_timer_status calls per second, per client session.
 DEFAULT_RATE_LIMIT = 10.0
 
+#: Open-Meteo requests in flight at once; more weather jobs wait their turn.
+DEFAULT_MAX_FETCHES = 8
+#: Each fetch in flight takes a thread: a bound against a typo such as 100000.
+MOST_FETCHES = 256
+
 #: The shortest bearer token we accept.
 MIN_TOKEN_LENGTH = 16
 
@@ -59,6 +64,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_running_jobs: int = DEFAULT_MAX_RUNNING_JOBS
     rate_limit: float = DEFAULT_RATE_LIMIT
+    max_fetches: int = DEFAULT_MAX_FETCHES
 
     @property
     def engine(self) -> str:
@@ -86,6 +92,7 @@ ENV_NAMES = (
     "DURABLE_MCP_ALLOWED_ORIGINS",
     "DURABLE_MCP_MAX_RUNNING_JOBS",
     "DURABLE_MCP_RATE_LIMIT",
+    "DURABLE_MCP_MAX_FETCHES",
 )
 
 
@@ -145,6 +152,12 @@ def load_settings(
             raw["DURABLE_MCP_RATE_LIMIT"],
             DEFAULT_RATE_LIMIT,
             "calls per second",
+        ),
+        max_fetches=_whole_number(
+            "DURABLE_MCP_MAX_FETCHES",
+            raw["DURABLE_MCP_MAX_FETCHES"],
+            DEFAULT_MAX_FETCHES,
+            MOST_FETCHES,
         ),
     )
 

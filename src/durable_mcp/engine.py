@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
+from resonate.heartbeat import AsyncHeartbeat, Heartbeat
 from resonate.observability import BackgroundTaskFailed, Event, logging_observer
-from resonate.resonate import Resonate
+from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR, Resonate
+from resonate.send import Sender
+from resonate.timing import Clock, Sleeper, now_ms, sleep
+from resonate.transport import Transport
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
@@ -119,17 +123,20 @@ class Engine:
         return forget_in_memory
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper = sleep) -> Engine:
     """Return an unstarted Resonate wired to the store ``settings`` selects.
 
     The embedded store is opened here (raises ``StoreError``), so that a data
     dir in use or damaged stops the start before the server listens.
+    ``clock`` and ``sleeper`` are the time of the SDK and of the in-process
+    stores (deadlines, leases, heartbeats): a test's simulated time.
     """
     pid = uuid.uuid4().hex
     core_logger = logging.getLogger("resonate.core")
     if _expected_ends not in core_logger.filters:
         core_logger.addFilter(_expected_ends)
     network: Network | None = None
+    heartbeat: Heartbeat | None = None  # the SDK's choice: it heartbeats every store but memory
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -141,12 +148,29 @@ def build_engine(settings: Settings) -> Engine:
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
     elif settings.store == "embedded":
-        store = EmbeddedStore(settings.data_dir, pid=pid, group=GROUP, retention=settings.retention)
+        store = EmbeddedStore(
+            settings.data_dir,
+            pid=pid,
+            group=GROUP,
+            retention=settings.retention,
+            clock=clock,
+            sleeper=sleeper,
+        )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
     else:
-        network = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
+        network = LocalConnection(
+            pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
+        )
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
+        # Its leases lapse like any store's, and a weather job may wait minutes for
+        # a fetch slot: keep them alive as the SDK does for the other stores.
+        heartbeat = AsyncHeartbeat(
+            pid,
+            int(DEFAULT_TTL.total_seconds() * 1000) // HEARTBEAT_INTERVAL_DIVISOR,
+            Sender(Transport(network, (), observe), None, observer=observe),
+            sleeper,
+        )
     resonate = Resonate(
         url=settings.resonate_url if network is None else None,
         network=network,
@@ -154,6 +178,14 @@ def build_engine(settings: Settings) -> Engine:
         pid=pid,
         env={},
         observer=observe,
+        clock=clock,
+        sleeper=sleeper,
+        heartbeat=heartbeat,
+        # A job started here holds its lease from the start, but is heartbeated
+        # only once it holds one of these permits: a job waiting for a permit
+        # lost its lease and was run twice. So every job that may run gets a
+        # permit at once; what is scarce (the archive) is queued inside the step.
+        max_concurrent_tasks=settings.max_running_jobs,
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )

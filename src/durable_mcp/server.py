@@ -16,6 +16,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastmcp import FastMCP
+from resonate.timing import Clock, Sleeper, now_ms, sleep
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
@@ -44,13 +45,16 @@ def create_server(
     tools: Sequence[Callable[[FastMCP, Jobs], None]] = TOOLS,
     progress_interval_seconds: float = 5.0,
     stopping: asyncio.Event | None = None,
+    clock: Clock = now_ms,
+    sleeper: Sleeper = sleep,
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests).
 
     ``stopping`` is set when the HTTP server starts shutting down: waits for
-    jobs then answer at once (``durable-mcp serve`` sets it).
+    jobs then answer at once (``durable-mcp serve`` sets it). ``clock`` and
+    ``sleeper`` are the engine's time (see ``build_engine``).
     """
-    engine = build_engine(settings)
+    engine = build_engine(settings, clock=clock, sleeper=sleeper)
     state = engine.state
     jobs = Jobs(
         engine.resonate,
@@ -61,9 +65,14 @@ def create_server(
         forget=engine.forget,
         max_running_jobs=settings.max_running_jobs,
         stopping=stopping,
+        clock=clock,
     )
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends
+
+    open_meteo = archive or weather.OpenMeteoArchive(
+        settings.open_meteo_url, max_fetches=settings.max_fetches
+    )
 
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
@@ -72,6 +81,7 @@ def create_server(
         try:
             yield {}
         finally:
+            open_meteo.close()  # or the stop below would wait for every queued fetch to run
             await engine.resonate.stop()
 
     mcp = FastMCP(
@@ -82,7 +92,7 @@ def create_server(
         auth=BearerToken(settings.token) if settings.token else None,
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
-    engine.resonate.with_dependency(archive or weather.OpenMeteoArchive(settings.open_meteo_url))
+    engine.resonate.with_dependency(open_meteo)
     for register in tools:
         register(mcp, jobs)
     return mcp

@@ -6,6 +6,9 @@ canonical form, so asking twice for the same data attaches to the job already
 there and the archive is called once. The fetch is a checkpointed step
 (``ctx.run``): once it has returned, a replay after a restart reuses its result
 instead of calling the archive again.
+
+At most ``max_fetches`` requests are in flight; the jobs beyond that wait their
+turn inside their step, still running (see ``OpenMeteoArchive.fetch_in_turn``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import calendar
 import datetime as dt
 import statistics
 import zoneinfo
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any
 
 import requests
@@ -26,6 +31,7 @@ from pydantic import Field
 from resonate.context import Context
 from resonate.retry import Exponential, RetryPolicy
 
+from durable_mcp.config import DEFAULT_MAX_FETCHES
 from durable_mcp.jobs import InvalidArgument, Jobs, Start
 from durable_mcp.tools.arguments import NotABoolean
 
@@ -67,8 +73,8 @@ class OpenMeteoArchive:
     """Where and how the fetch step calls the archive.
 
     Handed to durable functions as a Resonate dependency, so the URL, request
-    timeout and retry policy are configuration, not job arguments: changing
-    them never changes a job's id.
+    timeout, retry policy and number of requests in flight are configuration,
+    not job arguments: changing them never changes a job's id.
     """
 
     url: str
@@ -76,6 +82,31 @@ class OpenMeteoArchive:
     retry_policy: RetryPolicy = field(
         default_factory=lambda: Exponential(delay=1, factor=2, max_retries=3, max_delay=30)
     )
+    max_fetches: int = DEFAULT_MAX_FETCHES
+
+    @cached_property
+    def _fetch_threads(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.max_fetches, thread_name_prefix="open-meteo")
+
+    async def fetch_in_turn(self, params: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`fetch` in one of ``max_fetches`` threads, once one is free.
+
+        A job waiting its turn waits here, in its running step: its task stays
+        leased to this process, kept alive by the SDK's heartbeat, so the store
+        never gives it to a second execution; and the wait costs a queue entry,
+        not a thread.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._fetch_threads, self.fetch, params)
+
+    def close(self) -> None:
+        """Drop the fetches still waiting (the server is stopping: they resume at its next start).
+
+        The threads of the fetches in flight end with them; a later fetch gets new ones.
+        """
+        threads: ThreadPoolExecutor | None = self.__dict__.pop("_fetch_threads", None)
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
 
     def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
         """One GET against the archive (blocking; run it in a thread)."""
@@ -99,7 +130,7 @@ async def fetch_month(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """
     archive = ctx.get_dependency(OpenMeteoArchive)
     try:
-        return await asyncio.to_thread(archive.fetch, params)
+        return await archive.fetch_in_turn(params)
     except ArchiveError as exc:
         return {"refused": str(exc)}
 

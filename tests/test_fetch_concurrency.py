@@ -1,0 +1,198 @@
+"""Many weather jobs at once against a slow archive: each is fetched once (issue 10, case 2).
+
+At most ``max_fetches`` requests are in flight; the other jobs wait their turn
+for as long as it takes, and their tasks stay theirs meanwhile: the store never
+hands a waiting job to a second execution, which used to fetch it again (and
+again). Minutes of waiting are simulated: the engine runs on a clock and
+sleeper the test moves on, so the lease (60 s) and heartbeat (30 s) are the
+production ones and the test takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from fastmcp import Client
+from resonate.resonate import DEFAULT_MAX_CONCURRENT_TASKS
+from resonate.timing import now_ms
+
+from durable_mcp.config import Settings
+from durable_mcp.server import create_server
+
+from fake_open_meteo import FakeOpenMeteo
+from helpers import call
+
+SLOTS = 3
+#: The first wave fills the SDK's execution permits; the second waits for one.
+FIRST_WAVE = DEFAULT_MAX_CONCURRENT_TASKS
+SECOND_WAVE = 36
+#: A generous bound for anything the test waits on.
+BOUND_SECONDS = 30
+
+
+class SimulatedTime:
+    """A clock and sleeper that move only when the test says so.
+
+    ``advance`` moves the clock a step at a time; at each step it wakes the
+    sleepers that are due (the store's tick, the SDK's heartbeat) and waits
+    until each has run on to its next sleep, or ended, before the next step:
+    what real time would have done by then is done.
+    """
+
+    def __init__(self) -> None:
+        self.now = now_ms()
+        self._sleeping: dict[asyncio.Task[Any], tuple[int, asyncio.Future[None]]] = {}
+        self._moved = asyncio.Event()
+
+    def clock(self) -> int:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        wake = asyncio.get_running_loop().create_future()
+        self._sleeping[task] = (self.now + int(seconds * 1000), wake)
+        task.add_done_callback(lambda _: self._moved.set())
+        self._moved.set()
+        try:
+            await wake
+        finally:
+            if task in self._sleeping and self._sleeping[task][1] is wake:
+                del self._sleeping[task]  # cancelled while asleep
+
+    async def advance(self, seconds: float, step: float = 1.0) -> None:
+        end = self.now + int(seconds * 1000)
+        while self.now < end:
+            self.now = min(self.now + int(step * 1000), end)
+            due = [task for task, (at, _) in self._sleeping.items() if at <= self.now]
+            for task in due:
+                self._sleeping.pop(task)[1].set_result(None)
+            async with asyncio.timeout(BOUND_SECONDS):
+                while not all(task.done() or task in self._sleeping for task in due):
+                    self._moved.clear()
+                    await self._moved.wait()
+
+
+class GatedArchive(FakeOpenMeteo):
+    """The fake archive, answering only the requests the test lets through.
+
+    It counts the requests in flight (arrived, not answered) and their peak,
+    and wakes the test's ``until`` from its own threads without using one of
+    the server's: those may all be busy fetching.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.answered = 0
+        self._allowed = 0
+        self._gate = threading.Condition()
+        self._watchers: list[tuple[Callable[[], bool], asyncio.AbstractEventLoop, asyncio.Event]]
+        self._watchers = []
+
+    def let_through(self, count: int) -> None:
+        with self._gate:
+            self._allowed += count
+            self._gate.notify_all()
+
+    def open(self) -> None:
+        self.let_through(1_000_000)
+
+    def _answer(self, query: str) -> tuple[int, dict[str, Any]]:
+        with self._gate:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._notify()
+            self._gate.wait_for(lambda: self._allowed > 0, BOUND_SECONDS)
+            self._allowed -= 1
+            self.in_flight -= 1
+            self.answered += 1
+            self._notify()
+        return super()._answer(query)
+
+    def _notify(self) -> None:
+        for condition, loop, event in self._watchers:
+            if condition():
+                loop.call_soon_threadsafe(event.set)
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        event = asyncio.Event()
+        with self._gate:
+            self._watchers.append((condition, asyncio.get_running_loop(), event))
+            if condition():
+                event.set()
+        async with asyncio.timeout(BOUND_SECONDS):
+            await event.wait()
+
+    def fetches_per_job(self) -> Counter[tuple[str, str]]:
+        fetches: Counter[tuple[str, str]] = Counter()
+        for query, times in self.requests.items():
+            params = parse_qs(query)
+            fetches[params["latitude"][0], params["start_date"][0]] += times
+        return fetches
+
+
+async def start_jobs(client: Client, numbers: range) -> list[str]:
+    """Weather jobs for distinct places, one after the other."""
+    names = []
+    for n in numbers:
+        month = {"latitude": n / 100, "longitude": 20, "year": 2020, "month": 3}
+        names.append((await call(client, "start_gathering", **month))["job_name"])
+    return names
+
+
+async def await_all(client: Client, names: list[str]) -> dict[str, Any]:
+    """Every job's await_result answer, once none is running (bounded)."""
+    results: dict[str, Any] = {name: {"status": "running"} for name in names}
+
+    def running() -> list[str]:
+        return [name for name, value in results.items() if value.get("status") == "running"]
+
+    async with asyncio.timeout(BOUND_SECONDS * 2):
+        while batch := running()[:100]:  # the tool's limit per call
+            results |= await call(client, "await_result", job_names=batch, timeout_seconds=5)
+    return results
+
+
+async def test_jobs_that_wait_minutes_for_a_fetch_slot_are_each_fetched_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two waves, so that jobs of the second start running late in their 60 s lease,
+    # after a heartbeat (at 30 and 60 s; their leases end at 80 s). The SDK heartbeats
+    # a job only once it runs: such a job used to lose its lease before its first
+    # beat, and a second execution fetched it again.
+    caplog.set_level(logging.WARNING)
+    simulated = SimulatedTime()
+    with GatedArchive() as fake:
+        server = create_server(
+            replace(settings, open_meteo_url=fake.url, max_fetches=SLOTS),
+            clock=simulated.clock,
+            sleeper=simulated.sleep,
+        )
+        async with Client(server) as client:
+            names = await start_jobs(client, range(FIRST_WAVE))
+            await fake.until(lambda: fake.in_flight >= SLOTS)
+            await simulated.advance(20)
+            names += await start_jobs(client, range(FIRST_WAVE, FIRST_WAVE + SECOND_WAVE))
+            await simulated.advance(45)  # past a heartbeat: the second wave's leases end at 80 s
+            fake.let_through(SLOTS)  # three jobs end; three others can start
+            await fake.until(lambda: fake.answered >= SLOTS)
+            await simulated.advance(120)  # two more leases' worth of waiting
+            fake.open()
+            results = await await_all(client, names)
+
+    assert [name for name in names if "summary" not in results[name]] == []
+    fetches = fake.fetches_per_job()
+    assert len(fetches) == len(names)
+    assert [job for job, times in fetches.items() if times != 1] == []
+    assert fake.peak_in_flight == SLOTS
+    assert [record.getMessage() for record in caplog.records] == []
