@@ -27,6 +27,14 @@ and a repeated fetch always comes from a later server run (a kill between). The
 server logs of every run are scanned (each must have opened the store; no
 ERROR, no Traceback) and ``durable-mcp jobs`` lists the data dir once.
 
+``--disk-full`` also puts the data dir on a small tmpfs and, halfway through,
+fills it for a few seconds (never during a kill): a start made meanwhile must
+fail with the store's one-line message and change nothing, reads must go on,
+and once the space is back starts work again and no acknowledged job is lost.
+Starts refused while the disk is full are retried, as an agent told "free disk
+space, then try again" would. Mounting needs root; without it the cycle is
+skipped, and the output says so.
+
 Latencies are of successful calls; await_result's include the wait for its
 job (timers run up to 3 s). Prints a table, writes the figures as JSON with
 ``--output`` and exits 1 when anything above does not hold. ``run()`` is the
@@ -77,7 +85,8 @@ RULE = (
     "for the in-flight step), but a job once seen completed is never fetched again "
     "(its fetch count when first seen completed equals its final count, as in "
     "tests/test_durability.py), every repeated fetch has a kill between it and the "
-    "previous fetch of the same job (they were made by different server processes), "
+    "previous fetch of the same job (they were made by different server processes) "
+    "or the end of a disk-full cycle (a write the full disk refused cut the step off), "
     "and every acknowledged job completes with one result"
 )
 
@@ -96,11 +105,17 @@ FINAL_PACE = 0.15  # seconds before each of its calls: below the polling limit
 MIN_UP_SECONDS = 2.0  # between a restart and the next kill: the clients get some work done
 FETCH_DELAY = 0.2  # the fake archive's answer time: a fetch is in flight this long
 BATCH = 100  # job names per probe_status / await_result (the tools' limit)
+FULL_SECONDS = 3.0  # how long the disk stays full in the disk-full cycle
+DISK_SIZE = "1g"  # the tmpfs the data dir is on in the disk-full cycle
+#: What a change refused for want of disk space says (the store's one line).
+FULL_MESSAGE = "database or disk is full; nothing was changed"
 
 #: Server log lines that are reported as problems (and any Traceback).
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b")
-#: Lines that may match ERROR_LINE without meaning anything went wrong (none so far).
-EXPECTED_ERRORS: tuple[re.Pattern[str], ...] = ()
+#: The store's one line when its disk is full: expected once per disk-full cycle.
+DISK_FULL_LINE = re.compile(r"embedded store cannot write to .*database or disk is full; changes")
+#: Lines that may match ERROR_LINE without meaning anything went wrong.
+EXPECTED_ERRORS: tuple[re.Pattern[str], ...] = (DISK_FULL_LINE,)
 STORE_OPENED = re.compile(r"embedded store opened: .*")
 
 
@@ -110,6 +125,7 @@ class Options:
     seconds: float = 60.0
     kills: int = 0
     seed: int = 0
+    disk_full: bool = False
 
 
 class CallFailed(Exception):
@@ -121,7 +137,7 @@ class Call:
     tool: str
     started: float
     seconds: float
-    outcome: str  # ok | failed | outage | rate_limited | busy
+    outcome: str  # ok | failed | outage | rate_limited | busy | disk_full
     error: str = ""
 
 
@@ -138,8 +154,8 @@ class Job:
     settled_at: str | None = None  # the first settled_at seen
 
 
-class Outages:
-    """When the server was down: from each kill until it listened again (monotonic)."""
+class Windows:
+    """Spans of time (monotonic) in which something was wrong on purpose."""
 
     def __init__(self) -> None:
         self.windows: list[tuple[float, float | None]] = []
@@ -161,18 +177,90 @@ class Outages:
         return [began for began, _ in self.windows]
 
 
+class Outages(Windows):
+    """When the server was down: from each kill until it listened again."""
+
+
+class FullDisk(Windows):
+    """The disk-full cycle: the data dir on a tmpfs, filled for a while, then freed."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.path = root / "disk"
+        self.filler = self.path / "filler"
+        self.skipped: str | None = None
+        self.checks: dict[str, Any] = {}
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(self.path)],
+            capture_output=True,
+            text=True,
+        )
+        if mounted.returncode != 0:
+            self.skipped = f"cannot mount a tmpfs here: {mounted.stderr.strip()}"
+
+    def unmount(self) -> None:
+        if self.skipped is None:
+            subprocess.run(["umount", "-l", str(self.path)], check=True)
+
+    def fill(self) -> None:
+        with open(self.filler, "wb") as filler, contextlib.suppress(OSError):  # ENOSPC: full
+            while True:
+                filler.write(b"\0" * (1 << 20))
+                filler.flush()
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    async def run(self, load: Load, began: float, at: float, quiet: asyncio.Lock) -> None:
+        """At ``at`` s into the load, fill the disk for FULL_SECONDS, checking as a user would."""
+        await asyncio.sleep(max(began + at - time.monotonic(), 0))
+        async with quiet, Client(load.url, timeout=CALL_TIMEOUT) as client:  # no kill meanwhile
+            await asyncio.to_thread(self.fill)
+            self.begin()
+            start = {"timer_name": "disk_full_check", "seconds": 0.5}
+            refused = await client.call_tool("set_timer", start, raise_on_error=False)
+            self.checks["start_while_full"] = " ".join(
+                getattr(block, "text", "") for block in refused.content
+            )[:300]
+            self.checks["start_refused_clearly"] = refused.is_error and (
+                FULL_MESSAGE in self.checks["start_while_full"]
+            )
+            probe = await client.call_tool(
+                "probe_status", {"job_names": ["disk_full_check"]}, raise_on_error=False
+            )
+            self.checks["probe_while_full"] = probe.data if not probe.is_error else "an error"
+            self.checks["nothing_created"] = not probe.is_error and (
+                probe.data[0]["status"] == "not_found"
+            )
+            await asyncio.sleep(FULL_SECONDS)
+            self.free()
+            self.end()
+            started = await client.call_tool("set_timer", start, raise_on_error=False)
+            self.checks["start_after_free"] = started.data if not started.is_error else "an error"
+            if not started.is_error:
+                load.acknowledge("disk_full_check", "timer", None)
+
+
+#: When a fetch was made: (server run, disk-full cycles ended before it).
+Era = tuple[int, int]
+
+
 class Archive(FakeOpenMeteo):
     """The fake archive, also noting which server run made each request.
 
     Each run of the server gets the archive's URL with ``?run=N`` (requests
     adds the fetch's own parameters after it), so a fetch is labelled with the
     process that made it, whatever the clocks: two fetches of one job by the
-    same run had no kill between them.
+    same run had no kill between them. The time of each fetch tells whether a
+    disk-full cycle came between two (see ``fetch_eras``).
     """
 
     def __init__(self, delay_seconds: float) -> None:
         super().__init__(delay_seconds)
-        self.runs: dict[tuple[float, float, int, int], list[int]] = defaultdict(list)
+        self.runs: dict[tuple[float, float, int, int], list[tuple[int, float]]] = defaultdict(list)
         self._runs_lock = threading.Lock()
 
     def _answer(self, query: str) -> tuple[int, dict[str, Any]]:
@@ -180,7 +268,7 @@ class Archive(FakeOpenMeteo):
         year, month, _ = params["start_date"].split("-")
         place = (float(params["latitude"]), float(params["longitude"]), int(year), int(month))
         with self._runs_lock:
-            self.runs[place].append(int(params.get("run", -1)))
+            self.runs[place].append((int(params.get("run", -1)), time.monotonic()))
         return super()._answer(query)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -196,7 +284,16 @@ class Archive(FakeOpenMeteo):
     def fetch_runs(self) -> dict[tuple[float, float, int, int], list[int]]:
         """For each place and month, the server runs that fetched it, in order."""
         with self._runs_lock:
-            return {place: list(runs) for place, runs in self.runs.items()}
+            return {place: [run for run, _ in runs] for place, runs in self.runs.items()}
+
+    def fetch_eras(self, cuts: Sequence[float]) -> dict[tuple[float, float, int, int], list[Era]]:
+        """Like ``fetch_runs``, each fetch also with how many ``cuts`` (the ends of
+        disk-full cycles) came before it: a step a full disk cut off runs again after."""
+        with self._runs_lock:
+            return {
+                place: [(run, sum(cut < at for cut in cuts)) for run, at in runs]
+                for place, runs in self.runs.items()
+            }
 
     def fetches(self, place: tuple[float, float, int, int]) -> int:
         with self._runs_lock:
@@ -206,10 +303,10 @@ class Archive(FakeOpenMeteo):
 class Server:
     """``durable-mcp serve`` on one port and data dir: started, killed, restarted."""
 
-    def __init__(self, root: Path, archive_url: str) -> None:
+    def __init__(self, root: Path, archive_url: str, data_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.data_dir = root / "data"
+        self.data_dir = data_dir
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         # Every setting at its default (empty counts as unset), whatever this shell has set.
@@ -284,10 +381,13 @@ def completed(value: Any) -> bool:
 class Load:
     """The clients, what they were told, and the server's outages."""
 
-    def __init__(self, url: str, archive: Archive, outages: Outages, options: Options) -> None:
+    def __init__(
+        self, url: str, archive: Archive, outages: Outages, full_disk: Windows, options: Options
+    ) -> None:
         self.url = url
         self.archive = archive
         self.outages = outages
+        self.full_disk = full_disk
         self.options = options
         self.calls: list[Call] = []
         self.jobs: dict[str, Job] = {}
@@ -312,6 +412,8 @@ class Load:
             return "busy"
         if transport and self.outages.overlaps(started, time.monotonic()):
             return "outage"
+        if FULL_MESSAGE in error and self.full_disk.overlaps(started, time.monotonic()):
+            return "disk_full"
         return "failed"
 
     def fetches(self, job: Job) -> int:
@@ -460,7 +562,7 @@ class Session:
                 error = describe(exc)
                 outcome = load.classify(error, started, transport=True)
                 load.record(tool, started, outcome, error)
-                if outcome not in ("rate_limited", "busy"):
+                if outcome not in ("rate_limited", "busy", "disk_full"):
                     await self.close()
                 if outcome == "failed" or time.monotonic() > load.give_up:
                     raise CallFailed(error) from exc
@@ -537,6 +639,7 @@ class Chaos:
     server: Server
     outages: Outages
     schedule: list[float]
+    quiet: asyncio.Lock  # held while the disk is full: no kill then
     restart_seconds: list[float] = field(default_factory=list)
     outage_seconds: list[float] = field(default_factory=list)
     kill_at: list[float] = field(default_factory=list)  # seconds into the load
@@ -547,12 +650,13 @@ class Chaos:
         for at in self.schedule:
             wait = max(began + at, up_since + MIN_UP_SECONDS) - time.monotonic()
             await asyncio.sleep(max(wait, 0))
-            self.outages.begin()
-            killed = time.monotonic()
-            self.kill_at.append(round(killed - began, 2))
-            await asyncio.to_thread(self.server.kill)
-            await self.restart()
-            self.outages.end()
+            async with self.quiet:
+                self.outages.begin()
+                killed = time.monotonic()
+                self.kill_at.append(round(killed - began, 2))
+                await asyncio.to_thread(self.server.kill)
+                await self.restart()
+                self.outages.end()
             up_since = time.monotonic()
             self.outage_seconds.append(up_since - killed)
 
@@ -621,14 +725,14 @@ async def final_check(load: Load) -> dict[str, Any]:
 
 def fetch_report(
     jobs: Iterable[Job],
-    fetch_runs: dict[tuple[float, float, int, int], list[int]],
+    fetch_runs: dict[tuple[float, float, int, int], list[Era]],
     kill_times: Sequence[float],
 ) -> dict[str, Any]:
     """The weather jobs' fetches against the rule (see ``RULE``).
 
-    ``fetch_runs``: for each place and month, the server run of each fetch, in
-    the order they arrived; ``kill_times`` only tells which jobs were seen
-    done before a later kill (the check was not vacuous).
+    ``fetch_runs``: for each place and month, the era of each fetch (server run,
+    disk-full cycles before it), in the order they arrived; ``kill_times`` only
+    tells which jobs were seen done before a later kill (the check was not vacuous).
     """
     weather = [job for job in jobs if job.kind == "weather"]
     fetched = {job.place for job in weather}
@@ -647,7 +751,7 @@ def fetch_report(
         "fetches_of_unacknowledged_jobs": sum(
             len(runs) for place, runs in fetch_runs.items() if place not in fetched
         ),
-        "unlabelled_fetches": sum(run < 0 for runs in fetch_runs.values() for run in runs),
+        "unlabelled_fetches": sum(run < 0 for runs in fetch_runs.values() for run, _ in runs),
     }
     for job in weather:
         assert job.place is not None
@@ -668,7 +772,8 @@ def fetch_report(
         for before, after in itertools.pairwise(runs):
             if after <= before:
                 report["unexplained_duplicates"].append(
-                    f"{job.name}: fetched by server run {before}, then again by run {after}"
+                    f"{job.name}: fetched by server run {before[0]}, then again by run "
+                    f"{after[0]}, with no full disk between"
                 )
         if job.done_seen_at is not None and any(kill > job.done_seen_at for kill in kill_times):
             report["seen_done_before_a_later_kill"] += 1
@@ -680,6 +785,7 @@ def scan_logs(server: Server) -> dict[str, Any]:
     opened: list[str] = []
     errors: list[str] = []
     warnings = 0
+    disk_full_lines = 0
     missing: list[int] = []
     for run in range(server.runs):
         log = server.log_of(run)
@@ -692,6 +798,7 @@ def scan_logs(server: Server) -> dict[str, Any]:
         for line in text.splitlines():
             if "WARNING" in line:
                 warnings += 1
+            disk_full_lines += bool(DISK_FULL_LINE.search(line))
             if (ERROR_LINE.search(line) or "Traceback" in line) and not any(
                 expected.search(line) for expected in EXPECTED_ERRORS
             ):
@@ -703,6 +810,7 @@ def scan_logs(server: Server) -> dict[str, Any]:
         "opened": opened,
         "error_lines": errors,
         "warning_lines": warnings,
+        "disk_full_lines": disk_full_lines,
     }
 
 
@@ -750,7 +858,7 @@ def call_figures(
     def figures(group: list[Call]) -> dict[str, Any]:
         ok = [call.seconds * 1000 for call in group if call.outcome == "ok"]
         out: dict[str, Any] = {"calls": len(group), "ok": len(ok)}
-        for outcome in ("failed", "outage", "rate_limited", "busy"):
+        for outcome in ("failed", "outage", "rate_limited", "busy", "disk_full"):
             out[outcome] = sum(call.outcome == outcome for call in group)
         out["ok_per_s"] = round(len(ok) / seconds, 1) if seconds else 0.0
         out["p50_ms"] = round(statistics.median(ok), 2) if ok else None
@@ -804,12 +912,19 @@ def quiet_client_logs() -> Iterator[None]:
 async def measure(options: Options, root: Path) -> dict[str, Any]:
     rng = random.Random(options.seed)
     archive = Archive(FETCH_DELAY)
-    with archive:
-        server = Server(root, archive.url)
+    full_disk = FullDisk(root)
+    if options.disk_full:
+        full_disk.mount()
+    cycle = options.disk_full and full_disk.skipped is None
+    with archive, contextlib.ExitStack() as unmount:
+        if cycle:
+            unmount.callback(full_disk.unmount)
+        server = Server(root, archive.url, (full_disk.path if cycle else root) / "data")
         first_start = await asyncio.to_thread(server.start)
         outages = Outages()
-        load = Load(server.url, archive, outages, options)
-        chaos = Chaos(server, outages, kill_schedule(options.seconds, options.kills, rng))
+        load = Load(server.url, archive, outages, full_disk, options)
+        quiet = asyncio.Lock()
+        chaos = Chaos(server, outages, kill_schedule(options.seconds, options.kills, rng), quiet)
         lag: list[float] = []
         load_over = asyncio.Event()
         harness_cpu = time.process_time()
@@ -818,8 +933,14 @@ async def measure(options: Options, root: Path) -> dict[str, Any]:
             began = time.monotonic()
             chaos_task = asyncio.create_task(chaos.run(began))
             lag_task = asyncio.create_task(loop_lag(lag, load_over))
+            full_task = asyncio.create_task(
+                full_disk.run(load, began, options.seconds / 2, quiet)
+                if cycle
+                else asyncio.sleep(0)
+            )
             load_seconds = await load.run()
             load_over.set()
+            await full_task
             harness_cpu = time.process_time() - harness_cpu
             await lag_task
             with contextlib.suppress(RuntimeError):  # the server did not come back: recorded
@@ -832,7 +953,8 @@ async def measure(options: Options, root: Path) -> dict[str, Any]:
             cli = await asyncio.to_thread(list_with_cli, server)
         finally:
             returncode = await asyncio.to_thread(server.close)
-        fetches = fetch_report(load.jobs.values(), archive.fetch_runs(), outages.kill_times)
+        cuts = [back for _, back in full_disk.windows if back is not None]
+        fetches = fetch_report(load.jobs.values(), archive.fetch_eras(cuts), outages.kill_times)
         fetches["archive_requests"] = archive.total_requests  # the fake's own count
         fetches["archive_requests_labelled"] = sum(len(r) for r in archive.fetch_runs().values())
     logs = scan_logs(server)
@@ -844,6 +966,7 @@ async def measure(options: Options, root: Path) -> dict[str, Any]:
             "seconds": options.seconds,
             "kills": options.kills,
             "seed": options.seed,
+            "disk_full": options.disk_full,
         },
         "load_seconds": round(load_seconds, 1),
         "first_start_to_listening_s": round(first_start, 2),
@@ -860,6 +983,14 @@ async def measure(options: Options, root: Path) -> dict[str, Any]:
         "rate_limited_in_final_check": check["refused"],
         "busy": sum(c.outcome == "busy" for c in load.calls),
         "sessions_opened": load.sessions_opened,
+        "disk_full": {
+            "asked": options.disk_full,
+            "skipped": full_disk.skipped,
+            "cycles": len(full_disk.windows),
+            "full_seconds": FULL_SECONDS,
+            "starts_refused_while_full": sum(c.outcome == "disk_full" for c in load.calls),
+            **full_disk.checks,
+        },
         "jobs": {
             "acknowledged": len(jobs),
             "timers": sum(job.kind == "timer" for job in jobs),
@@ -949,6 +1080,18 @@ def problems(r: dict[str, Any]) -> list[str]:
             f"the server did not shut down cleanly on SIGTERM "
             f"(exit {store['final_shutdown_returncode']})"
         )
+    full = r["disk_full"]
+    if full["asked"] and full["skipped"] is None:
+        if full["cycles"] != 1:
+            out.append(f"{full['cycles']} disk-full cycles, 1 asked")
+        if not full.get("start_refused_clearly"):
+            out.append(f"a start on a full disk: {full.get('start_while_full')!r}")
+        if not full.get("nothing_created"):
+            out.append(f"a refused start left {full.get('probe_while_full')} behind")
+        if not isinstance(full.get("start_after_free"), dict):
+            out.append(f"a start once the disk was freed: {full.get('start_after_free')}")
+        if store["disk_full_lines"] != 1:
+            out.append(f"the store said {store['disk_full_lines']} times that its disk is full")
     cli = r["jobs_cli"]
     if cli["returncode"] != 0 or cli["jobs_in_store"] < r["jobs"]["acknowledged"]:
         out.append(f"durable-mcp jobs: exit {cli['returncode']}, {cli['jobs_in_store']} jobs")
@@ -1002,6 +1145,7 @@ def summary(r: dict[str, Any]) -> str:
             if restarts
             else ""
         ),
+        *([disk_full_summary(r["disk_full"])] if r["disk_full"]["asked"] else []),
         f"store opened in {r['store']['store_opened']} of {r['store']['server_runs']} runs; "
         f"ERROR/Traceback lines {len(r['store']['error_lines'])}; "
         f"WARNING lines {r['store']['warning_lines']}",
@@ -1017,6 +1161,19 @@ def summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def disk_full_summary(full: dict[str, Any]) -> str:
+    if full["skipped"] is not None:
+        return f"disk-full cycle skipped: {full['skipped']}"
+    return (
+        f"disk full for {full['full_seconds']:g} s: a start was refused "
+        f"{'clearly' if full.get('start_refused_clearly') else 'WRONGLY'} "
+        f"({full.get('start_while_full', '')[:90]}...), a probe answered "
+        f"{'and nothing was created' if full.get('nothing_created') else 'WRONGLY'}; "
+        f"agents' starts refused meanwhile {full['starts_refused_while_full']}; "
+        f"a start after freeing: {full.get('start_after_free')}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent MCP sessions (50)")
@@ -1024,12 +1181,21 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=0, help="kill -9 and restarts (0: plain)")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
     parser.add_argument("--seed", type=int, help="for the random choices (default: random)")
+    parser.add_argument(
+        "--disk-full", action="store_true", help="fill the data dir's disk halfway (needs root)"
+    )
     parser.add_argument("--quick", action="store_true", help="10 clients, 10 s, at most 2 kills")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds, args.kills = 10, 10.0, min(args.kills, 2)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
-    options = Options(clients=args.clients, seconds=args.seconds, kills=args.kills, seed=seed)
+    options = Options(
+        clients=args.clients,
+        seconds=args.seconds,
+        kills=args.kills,
+        seed=seed,
+        disk_full=args.disk_full,
+    )
     with tempfile.TemporaryDirectory(prefix="durable-mcp-load-") as tmp:
         results = asyncio.run(run(options, Path(tmp)))
     print(summary(results))

@@ -84,6 +84,10 @@ class StoreUnavailable(ConnectorError):
 
 #: After a failed commit, how long the clock's changes wait before the disk is tried again.
 RETRY_WRITE_MS = 1_000
+#: A task's requests that end its execution when they fail (a heartbeat's do not).
+CUT_OFF_BY_A_FAILED_WRITE = frozenset(
+    {"task.fence", "task.fulfill", "task.suspend", "task.release"}
+)
 #: Ends every StoreUnavailable message (and tells it apart in the SDK's events).
 UNWRITABLE_HINT = "Free disk space (or fix the disk), then try again."
 
@@ -259,6 +263,7 @@ class EmbeddedStore:
         self._batch: _Batch | None = None  # the changes of this loop turn, until committed
         self._write_error: str | None = None  # why the last commit failed, until one succeeds
         self._retry_write_at = 0  # when ticks try the disk again after a failed commit
+        self._cut_off: dict[str, int] = {}  # task -> version whose execution a failed write ended
         self._last_sweep = 0
         self._stopped = False
 
@@ -334,7 +339,11 @@ class EmbeddedStore:
             response = self._apply(now, flat)
         except ServerError as exc:
             error = exc
-        await self._batch_of_this_turn().done  # raises StoreUnavailable if it was undone
+        try:
+            await self._batch_of_this_turn().done
+        except StoreUnavailable:
+            self._note_cut_off(flat)
+            raise
         if error is not None:
             raise error
         return msgspec.json.encode(wrap_response_envelope(response)).decode()
@@ -391,7 +400,9 @@ class EmbeddedStore:
         if self._write_error is not None:
             self._write_error = None
             logger.warning("the embedded store in %s can write again", self.data_dir)
-            self._send_executes_again()  # work undone meanwhile starts again at once
+            self._release_cut_off()  # a no-op if the releases were in this commit
+            self._cut_off.clear()
+            self._send_executes_again()  # and what waited to run meanwhile
         self._dispatch(batch.outgoing)
         batch.done.set_result(None)
 
@@ -416,6 +427,22 @@ class EmbeddedStore:
                 exc,
             )
         self._write_error = str(exc)
+
+    def _note_cut_off(self, req: Any) -> None:
+        """An execution whose step could not be written has ended: note its task."""
+        if isinstance(req, dict) and req.get("kind") in CUT_OFF_BY_A_FAILED_WRITE:
+            task_id, version = req.get("id"), req.get("version")
+            if isinstance(task_id, str) and isinstance(version, int):
+                self._cut_off[task_id] = version
+
+    def _release_cut_off(self) -> None:
+        """Release the tasks whose execution a failed write ended, so that they run
+        again at once rather than after their 60 s lease. Kept until it is written."""
+        now = self._clock()
+        for task_id, version in self._cut_off.items():
+            task = self.state.tasks.get(task_id)
+            if task is not None and task.state == "acquired" and task.version == version:
+                self._apply(now, {"kind": "task.release", "id": task_id, "version": version})
 
     def _unavailable(self) -> str:
         return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
@@ -479,8 +506,10 @@ class EmbeddedStore:
     async def tick(self) -> None:
         """Act on the deadlines that have passed; now and then sweep and snapshot."""
         now = self._clock()
-        if self._write_error is not None and now < self._retry_write_at:
-            return
+        if self._write_error is not None:
+            if now < self._retry_write_at:
+                return
+            self._release_cut_off()  # also tells whether the disk takes writes again
         if self.state.is_due(now):
             self.state.tick(now)
             self._write(Tick(now=now))
