@@ -15,6 +15,7 @@ from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
 from resonate.observability import BackgroundTaskFailed, Event, logging_observer
 from resonate.resonate import Resonate
+from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
@@ -93,11 +94,13 @@ class Engine:
     state: IndexedState | None = None
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper = sleep) -> Engine:
     """Return an unstarted Resonate wired to the store ``settings`` selects.
 
     The embedded store is opened here (raises ``StoreError``), so that a data
     dir in use or damaged stops the start before the server listens.
+    ``clock`` and ``sleeper`` are the SDK's time seams, given to Resonate and
+    to an in-process store alike: one notion of now (tests pass fakes).
     """
     pid = uuid.uuid4().hex
     core_logger = logging.getLogger("resonate.core")
@@ -115,11 +118,20 @@ def build_engine(settings: Settings) -> Engine:
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
     elif settings.store == "embedded":
-        store = EmbeddedStore(settings.data_dir, pid=pid, group=GROUP, retention=settings.retention)
+        store = EmbeddedStore(
+            settings.data_dir,
+            pid=pid,
+            group=GROUP,
+            retention=settings.retention,
+            clock=clock,
+            sleeper=sleeper,
+        )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
     else:
-        network = LocalConnection(pid=pid, group=GROUP, tick_interval=LOCAL_TICK_SECONDS)
+        network = LocalConnection(
+            pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
+        )
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
     resonate = Resonate(
         url=settings.resonate_url if network is None else None,
@@ -127,6 +139,8 @@ def build_engine(settings: Settings) -> Engine:
         group=GROUP,
         pid=pid,
         env={},
+        clock=clock,
+        sleeper=sleeper,
         observer=observe,
         autostart=False,
         subscription_refresh_secs=refresh_seconds,

@@ -32,7 +32,6 @@ import inspect
 import json
 import logging
 import pickle
-import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from resonate.connections.local import DurablePromise
 from resonate.error import ServerError
 from resonate.resonate import Resonate
 from resonate.send import parse_promise
-from resonate.timing import now_ms
+from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate.types import PromiseRecord, Value
 
 from durable_mcp.events import job_event
@@ -151,7 +150,8 @@ class Jobs:
         await_max_seconds: float,
         progress_interval_seconds: float = 5.0,
         deadlines: Mapping[str, timedelta] | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
+        sleeper: Sleeper = sleep,
         sync: Callable[[], Awaitable[None]] | None = None,
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
@@ -160,7 +160,8 @@ class Jobs:
         done until the call on disk; every answer waits for it, so nothing is
         reported that a crash could undo. A new job is refused as :class:`Busy`
         while ``running_jobs()`` is at ``max_running_jobs`` (attaching to a job
-        never is).
+        never is). ``clock`` (ms since the epoch) and ``sleeper`` are the SDK's
+        time seams: statuses and waits take their time from them.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -171,6 +172,7 @@ class Jobs:
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
         self.kinds: dict[str, JobKind] = {}
         self.clock = clock
+        self.sleeper = sleeper
 
     def register(
         self,
@@ -352,7 +354,7 @@ class Jobs:
         bound = self.await_max_seconds
         if timeout_seconds is not None:
             bound = min(bound, max(timeout_seconds, 0.0))
-        deadline = time.monotonic() + bound
+        deadline = self.clock() + int(bound * 1000)
 
         waiters: dict[str, asyncio.Task[Any]] = {}
         for job_id in job_ids:
@@ -364,14 +366,14 @@ class Jobs:
                 waiters[job_id] = asyncio.create_task(handle.result())
         try:
             pending = set(waiters.values())
-            next_progress = time.monotonic() + self.progress_interval_seconds
+            next_progress = self.clock() + int(self.progress_interval_seconds * 1000)
             while pending:
-                remaining = deadline - time.monotonic()
+                now = self.clock()
+                remaining = deadline - now
                 if remaining <= 0:
                     break
-                _, pending = await asyncio.wait(
-                    pending, timeout=min(remaining, next_progress - time.monotonic(), RECHECK)
-                )
+                pause = min(remaining, next_progress - now, int(RECHECK * 1000))
+                pending = await self._all_done_or_slept(pending, pause / 1000)
                 # A settle is pushed to us, but a push can be lost (a dropped
                 # connection; the SDK drops one it cannot parse): look as well.
                 for job_id, task in waiters.items():
@@ -379,13 +381,30 @@ class Jobs:
                         record = await self._get(job_id)
                         if record is None or record.state != "pending":
                             pending.discard(task)
-                if pending and on_progress is not None and time.monotonic() >= next_progress:
-                    next_progress += self.progress_interval_seconds
+                if pending and on_progress is not None and self.clock() >= next_progress:
+                    next_progress += int(self.progress_interval_seconds * 1000)
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
             for task in waiters.values():
                 task.cancel()
         return {job_id: await self.status(job_id) for job_id in job_ids}
+
+    async def _all_done_or_slept(
+        self, tasks: set[asyncio.Task[Any]], seconds: float
+    ) -> set[asyncio.Task[Any]]:
+        """Wait until every task is done or ``seconds`` pass on the sleeper; the undone tasks.
+
+        ``asyncio.wait``'s own timeout would read the event loop's clock: the
+        sleeper is what lets a test's fake time end a wait.
+        """
+        all_done = asyncio.ensure_future(asyncio.wait(tasks))
+        slept = asyncio.ensure_future(self.sleeper(seconds))
+        try:
+            await asyncio.wait({all_done, slept}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            all_done.cancel()  # stops waiting; the tasks themselves run on
+            slept.cancel()
+        return {task for task in tasks if not task.done()}
 
     def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
         return job_status(job_id, record, self.clock(), self.kinds)

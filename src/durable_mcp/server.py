@@ -15,6 +15,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastmcp import FastMCP
+from resonate.timing import Clock, Sleeper, now_ms, sleep
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
@@ -42,9 +43,15 @@ def create_server(
     archive: weather.OpenMeteoArchive | None = None,
     tools: Sequence[Callable[[FastMCP, Jobs], None]] = TOOLS,
     progress_interval_seconds: float = 5.0,
+    clock: Clock = now_ms,
+    sleeper: Sleeper = sleep,
 ) -> FastMCP:
-    """The durable-mcp app for ``settings``; the keywords override the defaults (tests)."""
-    engine = build_engine(settings)
+    """The durable-mcp app for ``settings``; the keywords override the defaults (tests).
+
+    ``clock`` and ``sleeper`` are the SDK's time seams, for the engine, its
+    store and the job layer's waits alike.
+    """
+    engine = build_engine(settings, clock=clock, sleeper=sleeper)
     state = engine.state
     jobs = Jobs(
         engine.resonate,
@@ -54,6 +61,8 @@ def create_server(
         deadlines=settings.job_deadlines,
         running_jobs=(lambda: state.running_jobs) if state is not None else None,
         max_running_jobs=settings.max_running_jobs,
+        clock=clock,
+        sleeper=sleeper,
     )
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends
