@@ -366,14 +366,16 @@ class Jobs:
                 waiters[job_id] = asyncio.create_task(handle.result())
         try:
             pending = set(waiters.values())
-            next_progress = self.clock() + int(self.progress_interval_seconds * 1000)
+            interval = int(self.progress_interval_seconds * 1000)
+            next_progress = self.clock() + interval
             while pending:
                 now = self.clock()
-                remaining = deadline - now
-                if remaining <= 0:
+                if now >= deadline:
                     break
-                pause = min(remaining, next_progress - now, int(RECHECK * 1000))
-                pending = await self._all_done_or_slept(pending, pause / 1000)
+                wake = min(deadline, now + int(RECHECK * 1000))
+                if on_progress is not None:  # else next_progress never moves: no pause at all
+                    wake = min(wake, next_progress)
+                pending = await self._all_done_or_slept(pending, (wake - now) / 1000)
                 # A settle is pushed to us, but a push can be lost (a dropped
                 # connection; the SDK drops one it cannot parse): look as well.
                 for job_id, task in waiters.items():
@@ -382,7 +384,7 @@ class Jobs:
                         if record is None or record.state != "pending":
                             pending.discard(task)
                 if pending and on_progress is not None and self.clock() >= next_progress:
-                    next_progress += int(self.progress_interval_seconds * 1000)
+                    next_progress = self.clock() + interval  # after a stall: no burst of reports
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
             for task in waiters.values():
