@@ -8,10 +8,12 @@ from fastmcp import Client, FastMCP
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
-from durable_mcp.server import create_server
+from durable_mcp.jobs import Jobs
+from durable_mcp.server import TOOLS, create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
+from helpers import FakeTime
 
 
 @pytest.fixture
@@ -35,8 +37,36 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def server(settings: Settings, archive: OpenMeteoArchive) -> FastMCP:
-    return create_server(settings, archive=archive, progress_interval_seconds=0.2)
+def fake_time() -> FakeTime:
+    """The in-memory server's time: it stands still until the test advances it."""
+    return FakeTime()
+
+
+@pytest.fixture
+def server_and_jobs(
+    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
+) -> tuple[FastMCP, Jobs]:
+    job_layer: list[Jobs] = []
+    server = create_server(
+        settings,
+        archive=archive,
+        tools=[*TOOLS, lambda mcp, jobs: job_layer.append(jobs)],  # registers no tool
+        progress_interval_seconds=0.2,
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+    )
+    return server, job_layer[0]
+
+
+@pytest.fixture
+def server(server_and_jobs: tuple[FastMCP, Jobs]) -> FastMCP:
+    return server_and_jobs[0]
+
+
+@pytest.fixture
+def jobs(server_and_jobs: tuple[FastMCP, Jobs]) -> Jobs:
+    """The server's job layer: what its store holds, beyond what the tools show."""
+    return server_and_jobs[1]
 
 
 @pytest.fixture

@@ -4,11 +4,13 @@ It answers ``GET /v1/archive`` with a response shaped like the real one
 (``daily`` series for the requested dates), derived from the request so each
 place and month gets its own numbers, and counts the requests it receives:
 the count is how the tests prove a fetch ran once. ``fail_with`` queues HTTP
-statuses to answer with before answering normally.
+statuses to answer with before answering normally; ``hold`` keeps requests
+waiting until ``release``, and ``arrived`` tells when one is waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import threading
@@ -24,6 +26,8 @@ class FakeOpenMeteo:
         self.statuses: list[int] = []  # answered before normal responses, first first
         self.delay_seconds = delay_seconds
         self._lock = threading.Lock()
+        self._arrivals = 0  # requests received, answered or held
+        self._arrival = threading.Condition(self._lock)
         self._release = threading.Event()
         self._release.set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -50,6 +54,19 @@ class FakeOpenMeteo:
     def release(self) -> None:
         self._release.set()
 
+    async def arrived(self, count: int = 1, within: float = 60) -> None:
+        """Return once ``count`` requests have arrived in all (held ones count).
+
+        ``within`` fails a test whose request never comes; it is no speed claim.
+        """
+
+        def wait() -> bool:
+            with self._arrival:
+                return self._arrival.wait_for(lambda: self._arrivals >= count, timeout=within)
+
+        if not await asyncio.to_thread(wait):
+            raise AssertionError(f"{count} requests did not arrive within {within} s")
+
     def __enter__(self) -> FakeOpenMeteo:
         self._thread.start()
         return self
@@ -60,6 +77,9 @@ class FakeOpenMeteo:
         self._server.server_close()
 
     def _answer(self, query: str) -> tuple[int, dict[str, Any]]:
+        with self._arrival:
+            self._arrivals += 1
+            self._arrival.notify_all()
         self._release.wait(timeout=30)
         with self._lock:
             self.requests[query] += 1

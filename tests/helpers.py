@@ -1,13 +1,30 @@
-"""Small helpers the tool tests share."""
+"""Small helpers the tests share: tool calls, fake time, bounded polling."""
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastmcp import Client
+from resonate.testing import FakeClock
+from resonate.types import PromiseRecord
+
+from durable_mcp.engine import LOCAL_TICK_SECONDS
+from durable_mcp.jobs import Jobs
+from durable_mcp.store.embedded import TICK_SECONDS
 
 #: Status fields that depend on the clock.
 TIMES = ("created_at", "settled_at", "poll_after_seconds", "deadline", "remaining_seconds")
+
+#: How often the in-process stores look at deadlines: a deadline fires at the first look past it.
+STORE_TICK = max(LOCAL_TICK_SECONDS, TICK_SECONDS)
+
+#: Where fake time starts: 2026-01-01T00:00:00Z, in ms since the epoch.
+FAKE_START_MS = 1_767_225_600_000
 
 
 async def call(client: Client[Any], tool: str, **arguments: object) -> Any:
@@ -18,3 +35,103 @@ async def call(client: Client[Any], tool: str, **arguments: object) -> Any:
 def core(status: dict[str, Any]) -> dict[str, Any]:
     """A status object without its clock-dependent fields."""
     return {key: value for key, value in status.items() if key not in TIMES}
+
+
+class FakeTime:
+    """The SDK's :class:`FakeClock`, and a sleeper that sleeps on it: time moves when a test says.
+
+    Pass ``clock`` and ``sleep`` to ``create_server`` (or the SDK). The SDK's own
+    sleepers do not fit a whole server: ``RecordingSleeper`` returns at once (the
+    store's tick loop would spin) and ``ManualSleeper`` wakes sleepers in call
+    order, not by time. Here each sleeper waits until the clock reaches its
+    wake-up time, so the store's deadlines, the job layer's wait bounds and
+    progress reports all follow :meth:`advance`.
+    """
+
+    #: Event-loop turns given to woken sleepers (and whatever they set off) per step.
+    TURNS = 20
+
+    def __init__(self, start_ms: int = FAKE_START_MS) -> None:
+        self.clock = FakeClock(start_ms)
+        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap, by wake time
+        self._order = itertools.count()
+
+    @property
+    def now(self) -> int:
+        return self.clock.now
+
+    async def sleep(self, seconds: float) -> None:
+        """The sleeper: returns once the clock has moved ``seconds`` on (at once if <= 0)."""
+        wake = self.now + max(round(seconds * 1000), 0)
+        if wake <= self.now:
+            await asyncio.sleep(0)  # a sleeper always yields, as asyncio.sleep(0) does
+            return
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (wake, next(self._order), woken))
+        await woken
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on, wake every sleeper due by then, and let them run."""
+        await self.turns()  # work already under way happens before the move
+        self.clock.advance(seconds=seconds)
+        while self._sleepers and self._sleepers[0][0] <= self.now:
+            _, _, woken = heapq.heappop(self._sleepers)
+            if not woken.done():  # a cancelled sleeper is just dropped
+                woken.set_result(None)
+        await self.turns()
+
+    async def turns(self) -> None:
+        for _ in range(self.TURNS):
+            await asyncio.sleep(0)
+
+    async def run[T](self, work: Awaitable[T], *, step: float, within: float) -> T:
+        """Await ``work`` while the clock moves ``step`` s at a time, at most ``within`` s.
+
+        For what only ends when time passes (a bounded wait): every step wakes
+        what is due, as the wall clock would. ``within`` fails a test whose
+        work never ends, however far the clock went.
+        """
+        task = asyncio.ensure_future(work)
+        started = self.now
+        while not task.done():
+            if self.now - started > within * 1000:
+                task.cancel()
+                raise AssertionError(f"still not done after {within} s of fake time")
+            await self.advance(step)
+        return task.result()
+
+
+async def eventually[T](
+    check: Callable[[], Awaitable[T | None]], *, within: float = 60, every: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something other than None; return that.
+
+    For outcomes that come from another process or thread, where no event
+    tells us: ``within`` is a bound that fails a hung test, not a claim about
+    speed, so keep it generous.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(every)
+
+
+async def steps_of(jobs: Jobs, job_name: str) -> list[PromiseRecord]:
+    """The durable steps a job has made so far (a timer's sleep is one), from the store."""
+    page = await jobs.resonate.promises.search(None, None, 1000, None)
+    return [record for record in page.promises if record.id.startswith(f"{job_name}:")]
+
+
+async def the_sleep_of(jobs: Jobs, timer_name: str) -> PromiseRecord:
+    """The timer's one durable sleep, once its worker has made it (it does so at once)."""
+
+    async def made() -> PromiseRecord | None:
+        sleeps = await steps_of(jobs, timer_name)
+        assert len(sleeps) <= 1, sleeps
+        return sleeps[0] if sleeps else None
+
+    return await eventually(made, within=30, every=0.01)

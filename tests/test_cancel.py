@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 from fastmcp import Client
 
+from durable_mcp.jobs import Jobs
+
 from fake_open_meteo import FakeOpenMeteo
-from helpers import call, core
+from helpers import STORE_TICK, FakeTime, call, core, eventually, steps_of, the_sleep_of
 
 
-async def test_a_cancelled_timer_never_fires(client: Client) -> None:
+async def test_a_cancelled_timer_never_fires(
+    client: Client, jobs: Jobs, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=0.5)
+    await the_sleep_of(jobs, "tea")
     cancelled = await call(client, "cancel_job", job_name="tea")
     assert core(cancelled) == {"job_name": "tea", "kind": "timer", "status": "cancelled"}
-    await asyncio.sleep(1)
+    await fake_time.advance(0.5 + STORE_TICK)  # past the deadline: the sleep ends, the job not
+
+    async def sleep_ended() -> bool | None:
+        (sleep,) = await steps_of(jobs, "tea")
+        return True if sleep.state == "resolved" else None
+
+    await eventually(sleep_ended, within=30, every=0.01)
     assert await call(client, "get_timer_status", timer_name="tea") == {"status": "cancelled"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_cancel_is_idempotent(client: Client) -> None:
@@ -49,10 +60,16 @@ async def test_a_job_cancelled_mid_fetch_stays_cancelled_and_logs_no_error(
     fake_archive.hold()
     place = {"latitude": 1, "longitude": 2, "year": 2020, "month": 1}
     name = (await call(client, "start_gathering", **place))["job_name"]
-    await asyncio.sleep(0.3)  # the fetch is in flight
+    await fake_archive.arrived()  # the fetch is in flight
     assert (await call(client, "cancel_job", job_name=name))["status"] == "cancelled"
+    caplog.set_level(logging.DEBUG, logger="durable_mcp.engine")
     fake_archive.release()
-    await asyncio.sleep(0.5)  # the fetch returns; the job's next step is refused
+
+    async def next_step_refused() -> bool | None:
+        stopped = [r for r in caplog.records if "stopped as expected" in r.getMessage()]
+        return True if stopped else None
+
+    await eventually(next_step_refused)  # the fetch returned; the job's next step was refused
     (status,) = await call(client, "probe_status", job_names=[name])
     assert status["status"] == "cancelled"
     assert fake_archive.total_requests == 1

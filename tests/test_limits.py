@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import re
@@ -18,7 +17,7 @@ from durable_mcp.server import create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
-from helpers import call
+from helpers import STORE_TICK, FakeTime, call, eventually
 
 
 async def limited_client(
@@ -94,9 +93,16 @@ async def test_polling_is_rate_limited_per_client_and_says_when_to_retry(
     # Starting jobs is not limited ...
     for i in range(8):
         await call(client, "set_timer", timer_name=f"t{i}", seconds=60)
-    # ... and the bucket refills.
-    await asyncio.sleep(1.0)
-    assert (await call(client, "probe_status", job_names=["tea"]))[0]["status"] == "running"
+    # ... and the bucket refills. FastMCP's bucket reads the wall clock and has no
+    # seam, so this waits (polls) for real time; the bound only fails a bucket that never refills.
+
+    async def accepted_probe() -> list[dict[str, object]] | None:
+        result = await client.call_tool(
+            "probe_status", {"job_names": ["tea"]}, raise_on_error=False
+        )
+        return None if result.is_error else result.data  # type: ignore[no-any-return]
+
+    assert (await eventually(accepted_probe, within=30, every=0.1))[0]["status"] == "running"
 
 
 def job_events(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -104,11 +110,15 @@ def job_events(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_each_job_state_change_is_one_structured_log_line(
-    client: Client, fake_archive: FakeOpenMeteo, caplog: pytest.LogCaptureFixture
+    client: Client,
+    fake_archive: FakeOpenMeteo,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="durable_mcp.jobs")
     await call(client, "set_timer", timer_name="tea time", seconds=0.05)
     await call(client, "set_timer", timer_name="tea time", seconds=0.05)  # attaches: no line
+    await fake_time.advance(0.05 + STORE_TICK)
     await call(client, "await_result", job_names=["tea time"])
     await call(client, "set_timer", timer_name="long", seconds=600)
     await call(client, "cancel_job", job_name="long")

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from fake_open_meteo import FakeOpenMeteo
-from helpers import call
+from helpers import STORE_TICK, FakeTime, call
 
 
-async def start_timers(client: Client, names: list[str], seconds: float = 60) -> None:
+async def start_timers(
+    client: Client, fake_time: FakeTime, names: list[str], seconds: float = 60
+) -> None:
     for name in names:
         await call(client, "set_timer", timer_name=name, seconds=seconds)
-        await asyncio.sleep(0.002)  # distinct creation times
+        await fake_time.advance(0.001)  # distinct creation times
 
 
-async def test_jobs_are_listed_newest_first_with_their_times(client: Client) -> None:
-    await start_timers(client, ["a", "b", "c"])
+async def test_jobs_are_listed_newest_first_with_their_times(
+    client: Client, fake_time: FakeTime
+) -> None:
+    await start_timers(client, fake_time, ["a", "b", "c"])
     listing = await call(client, "list_jobs")
     assert [job["job_name"] for job in listing["jobs"]] == ["c", "b", "a"]
     assert listing["next_cursor"] is None
@@ -29,10 +31,10 @@ async def test_jobs_are_listed_newest_first_with_their_times(client: Client) -> 
 
 
 async def test_jobs_are_filtered_by_status_and_kind(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client, fake_archive: FakeOpenMeteo, fake_time: FakeTime
 ) -> None:
-    await start_timers(client, ["done"], seconds=0)
-    await start_timers(client, ["waiting", "stopped"])
+    await start_timers(client, fake_time, ["done"], seconds=0)
+    await start_timers(client, fake_time, ["waiting", "stopped"])
     await call(client, "cancel_job", job_name="stopped")
     weather = await call(client, "start_gathering", latitude=1, longitude=2, year=2020, month=1)
     await call(client, "await_result", job_names=["done", weather["job_name"]])
@@ -49,24 +51,27 @@ async def test_jobs_are_filtered_by_status_and_kind(
     assert "settled_at" in completed
 
 
-async def test_pages_follow_the_cursor_and_new_jobs_do_not_shift_them(client: Client) -> None:
+async def test_pages_follow_the_cursor_and_new_jobs_do_not_shift_them(
+    client: Client, fake_time: FakeTime
+) -> None:
     names = [f"t{n:02d}" for n in range(12)]
-    await start_timers(client, names)
+    await start_timers(client, fake_time, names)
     seen: list[str] = []
     cursor = None
     while True:
         page = await call(client, "list_jobs", limit=5, cursor=cursor)
         seen += [job["job_name"] for job in page["jobs"]]
-        await start_timers(client, [f"new{len(seen)}"])  # started between pages
+        await start_timers(client, fake_time, [f"new{len(seen)}"])  # started between pages
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == list(reversed(names))
 
 
-async def test_steps_of_jobs_are_not_listed(client: Client) -> None:
+async def test_steps_of_jobs_are_not_listed(client: Client, fake_time: FakeTime) -> None:
     # A timer's durable sleep is a promise of its own ("tea:1"), not a job.
-    await start_timers(client, ["tea"], seconds=0.2)
+    await start_timers(client, fake_time, ["tea"], seconds=0.2)
+    await fake_time.advance(0.2 + STORE_TICK)
     await call(client, "await_result", job_names=["tea"])
     assert [job["job_name"] for job in (await call(client, "list_jobs"))["jobs"]] == ["tea"]
 

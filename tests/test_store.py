@@ -21,22 +21,20 @@ from resonate.connections.local import ServerState, wrap_response_envelope
 from resonate.context import Context
 from resonate.error import ResonateTimeoutError, ServerError
 from resonate.resonate import Resonate
+from resonate.testing import FakeClock
 
 from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import is_job
 
+from helpers import STORE_TICK, FakeTime
 
-class Clock:
-    def __init__(self, now: int = 1_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
+#: Where the stores' fake clocks start, in ms.
+START = 1_000_000
 
 
-def open_store(data_dir: Path, clock: Clock, **options: Any) -> EmbeddedStore:
+def open_store(data_dir: Path, clock: FakeClock, **options: Any) -> EmbeddedStore:
     store = EmbeddedStore(data_dir, pid="p", group="g", clock=clock, **options)
     store.open()
     return store
@@ -172,7 +170,7 @@ def test_the_persisted_store_replays_to_the_sdks_in_memory_state(
     history: list[tuple[int, dict[str, Any] | None]], snapshot_every: int, clean_stop: bool
 ) -> None:
     async def run(data_dir: Path) -> None:
-        clock, reference = Clock(), ServerState()
+        clock, reference = FakeClock(START), ServerState()
         store = open_store(data_dir, clock, snapshot_every=snapshot_every)
         for now, req in history:
             clock.now = now
@@ -199,7 +197,7 @@ def test_the_persisted_store_replays_to_the_sdks_in_memory_state(
 
 async def test_a_read_that_times_out_a_promise_is_journaled(tmp_path: Path) -> None:
     # promise.get settles a promise past its deadline: a read that changes state.
-    clock = Clock()
+    clock = FakeClock(START)
     store = open_store(tmp_path, clock)
     await send(store, {"kind": "promise.create", "id": "a", "timeoutAt": clock.now + 50})
     clock.now += 100
@@ -213,7 +211,7 @@ async def test_a_read_that_times_out_a_promise_is_journaled(tmp_path: Path) -> N
 
 
 async def test_settled_jobs_are_removed_after_the_retention_period(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     store = open_store(tmp_path, clock, retention=timedelta(hours=1))
     await send(store, {"kind": "promise.create", "id": "old", "timeoutAt": 10**12, "tags": TARGET})
     await send(store, {"kind": "promise.create", "id": "old:1", "timeoutAt": 10**12, "tags": {}})
@@ -243,7 +241,7 @@ async def test_settled_jobs_are_removed_after_the_retention_period(tmp_path: Pat
 
 
 async def make_store_with_entries(data_dir: Path, count: int) -> None:
-    store = open_store(data_dir, Clock())
+    store = open_store(data_dir, FakeClock(START))
     for n in range(count):
         await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
     crash(store)
@@ -263,7 +261,7 @@ async def test_a_damaged_last_entry_refuses_to_open_and_changes_nothing(
     set_crc(tmp_path, "SELECT max(seq) FROM journal")
     before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match=r"is damaged .*journal entry 3 fails its checksum"):
-        open_store(tmp_path, Clock())
+        open_store(tmp_path, FakeClock(START))
     assert (tmp_path / DB_NAME).read_bytes() == before
 
 
@@ -274,7 +272,7 @@ async def test_a_damaged_entry_before_the_last_refuses_to_open_and_changes_nothi
     set_crc(tmp_path, "SELECT min(seq) FROM journal")
     before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match=f"the store in {tmp_path} is damaged"):
-        open_store(tmp_path, Clock())
+        open_store(tmp_path, FakeClock(START))
     assert (tmp_path / DB_NAME).read_bytes() == before
     await make_store_with_entries(tmp_path / "other", 1)  # the lock was released
 
@@ -282,7 +280,7 @@ async def test_a_damaged_entry_before_the_last_refuses_to_open_and_changes_nothi
 def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"is damaged .*left untouched"):
-        open_store(tmp_path, Clock())
+        open_store(tmp_path, FakeClock(START))
     assert (tmp_path / DB_NAME).read_bytes() == b"this is not a database" * 100
 
 
@@ -292,20 +290,20 @@ async def test_a_store_of_a_newer_format_is_refused_and_left_alone(tmp_path: Pat
         db.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
     before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match="has format 99, newer than"):
-        open_store(tmp_path, Clock())
+        open_store(tmp_path, FakeClock(START))
     assert (tmp_path / DB_NAME).read_bytes() == before
 
 
 def test_one_process_owns_a_data_dir(tmp_path: Path) -> None:
-    first = open_store(tmp_path, Clock())
+    first = open_store(tmp_path, FakeClock(START))
     with pytest.raises(StoreError, match=rf"data dir {tmp_path} is in use .*\(pid \d+\)"):
-        open_store(tmp_path, Clock())
+        open_store(tmp_path, FakeClock(START))
     crash(first)
-    crash(open_store(tmp_path, Clock()))  # free again once the owner is gone
+    crash(open_store(tmp_path, FakeClock(START)))  # free again once the owner is gone
 
 
 async def test_snapshots_keep_the_journal_short(tmp_path: Path) -> None:
-    store = open_store(tmp_path, Clock(), snapshot_every=10)
+    store = open_store(tmp_path, FakeClock(START), snapshot_every=10)
     for n in range(35):
         await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
         await store.tick()
@@ -313,23 +311,38 @@ async def test_snapshots_keep_the_journal_short(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(tmp_path / DB_NAME)) as db:
         (entries,) = db.execute("SELECT count(*) FROM journal").fetchone()
     assert entries == 0  # a clean stop ends with a snapshot
-    assert len(open_store(tmp_path, Clock()).state.promises) == 35
+    assert len(open_store(tmp_path, FakeClock(START)).state.promises) == 35
 
 
 def test_logging_is_quiet_when_opening_a_new_store(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    crash(open_store(tmp_path, Clock()))
+    crash(open_store(tmp_path, FakeClock(START)))
     assert [r.levelname for r in caplog.records] == ["INFO"]
 
 
 async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> None:
     # The SDK rejects an unblock whose promise has "value": null (a timed-out
     # promise has no value); the store must not send one.
-    store = EmbeddedStore(tmp_path, pid="p", group="g")
+    fake_time = FakeTime()
+    store = EmbeddedStore(
+        tmp_path, pid="p", group="g", clock=fake_time.clock, sleeper=fake_time.sleep
+    )
     store.open()
-    resonate = Resonate(network=store, group="g", pid="p", env={}, autostart=False)
+    resonate = Resonate(
+        network=store,
+        group="g",
+        pid="p",
+        env={},
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+        autostart=False,
+    )
+    step_may_end = asyncio.Event()
+
+    async def outlives_its_deadline(ctx: Context) -> None:
+        await step_may_end.wait()
 
     async def stuck(ctx: Context) -> None:
         await ctx.run(outlives_its_deadline)
@@ -338,18 +351,17 @@ async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> N
     resonate.start()
     try:
         handle = resonate.options(timeout=timedelta(seconds=0.5)).run("stuck", stuck)
+        await handle.id()  # created, due at START + 0.5 s of fake time
+        await fake_time.advance(0.5 + STORE_TICK)
         with pytest.raises(ResonateTimeoutError):
-            await asyncio.wait_for(handle.result(), timeout=10)
+            await asyncio.wait_for(handle.result(), timeout=60)  # a bound on a hang only
     finally:
+        step_may_end.set()
         await resonate.stop()
 
 
-async def outlives_its_deadline(ctx: Context) -> None:
-    await asyncio.sleep(2)
-
-
 async def test_requests_after_stop_fail_fast_with_a_connector_error(tmp_path: Path) -> None:
-    store = open_store(tmp_path, Clock())
+    store = open_store(tmp_path, FakeClock(START))
     await store.start()
     await store.stop()
     with pytest.raises(StoreStopped):

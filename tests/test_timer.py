@@ -1,56 +1,79 @@
-"""set_timer / get_timer_status, through an in-memory MCP client (seed 000)."""
+"""set_timer / get_timer_status, through an in-memory MCP client (seed 000).
+
+The server runs on fake time (conftest): a timer fires when the test moves
+the clock past its deadline, and the store's records say when that was.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import datetime as dt
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from helpers import call
+from durable_mcp.jobs import Jobs, iso
+
+from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, steps_of, the_sleep_of
 
 
-async def wait_for_status(client: Client, name: str, status: str, within: float = 10) -> float:
-    """Poll get_timer_status until it reports ``status``; return when that happened."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await call(client, "get_timer_status", timer_name=name) == {"status": status}:
-            return time.monotonic()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timer {name} never reached {status}")
+def ms(timestamp: str) -> int:
+    return round(dt.datetime.fromisoformat(timestamp).timestamp() * 1000)
 
 
-async def test_set_timer_returns_the_name_as_promise_id_at_once(client: Client) -> None:
-    started = time.monotonic()
+async def test_set_timer_returns_the_name_as_promise_id_at_once(
+    client: Client, fake_time: FakeTime
+) -> None:
+    # The clock never moves: an answer that waited for the timer would never come.
     result = await call(client, "set_timer", timer_name="tea", seconds=30)
-    assert time.monotonic() - started < 2
     assert result == {"promise_id": "tea", "status": "running"}
+    assert fake_time.now == FAKE_START_MS
 
 
-async def test_timer_runs_then_completes_on_its_deadline(client: Client) -> None:
-    started = time.monotonic()
-    await call(client, "set_timer", timer_name="egg", seconds=0.6)
+async def test_timer_runs_until_its_deadline_then_completes(
+    client: Client, jobs: Jobs, fake_time: FakeTime
+) -> None:
+    await call(client, "set_timer", timer_name="egg", seconds=60)
+    deadline = FAKE_START_MS + 60_000
+    assert (await the_sleep_of(jobs, "egg")).timeout_at == deadline
+    (egg,) = await call(client, "probe_status", job_names=["egg"])
+    assert (egg["created_at"], egg["deadline"]) == (iso(FAKE_START_MS), iso(deadline))
+
+    await fake_time.advance(59.999)
     assert await call(client, "get_timer_status", timer_name="egg") == {"status": "running"}
-    finished = await wait_for_status(client, "egg", "complete")
-    assert 0.6 <= finished - started < 3
+    await fake_time.advance(0.001)  # on the deadline: it fires at the store's next look
+    result = await fake_time.run(
+        call(client, "await_result", job_names=["egg"]), step=STORE_TICK, within=5
+    )
+    assert result == {"egg": "complete"}
+    assert await call(client, "get_timer_status", timer_name="egg") == {"status": "complete"}
+    (egg,) = await call(client, "probe_status", job_names=["egg"])
+    assert deadline <= ms(egg["settled_at"]) <= deadline + 1000
+    (sleep,) = await steps_of(jobs, "egg")
+    assert (sleep.state, sleep.settled_at) == ("resolved", deadline)
 
 
-async def test_setting_the_same_timer_twice_attaches_to_one_timer(client: Client) -> None:
-    started = time.monotonic()
+async def test_setting_the_same_timer_twice_attaches_to_one_timer(
+    client: Client, jobs: Jobs, fake_time: FakeTime
+) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=0.8)
-    await asyncio.sleep(0.4)
+    first = await the_sleep_of(jobs, "tea")
+    await fake_time.advance(0.4)
     again = await call(client, "set_timer", timer_name="tea", seconds=0.8)
     assert again == {"promise_id": "tea", "status": "running"}
-    finished = await wait_for_status(client, "tea", "complete")
-    # One timer, on the first call's deadline: a second one would end 0.4 s later.
-    assert finished - started < 1.15
+    # One job, one sleep, one deadline: the first call's.
+    (tea,) = await call(client, "probe_status", job_names=["tea"])
+    assert (tea["created_at"], tea["deadline"]) == (iso(FAKE_START_MS), iso(FAKE_START_MS + 800))
+    assert await steps_of(jobs, "tea") == [first]
+    assert first.timeout_at == FAKE_START_MS + 800
+    assert [job["job_name"] for job in (await call(client, "list_jobs"))["jobs"]] == ["tea"]
+    await fake_time.advance(0.4 + STORE_TICK)
+    assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
 
 
 async def test_setting_a_finished_timer_again_returns_it_complete(client: Client) -> None:
     await call(client, "set_timer", timer_name="done", seconds=0)
-    await wait_for_status(client, "done", "complete")
+    assert await call(client, "await_result", job_names=["done"]) == {"done": "complete"}
     again = await call(client, "set_timer", timer_name="done", seconds=0)
     assert again == {"promise_id": "done", "status": "completed"}
 

@@ -17,7 +17,7 @@ from durable_mcp.server import create_server
 from durable_mcp.tools.weather import OpenMeteoArchive, canonical, job_name, summarize
 
 from fake_open_meteo import FakeOpenMeteo, archive_response
-from helpers import call, core
+from helpers import STORE_TICK, FakeTime, call, core
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"
@@ -213,13 +213,23 @@ async def test_bad_input_is_a_clear_tool_error_and_fetches_nothing(
 
 
 async def test_a_job_past_its_deadline_fails_with_a_timeout_error(
-    settings: Settings, archive: OpenMeteoArchive, fake_archive: FakeOpenMeteo
+    settings: Settings,
+    archive: OpenMeteoArchive,
+    fake_archive: FakeOpenMeteo,
+    fake_time: FakeTime,
 ) -> None:
     fake_archive.hold()  # the archive never answers in time
     deadlines = {"weather_data": timedelta(seconds=1)}
-    server = create_server(replace(settings, job_deadlines=deadlines), archive=archive)
+    server = create_server(
+        replace(settings, job_deadlines=deadlines),
+        archive=archive,
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+    )
     async with Client(server) as client:
         await call(client, "start_gathering", **EDMONTON)
+        await fake_archive.arrived()  # the fetch is in flight
+        await fake_time.advance(1 + STORE_TICK)  # past the deadline
         result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
         fake_archive.release()
     assert core(result) == {

@@ -128,8 +128,9 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
 
     The embedded store is opened here (raises ``StoreError``), so that a data
     dir in use or damaged stops the start before the server listens.
-    ``clock`` and ``sleeper`` are the time of the SDK and of the in-process
-    stores (deadlines, leases, heartbeats): a test's simulated time.
+    ``clock`` and ``sleeper`` are the SDK's time seams, given to Resonate and
+    to an in-process store alike (deadlines, leases, heartbeats): one notion of
+    now (tests pass fakes).
     """
     pid = uuid.uuid4().hex
     core_logger = logging.getLogger("resonate.core")

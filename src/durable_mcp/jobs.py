@@ -32,7 +32,6 @@ import inspect
 import json
 import logging
 import pickle
-import time
 import typing
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -49,7 +48,7 @@ from resonate.connections.local import DurablePromise
 from resonate.error import ServerError
 from resonate.resonate import Resonate
 from resonate.send import parse_promise
-from resonate.timing import now_ms
+from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
@@ -175,7 +174,8 @@ class Jobs:
         await_max_seconds: float,
         progress_interval_seconds: float = 5.0,
         deadlines: Mapping[str, timedelta] | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
+        sleeper: Sleeper = sleep,
         running_jobs: Callable[[], int] | None = None,
         max_running_jobs: int | None = None,
         forget: Callable[[str], Awaitable[None]] | None = None,
@@ -188,6 +188,8 @@ class Jobs:
         :meth:`wait` answers at once; the jobs go on at the next start. The
         engine answers only what is durable (the embedded store commits before
         it answers), so nothing is reported that a crash could undo.
+        ``clock`` (ms since the epoch) and ``sleeper`` are the SDK's time seams:
+        statuses and waits take their time from them.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -201,6 +203,7 @@ class Jobs:
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
         self.kinds: dict[str, JobKind] = {}
         self.clock = clock
+        self.sleeper = sleeper
         self.stopping = stopping if stopping is not None else asyncio.Event()
 
     def register(
@@ -418,7 +421,7 @@ class Jobs:
         bound = self.await_max_seconds
         if timeout_seconds is not None:
             bound = min(bound, max(timeout_seconds, 0.0))
-        deadline = time.monotonic() + bound
+        deadline = self.clock() + int(bound * 1000)
 
         waiters: dict[str, asyncio.Task[Any]] = {}
         for job_id in job_ids:
@@ -431,17 +434,16 @@ class Jobs:
         stopping = asyncio.create_task(self.stopping.wait())  # the server is shutting down
         try:
             pending = set(waiters.values())
-            next_progress = time.monotonic() + self.progress_interval_seconds
+            interval = int(self.progress_interval_seconds * 1000)
+            next_progress = self.clock() + interval
             while pending and not stopping.done():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = self.clock()
+                if now >= deadline:
                     break
-                _, pending = await asyncio.wait(
-                    pending | {stopping},
-                    timeout=min(remaining, next_progress - time.monotonic(), RECHECK),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                pending.discard(stopping)
+                wake = min(deadline, now + int(RECHECK * 1000))
+                if on_progress is not None:  # else next_progress never moves: no pause at all
+                    wake = min(wake, next_progress)
+                pending = await self._all_done_or_slept(pending, (wake - now) / 1000, stopping)
                 # A settle is pushed to us, but a push can be lost (a dropped
                 # connection; the SDK drops one it cannot parse): look as well.
                 for job_id, task in waiters.items():
@@ -449,14 +451,32 @@ class Jobs:
                         record = await self._get(job_id)
                         if record is None or record.state != "pending":
                             pending.discard(task)
-                if pending and on_progress is not None and time.monotonic() >= next_progress:
-                    next_progress += self.progress_interval_seconds
+                if pending and on_progress is not None and self.clock() >= next_progress:
+                    next_progress = self.clock() + interval  # after a stall: no burst of reports
                     await on_progress(len(job_ids) - len(pending), len(job_ids))
         finally:
             stopping.cancel()
             for task in waiters.values():
                 task.cancel()
         return {job_id: await self.status(job_id) for job_id in job_ids}
+
+    async def _all_done_or_slept(
+        self, tasks: set[asyncio.Task[Any]], seconds: float, stopping: asyncio.Task[Any]
+    ) -> set[asyncio.Task[Any]]:
+        """Wait until every task is done, ``seconds`` pass on the sleeper or the server
+        starts stopping; the undone tasks.
+
+        ``asyncio.wait``'s own timeout would read the event loop's clock: the
+        sleeper is what lets a test's fake time end a wait.
+        """
+        all_done = asyncio.ensure_future(asyncio.wait(tasks))
+        slept = asyncio.ensure_future(self.sleeper(seconds))
+        try:
+            await asyncio.wait({all_done, slept, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            all_done.cancel()  # stops waiting; the tasks themselves run on
+            slept.cancel()
+        return {task for task in tasks if not task.done()}
 
     def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
         return job_status(job_id, record, self.clock(), self.kinds)

@@ -52,7 +52,8 @@ def create_server(
 
     ``stopping`` is set when the HTTP server starts shutting down: waits for
     jobs then answer at once (``durable-mcp serve`` sets it). ``clock`` and
-    ``sleeper`` are the engine's time (see ``build_engine``).
+    ``sleeper`` are the SDK's time seams, for the engine, its store and the job
+    layer's waits alike.
     """
     engine = build_engine(settings, clock=clock, sleeper=sleeper)
     state = engine.state
@@ -66,6 +67,7 @@ def create_server(
         max_running_jobs=settings.max_running_jobs,
         stopping=stopping,
         clock=clock,
+        sleeper=sleeper,
     )
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends
