@@ -7,7 +7,9 @@ as CI and the developers' machines have; elsewhere these tests are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -18,10 +20,18 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from durable_mcp.config import Settings
+from durable_mcp.server import create_server
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
+from durable_mcp.tools.weather import OpenMeteoArchive
 
+from fake_open_meteo import FakeOpenMeteo
+from helpers import call
 from processes import DURABLE_MCP, free_port, start_server, stop
+
+PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
+JOB = "weather_data_53.5_-113.5_2024_3"
 
 FULL = "cannot write to .*database or disk is full; nothing was changed"
 
@@ -105,9 +115,9 @@ async def test_a_change_that_cannot_be_written_is_undone_and_the_store_goes_on(
     reopened._journal.close()
 
 
-async def call(url: str, tool: str, **arguments: object) -> Any:
+async def call_at(url: str, tool: str, **arguments: object) -> Any:
     async with Client(url) as client:
-        return (await client.call_tool(tool, arguments)).data
+        return await call(client, tool, **arguments)
 
 
 async def test_jobs_refused_on_a_full_disk_start_for_real_once_there_is_room(
@@ -117,21 +127,21 @@ async def test_jobs_refused_on_a_full_disk_start_for_real_once_there_is_room(
     url = f"http://127.0.0.1:{port}/mcp"
     server = start_server(port, data_dir, log=log)
     try:
-        await call(url, "set_timer", timer_name="X0", seconds=600)
+        await call_at(url, "set_timer", timer_name="X0", seconds=600)
         small_disk.fill()
         for name in ("Y1", "Y2", "Y3"):
             with pytest.raises(ToolError, match=FULL):
-                await call(url, "set_timer", timer_name=name, seconds=600)
-        (x0,) = await call(url, "probe_status", job_names=["X0"])
+                await call_at(url, "set_timer", timer_name=name, seconds=600)
+        (x0,) = await call_at(url, "probe_status", job_names=["X0"])
         assert x0["status"] == "running"  # reads answer while the disk is full
 
         small_disk.free()
         for name in ("Y1", "Y2", "Y3"):
-            started = await call(url, "set_timer", timer_name=name, seconds=600)
+            started = await call_at(url, "set_timer", timer_name=name, seconds=600)
             assert started == {"promise_id": name, "status": "running"}
         stop(server, signal.SIGKILL)
         server = start_server(port, data_dir, log=log)
-        statuses = await call(url, "probe_status", job_names=["X0", "Y1", "Y2", "Y3"])
+        statuses = await call_at(url, "probe_status", job_names=["X0", "Y1", "Y2", "Y3"])
         assert [job["status"] for job in statuses] == ["running"] * 4
     finally:
         stop(server)
@@ -187,3 +197,52 @@ def test_a_lock_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path) -> No
         f"durable-mcp: cannot use data dir {tmp_path / 'data'}: Is a directory "
         f"({tmp_path / 'data' / 'lock'}); it must be a writable directory"
     ]
+
+
+class LogSeen(logging.Handler):
+    """An event set when a log record containing ``text`` is emitted (from any thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.loop.call_soon_threadsafe(self.seen.set)
+
+
+async def test_a_step_cut_off_by_the_full_disk_runs_again_once_there_is_room(
+    small_disk: SmallDisk, archive: OpenMeteoArchive, fake_archive: FakeOpenMeteo
+) -> None:
+    settings = Settings(store="embedded", data_dir=small_disk.path / "data", await_max_seconds=20)
+    # The engine says at debug level when an execution ended because the store
+    # could not write: then nothing but the store can start the job again.
+    engine_log, store_log = (
+        logging.getLogger("durable_mcp.engine"),
+        logging.getLogger("durable_mcp.store.embedded"),
+    )
+    ended, back = LogSeen("background task ended early"), LogSeen("can write again")
+    engine_log.addHandler(ended)
+    store_log.addHandler(back)
+    level, engine_log.level = engine_log.level, logging.DEBUG
+    try:
+        async with Client(create_server(settings, archive=archive)) as client:
+            fake_archive.hold()
+            await call(client, "start_gathering", **PLACE)
+            await fake_archive.arrived()  # the fetch is in flight
+            small_disk.fill()
+            fake_archive.release()  # its result cannot be written: the execution ends
+            await asyncio.wait_for(ended.seen.wait(), timeout=60)
+            small_disk.free()
+            # Released once the store can write (it tries each second), not after the
+            # task's 60 s lease: it runs again and completes within one await_result.
+            result = (await call(client, "await_result", job_names=[JOB]))[JOB]
+            assert back.seen.is_set()
+    finally:
+        engine_log.removeHandler(ended)
+        store_log.removeHandler(back)
+        engine_log.setLevel(level)
+    assert result["summary"]["days"] == 31
+    assert fake_archive.total_requests == 2  # the cut-off fetch, and the one that was written

@@ -74,12 +74,16 @@ async def test_plain_load_fails_no_call_and_loses_no_job(tmp_path: Path) -> None
 
 
 @pytest.mark.timeout(300)
-async def test_kill_9_twice_under_load_the_server_comes_back_and_no_job_is_lost(
-    tmp_path: Path,
-) -> None:
-    options = load.Options(clients=10, seconds=12, kills=2, seed=2026)
+async def test_kill_9_twice_and_a_full_disk_under_load_lose_no_job(tmp_path: Path) -> None:
+    options = load.Options(clients=10, seconds=12, kills=2, seed=2026, disk_full=True)
     results = await load.run(options, tmp_path)
     _common(results, runs=3)
+    full = results["disk_full"]
+    if full["skipped"] is None:  # mounting a tmpfs needs root, as CI has
+        assert full["cycles"] == 1
+        assert full["start_refused_clearly"] and full["nothing_created"]
+        assert full["start_after_free"] == {"promise_id": "disk_full_check", "status": "running"}
+        assert results["store"]["disk_full_lines"] == 1
     chaos = results["chaos"]
     assert chaos["kills"] == chaos["restarts_ok"] == 2
     assert chaos["restart_failures"] == []
@@ -106,13 +110,15 @@ def test_the_fetch_rule_flags_a_refetch_after_done_and_a_repeat_by_one_server_ru
         _weather("cut_off_by_the_kill", 2),
         _weather("never_fetched", 3),
         _weather("once", 4, fetches_when_done=1),
+        _weather("cut_off_by_the_full_disk", 5),
     ]
-    runs = {  # the server run of each fetch, in order
-        load.place_of(0): [0, 1],
-        load.place_of(1): [1, 1],
-        load.place_of(2): [0, 1],
-        load.place_of(4): [0],
-        load.place_of(99): [1],
+    runs = {  # the era of each fetch, in order: (server run, disk-full cycles before it)
+        load.place_of(0): [(0, 0), (1, 0)],
+        load.place_of(1): [(1, 0), (1, 0)],
+        load.place_of(2): [(0, 0), (1, 0)],
+        load.place_of(4): [(0, 0)],
+        load.place_of(5): [(1, 0), (1, 1)],
+        load.place_of(99): [(1, 0)],
     }
     report = load.fetch_report(jobs, runs, kill_times=[3.0])
     assert [line.split(":")[0] for line in report["refetched_after_done"]] == [
@@ -123,8 +129,8 @@ def test_the_fetch_rule_flags_a_refetch_after_done_and_a_repeat_by_one_server_ru
     ]
     assert report["never_fetched"] == ["never_fetched"]
     assert report["fetched_once"] == 1
-    assert report["fetched_more_than_once"] == 3
-    assert report["duplicate_fetches"] == 3
+    assert report["fetched_more_than_once"] == 4
+    assert report["duplicate_fetches"] == 4
     assert report["fetches_of_unacknowledged_jobs"] == 1
     assert report["unlabelled_fetches"] == 0
     assert report["seen_done_before_a_later_kill"] == 2
