@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -19,19 +18,15 @@ from typing import Any
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from resonate.context import Context
+from resonate.observability import BackgroundTaskFailed, Event
+from resonate.resonate import Resonate
 
-from durable_mcp.config import Settings
-from durable_mcp.server import create_server
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
-from durable_mcp.tools.weather import OpenMeteoArchive
 
-from fake_open_meteo import FakeOpenMeteo
 from helpers import call
 from processes import DURABLE_MCP, free_port, start_server, stop
-
-PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
-JOB = "weather_data_53.5_-113.5_2024_3"
 
 FULL = "cannot write to .*database or disk is full; nothing was changed"
 
@@ -199,50 +194,43 @@ def test_a_lock_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path) -> No
     ]
 
 
-class LogSeen(logging.Handler):
-    """An event set when a log record containing ``text`` is emitted (from any thread)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-        self.loop = asyncio.get_running_loop()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.loop.call_soon_threadsafe(self.seen.set)
-
-
 async def test_a_step_cut_off_by_the_full_disk_runs_again_once_there_is_room(
-    small_disk: SmallDisk, archive: OpenMeteoArchive, fake_archive: FakeOpenMeteo
+    small_disk: SmallDisk,
 ) -> None:
-    settings = Settings(store="embedded", data_dir=small_disk.path / "data", await_max_seconds=20)
-    # The engine says at debug level when an execution ended because the store
-    # could not write: then nothing but the store can start the job again.
-    engine_log, store_log = (
-        logging.getLogger("durable_mcp.engine"),
-        logging.getLogger("durable_mcp.store.embedded"),
+    store = EmbeddedStore(small_disk.path / "data", pid="p", group="g")
+    store.open()
+    ended = asyncio.Event()  # an execution ended on a failure (the SDK's observer says so)
+
+    def observe(event: Event) -> None:
+        if isinstance(event, BackgroundTaskFailed):
+            ended.set()
+
+    resonate = Resonate(
+        network=store, group="g", pid="p", env={}, observer=observe, autostart=False
     )
-    ended, back = LogSeen("background task ended early"), LogSeen("can write again")
-    engine_log.addHandler(ended)
-    store_log.addHandler(back)
-    level, engine_log.level = engine_log.level, logging.DEBUG
+    step_entered, step_may_return, runs_of_step = asyncio.Event(), asyncio.Event(), []
+
+    async def step(ctx: Context) -> str:
+        runs_of_step.append(1)
+        step_entered.set()
+        await step_may_return.wait()
+        return "fetched"
+
+    async def job(ctx: Context) -> str:
+        return await ctx.run(step)
+
+    resonate.register(job)
+    resonate.start()
     try:
-        async with Client(create_server(settings, archive=archive)) as client:
-            fake_archive.hold()
-            await call(client, "start_gathering", **PLACE)
-            await fake_archive.arrived()  # the fetch is in flight
-            small_disk.fill()
-            fake_archive.release()  # its result cannot be written: the execution ends
-            await asyncio.wait_for(ended.seen.wait(), timeout=60)
-            small_disk.free()
-            # Released once the store can write (it tries each second), not after the
-            # task's 60 s lease: it runs again and completes within one await_result.
-            result = (await call(client, "await_result", job_names=[JOB]))[JOB]
-            assert back.seen.is_set()
+        handle = resonate.run("job", job)
+        await asyncio.wait_for(step_entered.wait(), timeout=60)
+        small_disk.fill()
+        step_may_return.set()  # its result cannot be written: the execution ends
+        await asyncio.wait_for(ended.wait(), timeout=60)
+        small_disk.free()
+        # Released once the store can write (it tries each second), not after the
+        # task's 60 s lease: it runs again and completes well before that.
+        assert await asyncio.wait_for(handle.result(), timeout=30) == "fetched"
     finally:
-        engine_log.removeHandler(ended)
-        store_log.removeHandler(back)
-        engine_log.setLevel(level)
-    assert result["summary"]["days"] == 31
-    assert fake_archive.total_requests == 2  # the cut-off fetch, and the one that was written
+        await resonate.stop()
+    assert len(runs_of_step) == 2  # the cut-off run, and the one that was written
