@@ -53,8 +53,10 @@ class FakeTime:
 
     def __init__(self, start_ms: int = FAKE_START_MS) -> None:
         self.clock = FakeClock(start_ms)
-        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap, by wake time
+        #: A heap, by wake time: (wake, order, woken, the sleeping task).
+        self._sleepers: list[tuple[int, int, asyncio.Future[None], asyncio.Task[Any] | None]] = []
         self._order = itertools.count()
+        self._slept = asyncio.Event()  # a task went to sleep
 
     @property
     def now(self) -> int:
@@ -67,18 +69,43 @@ class FakeTime:
             await asyncio.sleep(0)  # a sleeper always yields, as asyncio.sleep(0) does
             return
         woken = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (wake, next(self._order), woken))
+        heapq.heappush(self._sleepers, (wake, next(self._order), woken, asyncio.current_task()))
+        self._slept.set()
         await woken
 
-    async def advance(self, seconds: float) -> None:
-        """Move the clock on, wake every sleeper due by then, and let them run."""
+    async def advance(self, seconds: float, *, step: float | None = None) -> None:
+        """Move the clock on, wake every sleeper due by then, and let them run.
+
+        With ``step``, the clock moves ``step`` s at a time, and each time the
+        woken tasks run until they sleep again or end, as real time would have
+        had them do before the next moment (a heartbeat every 30 s, say).
+        """
         await self.turns()  # work already under way happens before the move
-        self.clock.advance(seconds=seconds)
-        while self._sleepers and self._sleepers[0][0] <= self.now:
-            _, _, woken = heapq.heappop(self._sleepers)
-            if not woken.done():  # a cancelled sleeper is just dropped
-                woken.set_result(None)
-        await self.turns()
+        end = self.now + round(seconds * 1000)
+        while self.now < end:
+            self.clock.advance(min(round((step or seconds) * 1000), end - self.now))
+            woken_tasks = []
+            while self._sleepers and self._sleepers[0][0] <= self.now:
+                _, _, woken, task = heapq.heappop(self._sleepers)
+                if not woken.done():  # a cancelled sleeper is just dropped
+                    woken.set_result(None)
+                    woken_tasks.append(task)
+            await self.turns()
+            if step is not None:
+                await self._until_asleep_or_done(woken_tasks)
+
+    async def _until_asleep_or_done(self, tasks: list[asyncio.Task[Any] | None]) -> None:
+        def settled() -> bool:
+            asleep = {entry[3] for entry in self._sleepers}
+            return all(task is None or task.done() or task in asleep for task in tasks)
+
+        async with asyncio.timeout(60):  # a hang guard, not a claim about speed
+            while not settled():
+                self._slept.clear()
+                waiting = asyncio.ensure_future(self._slept.wait())
+                done = [task for task in tasks if task is not None and not task.done()]
+                await asyncio.wait([waiting, *done], return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
 
     async def turns(self) -> None:
         for _ in range(self.TURNS):

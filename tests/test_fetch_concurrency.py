@@ -22,13 +22,12 @@ from urllib.parse import parse_qs
 import pytest
 from fastmcp import Client
 from resonate.resonate import DEFAULT_MAX_CONCURRENT_TASKS
-from resonate.timing import now_ms
 
 from durable_mcp.config import Settings
 from durable_mcp.server import create_server
 
 from fake_open_meteo import FakeOpenMeteo
-from helpers import call
+from helpers import FakeTime, call
 
 SLOTS = 3
 #: The first wave fills the SDK's execution permits; the second waits for one.
@@ -36,49 +35,6 @@ FIRST_WAVE = DEFAULT_MAX_CONCURRENT_TASKS
 SECOND_WAVE = 36
 #: A generous bound for anything the test waits on.
 BOUND_SECONDS = 30
-
-
-class SimulatedTime:
-    """A clock and sleeper that move only when the test says so.
-
-    ``advance`` moves the clock a step at a time; at each step it wakes the
-    sleepers that are due (the store's tick, the SDK's heartbeat) and waits
-    until each has run on to its next sleep, or ended, before the next step:
-    what real time would have done by then is done.
-    """
-
-    def __init__(self) -> None:
-        self.now = now_ms()
-        self._sleeping: dict[asyncio.Task[Any], tuple[int, asyncio.Future[None]]] = {}
-        self._moved = asyncio.Event()
-
-    def clock(self) -> int:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        wake = asyncio.get_running_loop().create_future()
-        self._sleeping[task] = (self.now + int(seconds * 1000), wake)
-        task.add_done_callback(lambda _: self._moved.set())
-        self._moved.set()
-        try:
-            await wake
-        finally:
-            if task in self._sleeping and self._sleeping[task][1] is wake:
-                del self._sleeping[task]  # cancelled while asleep
-
-    async def advance(self, seconds: float, step: float = 1.0) -> None:
-        end = self.now + int(seconds * 1000)
-        while self.now < end:
-            self.now = min(self.now + int(step * 1000), end)
-            due = [task for task, (at, _) in self._sleeping.items() if at <= self.now]
-            for task in due:
-                self._sleeping.pop(task)[1].set_result(None)
-            async with asyncio.timeout(BOUND_SECONDS):
-                while not all(task.done() or task in self._sleeping for task in due):
-                    self._moved.clear()
-                    await self._moved.wait()
 
 
 class GatedArchive(FakeOpenMeteo):
@@ -171,7 +127,7 @@ async def test_jobs_that_wait_minutes_for_a_fetch_slot_are_each_fetched_once(
     # a job only once it runs: such a job used to lose its lease before its first
     # beat, and a second execution fetched it again.
     caplog.set_level(logging.WARNING)
-    simulated = SimulatedTime()
+    simulated = FakeTime()
     with GatedArchive() as fake:
         server = create_server(
             replace(settings, open_meteo_url=fake.url, max_fetches=SLOTS),
@@ -181,12 +137,13 @@ async def test_jobs_that_wait_minutes_for_a_fetch_slot_are_each_fetched_once(
         async with Client(server) as client:
             names = await start_jobs(client, range(FIRST_WAVE))
             await fake.until(lambda: fake.in_flight >= SLOTS)
-            await simulated.advance(20)
+            await simulated.advance(20, step=1)
             names += await start_jobs(client, range(FIRST_WAVE, FIRST_WAVE + SECOND_WAVE))
-            await simulated.advance(45)  # past a heartbeat: the second wave's leases end at 80 s
+            # Past a heartbeat: the second wave's leases end at 80 s.
+            await simulated.advance(45, step=1)
             fake.let_through(SLOTS)  # three jobs end; three others can start
             await fake.until(lambda: fake.answered >= SLOTS)
-            await simulated.advance(120)  # two more leases' worth of waiting
+            await simulated.advance(120, step=1)  # two more leases' worth of waiting
             fake.open()
             results = await await_all(client, names)
 
