@@ -48,6 +48,8 @@ async def test_a_cancelled_timer_is_said_to_be_cancelled_and_retry_starts_it_aga
     assert again["status"] == "cancelled"
     assert "retry=true" in again["hint"]
 
+    with pytest.raises(ToolError, match="or retry=true to replace it"):
+        await call(client, "set_timer", timer_name="tea", seconds=0)
     retried = await call(client, "set_timer", timer_name="tea", seconds=0, retry=True)
     assert retried == {"promise_id": "tea", "status": "running"}  # other arguments are fine
     assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
@@ -59,7 +61,7 @@ async def test_retry_changes_nothing_for_a_running_or_completed_job(
     await call(client, "set_timer", timer_name="tea", seconds=600)
     attached = await call(client, "set_timer", timer_name="tea", seconds=600, retry=True)
     assert attached == {"promise_id": "tea", "status": "running"}
-    with pytest.raises(ToolError, match="already exists with other arguments"):
+    with pytest.raises(ToolError, match=r"already exists with other arguments.*attach$"):
         await call(client, "set_timer", timer_name="tea", seconds=5, retry=True)
 
     await call(client, "start_gathering", **PLACE)

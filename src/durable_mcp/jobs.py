@@ -328,7 +328,9 @@ class Jobs:
         # Checked after the create as well: a concurrent start may have won the id.
         existing = _invocation_of(record)
         if existing != wanted:
-            hint = "" if retry or record.state == "pending" else ", or retry=true to replace it"
+            # retry replaces a failed or cancelled job only (not a running or completed one).
+            replaceable = not retry and record.state.startswith("rejected")
+            hint = ", or retry=true to replace it" if replaceable else ""
             raise JobConflictError(
                 f"job {job_id!r} already exists with other arguments "
                 f"({_describe(existing)}); use another name, or the same arguments to attach"
