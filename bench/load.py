@@ -221,26 +221,30 @@ class FullDisk(Windows):
             await asyncio.to_thread(self.fill)
             self.begin()
             start = {"timer_name": "disk_full_check", "seconds": 0.5}
-            refused = await client.call_tool("set_timer", start, raise_on_error=False)
-            self.checks["start_while_full"] = " ".join(
-                getattr(block, "text", "") for block in refused.content
-            )[:300]
-            self.checks["start_refused_clearly"] = refused.is_error and (
-                FULL_MESSAGE in self.checks["start_while_full"]
-            )
+            # SQLite reuses the room its files already have (a WAL rewound after a
+            # checkpoint), so a write may still fit; it fails once it needs more.
+            answer = await client.call_tool("set_timer", start, raise_on_error=False)
+            text = " ".join(getattr(block, "text", "") for block in answer.content)
+            self.checks["start_while_full"] = text[:300]
+            if not answer.is_error:
+                self.checks["outcome"] = "the store still had room: acknowledged"
+                load.acknowledge("disk_full_check", "timer", None)  # so it must complete
+            elif FULL_MESSAGE in text:
+                self.checks["outcome"] = "refused in one line"
+            else:
+                self.checks["outcome"] = "WRONG: an error other than the store's"
             probe = await client.call_tool(
                 "probe_status", {"job_names": ["disk_full_check"]}, raise_on_error=False
             )
             self.checks["probe_while_full"] = probe.data if not probe.is_error else "an error"
-            self.checks["nothing_created"] = not probe.is_error and (
-                probe.data[0]["status"] == "not_found"
-            )
+            created = not probe.is_error and probe.data[0]["status"] != "not_found"
+            self.checks["as_answered"] = not probe.is_error and created == (not answer.is_error)
             await asyncio.sleep(FULL_SECONDS)
             self.free()
             self.end()
-            started = await client.call_tool("set_timer", start, raise_on_error=False)
-            self.checks["start_after_free"] = started.data if not started.is_error else "an error"
-            if not started.is_error:
+            again = await client.call_tool("set_timer", start, raise_on_error=False)
+            self.checks["start_after_free"] = again.data if not again.is_error else "an error"
+            if not again.is_error:
                 load.acknowledge("disk_full_check", "timer", None)
 
 
@@ -1084,14 +1088,19 @@ def problems(r: dict[str, Any]) -> list[str]:
     if full["asked"] and full["skipped"] is None:
         if full["cycles"] != 1:
             out.append(f"{full['cycles']} disk-full cycles, 1 asked")
-        if not full.get("start_refused_clearly"):
+        if full.get("outcome", "").startswith("WRONG"):
             out.append(f"a start on a full disk: {full.get('start_while_full')!r}")
-        if not full.get("nothing_created"):
-            out.append(f"a refused start left {full.get('probe_while_full')} behind")
+        if not full.get("as_answered"):
+            out.append(
+                f"a start on a full disk answered one thing, the store holds another: "
+                f"{full.get('probe_while_full')}"
+            )
         if not isinstance(full.get("start_after_free"), dict):
             out.append(f"a start once the disk was freed: {full.get('start_after_free')}")
-        if store["disk_full_lines"] != 1:
-            out.append(f"the store said {store['disk_full_lines']} times that its disk is full")
+        refused = full.get("outcome") == "refused in one line" or full["starts_refused_while_full"]
+        lines = store["disk_full_lines"]
+        if lines > 1 or (refused and lines != 1):
+            out.append(f"the store said {lines} times that its disk is full (once, if at all)")
     cli = r["jobs_cli"]
     if cli["returncode"] != 0 or cli["jobs_in_store"] < r["jobs"]["acknowledged"]:
         out.append(f"durable-mcp jobs: exit {cli['returncode']}, {cli['jobs_in_store']} jobs")
@@ -1165,10 +1174,8 @@ def disk_full_summary(full: dict[str, Any]) -> str:
     if full["skipped"] is not None:
         return f"disk-full cycle skipped: {full['skipped']}"
     return (
-        f"disk full for {full['full_seconds']:g} s: a start was refused "
-        f"{'clearly' if full.get('start_refused_clearly') else 'WRONGLY'} "
-        f"({full.get('start_while_full', '')[:90]}...), a probe answered "
-        f"{'and nothing was created' if full.get('nothing_created') else 'WRONGLY'}; "
+        f"disk full for {full['full_seconds']:g} s: a start was {full.get('outcome')}; "
+        f"a probe then answered {'as told' if full.get('as_answered') else 'WRONGLY'}; "
         f"agents' starts refused meanwhile {full['starts_refused_while_full']}; "
         f"a start after freeing: {full.get('start_after_free')}"
     )
