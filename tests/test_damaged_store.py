@@ -154,3 +154,20 @@ async def test_the_commands_refuse_a_damaged_store_in_one_line(
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith(f"durable-mcp: the store in {image} has lost committed jobs")
     assert f"{DB_NAME}-wal" in line
+
+
+async def test_a_deleted_main_file_is_refused_when_jobs_were_committed(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, pid="p", group="g")
+    store.open()
+    await store.send(json.dumps({"kind": "promise.create", "id": "job", "timeoutAt": 1}))
+    await store.stop()
+    (tmp_path / DB_NAME).unlink()
+    with pytest.raises(StoreError, match=f"has lost committed jobs: {DB_NAME} is missing"):
+        jobs_in(tmp_path)
+    assert not (tmp_path / DB_NAME).exists()  # nothing was created in its place
+
+
+async def test_a_committed_file_zeroed_by_a_power_cut_is_only_a_lag(tmp_path: Path) -> None:
+    image = await crash_image(tmp_path)
+    (image / COMMITTED_NAME).write_bytes(b"\0" * 21)
+    assert jobs_in(image) == JOBS

@@ -21,6 +21,7 @@ from fastmcp.exceptions import ToolError
 from resonate.context import Context
 from resonate.observability import BackgroundTaskFailed, Event
 from resonate.resonate import Resonate
+from resonate.testing import FakeClock
 
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
@@ -234,3 +235,29 @@ async def test_a_step_cut_off_by_the_full_disk_runs_again_once_there_is_room(
     finally:
         await resonate.stop()
     assert len(runs_of_step) == 2  # the cut-off run, and the one that was written
+
+
+async def test_work_still_running_keeps_its_lease_across_a_long_full_disk(
+    small_disk: SmallDisk,
+) -> None:
+    # Heartbeats refused while the disk is full are undone; once it takes writes
+    # again the store renews what this process is running, before any tick could
+    # take a lease that merely looks old and hand the work to a second execution.
+    clock = FakeClock(1_000_000)
+    store = EmbeddedStore(small_disk.path / "data", pid="p", group="g", clock=clock)
+    store.open()
+    action = {"kind": "promise.create", "data": {"id": "job", "timeoutAt": 10**13}}
+    created = await store.send(
+        json.dumps({"kind": "task.create", "pid": "p", "ttl": 60_000, "action": action})
+    )
+    version = json.loads(created)["data"]["task"]["version"]
+    small_disk.fill()
+    beat = {"kind": "task.heartbeat", "pid": "p", "tasks": [{"id": "job", "version": version}]}
+    with pytest.raises(StoreUnavailable):
+        await store.send(json.dumps(beat))
+    clock.advance(seconds=90)  # past the lease the refused heartbeat would have renewed
+    small_disk.free()
+    await store.tick()
+    task = store.state.tasks["job"]
+    assert (task.state, task.version) == ("acquired", version)
+    store._journal.close()

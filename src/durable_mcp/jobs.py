@@ -313,6 +313,7 @@ class Jobs:
         if retry and record is not None and record.state.startswith("rejected"):
             if self.forget is None:
                 raise InvalidArgument("retry needs the embedded or memory store; use another name")
+            self._refuse_if_busy()  # before the old job is removed, not after
             with _engine_errors():
                 await self.forget(job_id)  # only if still failed: two retries make one job
             record = await self._get(job_id)

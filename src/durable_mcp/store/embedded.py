@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -255,6 +254,7 @@ class EmbeddedStore:
         self._sleeper = sleeper
         self._tick_seconds = tick_seconds
         self._snapshot_every = snapshot_every
+        self._pid = pid
         self._unicast = f"{SCHEME}://uni@{group}/{pid}"
         self._journal = Journal(data_dir)
         self.state = IndexedState()
@@ -332,6 +332,8 @@ class EmbeddedStore:
                 response = self.state.apply(now, flat)
                 return msgspec.json.encode(wrap_response_envelope(response)).decode()
             await self._written()
+            if self._stopped:
+                raise StoreStopped(RuntimeError(STOPPED))
             now = self._clock()
 
         error: ServerError | None = None
@@ -387,7 +389,10 @@ class EmbeddedStore:
                 await self._batch.done
 
     def _commit(self) -> None:
-        """Commit this turn's changes; then send their messages, or undo them."""
+        """Commit this turn's changes; then send their messages, or undo them.
+
+        Whatever happens, the batch is settled: nobody waits on it forever.
+        """
         batch, self._batch = self._batch, None
         assert batch is not None
         try:
@@ -397,20 +402,24 @@ class EmbeddedStore:
             batch.done.set_exception(StoreUnavailable(RuntimeError(self._unavailable())))
             batch.done.exception()  # logged once in _undo; whoever awaits it gets it too
             return
+        except Exception as exc:  # a bug, or a journal closed under us: say so, hang nobody
+            logger.exception("the embedded store could not commit")
+            batch.done.set_exception(StoreUnavailable(exc))
+            batch.done.exception()
+            return
         if self._write_error is not None:
             self._write_error = None
             logger.warning("the embedded store in %s can write again", self.data_dir)
-            self._release_cut_off()  # a no-op if the releases were in this commit
-            self._cut_off.clear()
-            self._send_executes_again()  # and what waited to run meanwhile
-        self._dispatch(batch.outgoing)
+            self._resume_after_outage()
         batch.done.set_result(None)
+        self._dispatch(batch.outgoing)
 
     def _undo(self, exc: JournalWriteError) -> None:
         """Put the state back to what is on disk; ticks wait a second before trying again."""
         try:
             saved = self._journal.read()
-        except sqlite3.Error as read_error:
+            restored = restore(saved.snapshot, saved.entries)
+        except Exception as read_error:
             # Memory and disk may now differ: answering anything more could lie.
             logger.error(
                 "the embedded store %s, nor read back (%s): restart the server", exc, read_error
@@ -418,7 +427,7 @@ class EmbeddedStore:
             self._write_error = f"{exc}, nor read back: restart the server"
             self._stopped = True
             return
-        self.state.become(restore(saved.snapshot, saved.entries))
+        self.state.become(restored)
         self._retry_write_at = self._clock() + RETRY_WRITE_MS
         if self._write_error is None:
             logger.error(
@@ -435,14 +444,36 @@ class EmbeddedStore:
             if isinstance(task_id, str) and isinstance(version, int):
                 self._cut_off[task_id] = version
 
+    def _resume_after_outage(self) -> None:
+        """After failed writes: keep this process's running work, restart what was cut off.
+
+        Heartbeats that could not be written were undone, so the leases of work
+        still running here look older than they are: renew them (the data dir is
+        ours alone) before a tick would hand that work to a second execution.
+        Tasks whose execution a refused write ended are released to run again,
+        and what waited to run is told again.
+        """
+        now = self._clock()
+        running = [
+            {"id": task.id, "version": task.version}
+            for task in self.state.tasks.values()
+            if task.state == "acquired" and task.id not in self._cut_off
+        ]
+        if running:
+            self._apply(now, {"kind": "task.heartbeat", "pid": self._pid, "tasks": running})
+        self._release_cut_off()
+        self._send_executes_again()
+
     def _release_cut_off(self) -> None:
         """Release the tasks whose execution a failed write ended, so that they run
         again at once rather than after their 60 s lease. Kept until it is written."""
         now = self._clock()
-        for task_id, version in self._cut_off.items():
+        for task_id, version in list(self._cut_off.items()):
             task = self.state.tasks.get(task_id)
             if task is not None and task.state == "acquired" and task.version == version:
                 self._apply(now, {"kind": "task.release", "id": task_id, "version": version})
+            else:
+                del self._cut_off[task_id]  # released, or moved on: nothing left to do
 
     def _unavailable(self) -> str:
         return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
@@ -509,7 +540,7 @@ class EmbeddedStore:
         if self._write_error is not None:
             if now < self._retry_write_at:
                 return
-            self._release_cut_off()  # also tells whether the disk takes writes again
+            self._resume_after_outage()  # also tells whether the disk takes writes again
         if self.state.is_due(now):
             self.state.tick(now)
             self._write(Tick(now=now))

@@ -142,6 +142,13 @@ class Journal:
 
     def _load(self) -> Saved:
         try:
+            if not self.path.exists() and _read_committed(self.data_dir) > 0:
+                raise StoreError(
+                    f"the store in {self.data_dir} has lost committed jobs: {DB_NAME} is "
+                    f"missing but {COMMITTED_NAME} says jobs were committed; restore the "
+                    f"whole directory from a backup, or move it aside to start with an "
+                    f"empty store."
+                )
             if self.path.exists():
                 # Checked read-only first: a writer would reset a garbled WAL,
                 # and a refused store must be left exactly as it was found.
@@ -175,6 +182,7 @@ class Journal:
             # so what it says was committed is never ahead of what is read.
             committed = _read_committed(data_dir)
             with contextlib.closing(_connect_read_only(path)) as db:
+                db.execute("BEGIN")  # one consistent view while the server may write
                 saved = cls(data_dir)._read(db)
         except sqlite3.Error as exc:
             raise StoreError(f"the store in {data_dir} cannot be read ({exc})") from exc
@@ -275,7 +283,8 @@ class Journal:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite rolls back by itself then
+                    self._db.execute("ROLLBACK")
             self._seq = self._committed_seq
             self._snapshot_seq = self._committed_snapshot_seq
             raise JournalWriteError(f"cannot write to {self.data_dir}: {exc}") from exc
@@ -318,7 +327,8 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 def _read_committed(data_dir: Path) -> int:
     """The last entry number the server recorded as committed; 0 if none was."""
     try:
-        text = (data_dir / COMMITTED_NAME).read_text().strip()
+        # A power cut may leave the file empty or zeroed: that is a lag, not damage.
+        text = (data_dir / COMMITTED_NAME).read_text().strip("\0 \n")
     except FileNotFoundError:
         return 0
     except (OSError, UnicodeDecodeError) as exc:
