@@ -13,7 +13,7 @@ from resonate.connections.local import LocalConnection
 from resonate.observability import BackgroundTaskFailed
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import build_engine, observe
+from durable_mcp.engine import RunCountingHeartbeat, build_engine, observe
 from durable_mcp.postgres import PostgresEngine
 from durable_mcp.store import EmbeddedStore
 
@@ -71,3 +71,29 @@ async def test_many_short_timers_complete_without_error_logs(
     results = (await fake_time.run(await_all, step=STORE_TICK, within=60)).data
     assert results == dict.fromkeys(names, "complete")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_tasks_heartbeat_stops_only_when_its_last_run_ends() -> None:
+    # A retried job's new run starts while the cancelled one may still finish its
+    # step: the old run's end must not stop the new run's heartbeat.
+    class Recorder:
+        def __init__(self) -> None:
+            self.beating: dict[str, int] = {}
+
+        def start(self, task_id: str, task_version: int) -> None:
+            self.beating[task_id] = task_version
+
+        def stop(self, task_id: str) -> None:
+            self.beating.pop(task_id, None)
+
+        def shutdown(self) -> None:
+            self.beating.clear()
+
+    recorder = Recorder()
+    heartbeat = RunCountingHeartbeat(recorder)  # type: ignore[arg-type]
+    heartbeat.start("job", 0)  # the old run
+    heartbeat.start("job", 2)  # the new run, after retry
+    heartbeat.stop("job")  # the old run ends
+    assert recorder.beating == {"job": 2}
+    heartbeat.stop("job")  # the new run ends
+    assert recorder.beating == {}

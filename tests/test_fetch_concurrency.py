@@ -30,7 +30,8 @@ from fake_open_meteo import FakeOpenMeteo
 from helpers import FakeTime, call
 
 SLOTS = 3
-#: The first wave fills the SDK's execution permits; the second waits for one.
+#: As many jobs as the SDK's default execution permits: before the fix, the second wave
+#: waited for a permit holding a lease nobody heartbeated (now every job has a permit).
 FIRST_WAVE = DEFAULT_MAX_CONCURRENT_TASKS
 SECOND_WAVE = 36
 #: A generous bound for anything the test waits on.

@@ -106,6 +106,22 @@ async def test_retry_is_journaled_and_fences_out_the_old_jobs_execution(tmp_path
     step = {"kind": "promise.create", "data": {"id": "job:1", "timeoutAt": 10**13}}
     fenced = {"kind": "task.fence", "id": "job", "version": old["version"], "action": step}
     assert (await send(fenced))["head"]["status"] == 409  # type: ignore[index]
+    # Nor release the new job's lease, nor settle it (the SDK's own state machine
+    # checks the version on fence only).
+    for request in (
+        {"kind": "task.release", "id": "job", "version": old["version"]},
+        {
+            "kind": "task.fulfill",
+            "id": "job",
+            "version": old["version"],
+            "action": {"data": {"id": "job", "state": "resolved", "value": {}}},
+        },
+    ):
+        assert (await send(request))["head"]["status"] == 409  # type: ignore[index]
+    assert (store.state.tasks["job"].state, store.state.promises["job"].state) == (
+        "acquired",
+        "pending",
+    )
     store._journal.close()  # as kill -9 would
 
     reopened = EmbeddedStore(tmp_path, pid="p", group="g")

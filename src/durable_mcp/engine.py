@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -97,6 +98,34 @@ def _expected(exc: BaseException | None) -> bool:
 _expected_ends = ExpectedEnds()
 
 
+class RunCountingHeartbeat:
+    """The SDK's heartbeat, told a task is done only when its last run ends.
+
+    ``AsyncHeartbeat`` keeps one entry per task id. A retried job's new run
+    starts while the cancelled run may still be finishing its step; when the
+    old run stopped, its ``stop(id)`` also stopped the new run's beats, whose
+    lease then lapsed and whose work ran a second time.
+    """
+
+    def __init__(self, inner: AsyncHeartbeat) -> None:
+        self.inner = inner
+        self.runs: Counter[str] = Counter()
+
+    def start(self, task_id: str, task_version: int) -> None:
+        self.runs[task_id] += 1
+        self.inner.start(task_id, task_version)  # the newest run's version is beaten
+
+    def stop(self, task_id: str) -> None:
+        self.runs[task_id] -= 1
+        if self.runs[task_id] <= 0:
+            del self.runs[task_id]
+            self.inner.stop(task_id)
+
+    def shutdown(self) -> None:
+        self.runs.clear()
+        self.inner.shutdown()
+
+
 @dataclass(frozen=True)
 class Engine:
     """The Resonate instance, and what the job layer must know of its store."""
@@ -164,13 +193,17 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
             pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
         )
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
-        # Its leases lapse like any store's, and a weather job may wait minutes for
-        # a fetch slot: keep them alive as the SDK does for the other stores.
-        heartbeat = AsyncHeartbeat(
-            pid,
-            int(DEFAULT_TTL.total_seconds() * 1000) // HEARTBEAT_INTERVAL_DIVISOR,
-            Sender(Transport(network, (), observe), None, observer=observe),
-            sleeper,
+    if network is not None and not settings.pg_dsn:
+        # The in-process stores' leases lapse like any store's (the SDK would not
+        # heartbeat the memory store at all), and with retry a job's old and new
+        # runs may overlap: heartbeat them as the SDK does, counting runs per task.
+        heartbeat = RunCountingHeartbeat(
+            AsyncHeartbeat(
+                pid,
+                int(DEFAULT_TTL.total_seconds() * 1000) // HEARTBEAT_INTERVAL_DIVISOR,
+                Sender(Transport(network, (), observe), None, observer=observe),
+                sleeper,
+            )
         )
     resonate = Resonate(
         url=settings.resonate_url if network is None else None,

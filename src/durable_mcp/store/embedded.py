@@ -129,6 +129,7 @@ class Snapshot(msgspec.Struct):
     p_timeouts: list[PTimeout]
     t_timeouts: list[TTimeout]
     retired_versions: dict[str, int] = {}
+    renewed_versions: dict[str, int] = {}
 
 
 _entry_decoder = msgspec.msgpack.Decoder(Entry)
@@ -160,6 +161,7 @@ def snapshot_of(state: IndexedState) -> bytes:
             p_timeouts=state.p_timeouts,
             t_timeouts=state.t_timeouts,
             retired_versions=state.retired_versions,
+            renewed_versions=state.renewed_versions,
         )
     )
 
@@ -174,6 +176,7 @@ def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
         state.p_timeouts = saved.p_timeouts
         state.t_timeouts = saved.t_timeouts
         state.retired_versions = saved.retired_versions
+        state.renewed_versions = saved.renewed_versions
     for raw in entries:
         replay(state, _entry_decoder.decode(raw))
     return state

@@ -87,6 +87,9 @@ class IndexedState(ServerState):
         self.awaiting: dict[str, set[str]] = {}
         #: forgotten job -> its task's last version, which a new task of that id exceeds.
         self.retired_versions: dict[str, int] = {}
+        #: job started again after a forget -> its new task's first version: any request
+        #: of its task with an older version is the old run's, and refused.
+        self.renewed_versions: dict[str, int] = {}
         self.on_job_settled: Callable[[DurablePromise], None] | None = None
 
     @property
@@ -158,6 +161,7 @@ class IndexedState(ServerState):
         self._p_timeouts, self._t_timeouts = other._p_timeouts, other._t_timeouts
         self.running_jobs = other.running_jobs
         self.retired_versions = other.retired_versions
+        self.renewed_versions = other.renewed_versions
         self.outgoing = []
 
     def remove_jobs(self, roots: set[str]) -> None:
@@ -168,6 +172,8 @@ class IndexedState(ServerState):
         for pid in gone:
             del self.promises[pid]
             self.tasks.pop(pid, None)
+        for pid in gone & self.renewed_versions.keys():
+            del self.renewed_versions[pid]
         self.p_timeouts = [pt for pt in self.p_timeouts if pt.id not in gone]
         self.t_timeouts = [tt for tt in self.t_timeouts if tt.id not in gone]
         for p in self.promises.values():
@@ -196,13 +202,25 @@ class IndexedState(ServerState):
         last = self.retired_versions.pop(task["id"], None) if isinstance(task, dict) else None
         if task is not None and last is not None:
             self.tasks[task["id"]].version = task["version"] = last + 1
+            self.renewed_versions[task["id"]] = last + 1
         return response
 
     def apply(self, now: int, req: Any) -> dict[str, Any]:
-        if isinstance(req, dict) and req.get("kind") == "promise.search":
+        kind = req.get("kind") if isinstance(req, dict) else None
+        if kind == "promise.search":
             self.outgoing.clear()
             return self.promise_search(req.get("corrId"), req)
+        if kind in FENCED_BY_VERSION and self._of_an_old_run(req):
+            # The reference ignores the version here; for a job started again with
+            # retry, that would let the cancelled run release or settle the new one.
+            self.outgoing.clear()
+            return _error(req.get("corrId"), kind, 409, "a request of the job's earlier run")
         return super().apply(now, req)
+
+    def _of_an_old_run(self, req: dict[str, Any]) -> bool:
+        first = self.renewed_versions.get(req.get("id"))  # type: ignore[arg-type]
+        version = req.get("version")
+        return first is not None and isinstance(version, int) and version < first
 
     def promise_search(self, corr_id: Any, req: dict[str, Any]) -> dict[str, Any]:
         """Promises newest first, filtered by state and tags, a page at a time.
@@ -290,6 +308,10 @@ class IndexedState(ServerState):
                 self.on_job_settled(settled)
             except Exception:  # a log line must never break the state machine
                 logger.exception("could not report the end of job %s", promise_id)
+
+
+#: Task requests that carry the run's version, which the reference checks only on fence.
+FENCED_BY_VERSION = frozenset({"task.acquire", "task.release", "task.fulfill", "task.suspend"})
 
 
 def _error(corr_id: Any, kind: str, status: int, message: str) -> dict[str, Any]:
