@@ -50,7 +50,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
-from durable_mcp.store.journal import Journal, JournalWriteError, StoreError
+from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError
 from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
@@ -269,6 +269,7 @@ class EmbeddedStore:
         self._cut_off: dict[str, int] = {}  # task -> version whose execution a failed write ended
         self._last_sweep = 0
         self._stopped = False
+        self._broken = False  # memory and disk may differ: it answers nothing more
 
     # ── lifecycle ──────────────────────────────────────────────────────────
 
@@ -280,8 +281,7 @@ class EmbeddedStore:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._journal.close()
             raise StoreError(
-                f"the store in {self.data_dir} cannot be read ({exc}); it was left untouched. "
-                "Move it aside to start with an empty store."
+                f"the store in {self.data_dir} cannot be read ({exc}); {MOVE_ASIDE}"
             ) from exc
         logger.info(
             "embedded store opened: %s (%d jobs, %d journal entries replayed)",
@@ -322,6 +322,8 @@ class EmbeddedStore:
     # ── Network ────────────────────────────────────────────────────────────
 
     async def send(self, req: str, headers: dict[str, str] | None = None) -> str:
+        if self._broken:
+            raise StoreUnavailable(RuntimeError(self._unavailable()))
         if self._stopped:
             raise StoreStopped(RuntimeError(STOPPED))
         try:
@@ -428,7 +430,10 @@ class EmbeddedStore:
                 "the embedded store %s, nor read back (%s): restart the server", exc, read_error
             )
             self._write_error = f"{exc}, nor read back: restart the server"
-            self._stopped = True
+            self._retry_write_at = 2**63  # nothing more is written, ticked or answered
+            self._broken = True
+            if self._tick_task is not None:
+                self._tick_task.cancel()
             return
         self.state.become(restored)
         self._retry_write_at = self._clock() + RETRY_WRITE_MS
@@ -531,6 +536,8 @@ class EmbeddedStore:
 
     async def forget(self, job_id: str) -> None:
         """Remove the failed or cancelled job ``job_id`` (see ``IndexedState.forget_job``)."""
+        if self._broken:
+            raise StoreUnavailable(RuntimeError(self._unavailable()))
         if self._stopped:
             raise StoreStopped(RuntimeError(STOPPED))
         self.state.forget_job(job_id)
