@@ -166,7 +166,7 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
     if _expected_ends not in core_logger.filters:
         core_logger.addFilter(_expected_ends)
     network: Network | None = None
-    heartbeat: Heartbeat | None = None  # the SDK's choice: it heartbeats every store but memory
+    heartbeat: Heartbeat | None = None  # the SDK's own, for Postgres and a Resonate Server
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0

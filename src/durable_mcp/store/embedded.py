@@ -322,10 +322,7 @@ class EmbeddedStore:
     # ── Network ────────────────────────────────────────────────────────────
 
     async def send(self, req: str, headers: dict[str, str] | None = None) -> str:
-        if self._broken:
-            raise StoreUnavailable(RuntimeError(self._unavailable()))
-        if self._stopped:
-            raise StoreStopped(RuntimeError(STOPPED))
+        self._refuse_if_closed()
         try:
             flat = unwrap_request_envelope(msgspec.json.decode(req))
         except msgspec.DecodeError as exc:
@@ -337,8 +334,7 @@ class EmbeddedStore:
                 response = self.state.apply(now, flat)
                 return msgspec.json.encode(wrap_response_envelope(response)).decode()
             await self._written()
-            if self._stopped:
-                raise StoreStopped(RuntimeError(STOPPED))
+            self._refuse_if_closed()
             now = self._clock()
 
         error: ServerError | None = None
@@ -415,7 +411,9 @@ class EmbeddedStore:
         if self._write_error is not None:
             self._write_error = None
             logger.warning("the embedded store in %s can write again", self.data_dir)
-            self._resume_after_outage()
+            if not batch.renewed_leases:  # the tick's try did so already
+                self._renew_leases_and_release_cut_off()
+            self._send_executes_again()  # what waited to run meanwhile
         batch.done.set_result(None)
         self._dispatch(batch.outgoing)
 
@@ -452,14 +450,13 @@ class EmbeddedStore:
             if isinstance(task_id, str) and isinstance(version, int):
                 self._cut_off[task_id] = version
 
-    def _resume_after_outage(self) -> None:
+    def _renew_leases_and_release_cut_off(self) -> None:
         """After failed writes: keep this process's running work, restart what was cut off.
 
         Heartbeats that could not be written were undone, so the leases of work
         still running here look older than they are: renew them (the data dir is
         ours alone) before a tick would hand that work to a second execution.
-        Tasks whose execution a refused write ended are released to run again,
-        and what waited to run is told again.
+        Tasks whose execution a refused write ended are released to run again.
         """
         now = self._clock()
         running = [
@@ -470,7 +467,8 @@ class EmbeddedStore:
         if running:
             self._apply(now, {"kind": "task.heartbeat", "pid": self._pid, "tasks": running})
         self._release_cut_off()
-        self._send_executes_again()
+        if self._batch is not None:
+            self._batch.renewed_leases = True
 
     def _release_cut_off(self) -> None:
         """Release the tasks whose execution a failed write ended, so that they run
@@ -482,6 +480,12 @@ class EmbeddedStore:
                 self._apply(now, {"kind": "task.release", "id": task_id, "version": version})
             else:
                 del self._cut_off[task_id]  # released, or moved on: nothing left to do
+
+    def _refuse_if_closed(self) -> None:
+        if self._broken:
+            raise StoreUnavailable(RuntimeError(self._unavailable()))
+        if self._stopped:
+            raise StoreStopped(RuntimeError(STOPPED))
 
     def _unavailable(self) -> str:
         return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
@@ -536,10 +540,7 @@ class EmbeddedStore:
 
     async def forget(self, job_id: str) -> None:
         """Remove the failed or cancelled job ``job_id`` (see ``IndexedState.forget_job``)."""
-        if self._broken:
-            raise StoreUnavailable(RuntimeError(self._unavailable()))
-        if self._stopped:
-            raise StoreStopped(RuntimeError(STOPPED))
+        self._refuse_if_closed()
         self.state.forget_job(job_id)
         self._write(Forget(job_id=job_id))
         await self._batch_of_this_turn().done
@@ -550,7 +551,7 @@ class EmbeddedStore:
         if self._write_error is not None:
             if now < self._retry_write_at:
                 return
-            self._resume_after_outage()  # also tells whether the disk takes writes again
+            self._renew_leases_and_release_cut_off()  # also tries whether the disk takes writes
         if self.state.is_due(now):
             self.state.tick(now)
             self._write(Tick(now=now))
@@ -573,3 +574,4 @@ class _Batch:
 
     done: asyncio.Future[None]
     outgoing: list[Any] = field(default_factory=list)
+    renewed_leases: bool = False  # holds the renewals after an outage

@@ -141,8 +141,11 @@ class Journal:
         self._lock_file = lock_file
 
     def _load(self) -> Saved:
+        # Read before the database: the server writes it after each commit, so
+        # what it says was committed is never ahead of what the database holds.
+        committed = _read_committed(self.data_dir)
         try:
-            if not self.path.exists() and _read_committed(self.data_dir) > 0:
+            if not self.path.exists() and committed > 0:
                 raise StoreError(
                     f"the store in {self.data_dir} has lost committed jobs: {DB_NAME} is "
                     f"missing but {COMMITTED_NAME} says jobs were committed; restore the "
@@ -152,7 +155,6 @@ class Journal:
             if self.path.exists():
                 # Checked read-only first: a writer would reset a garbled WAL,
                 # and a refused store must be left exactly as it was found.
-                committed = _read_committed(self.data_dir)
                 with contextlib.closing(_connect_read_only(self.path)) as db:
                     _check_complete(self.data_dir, _last_seq(db), committed)
             db = sqlite3.connect(self.path, isolation_level=None)
