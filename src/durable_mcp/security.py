@@ -10,7 +10,7 @@ narrowed to the tools an agent polls with.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 import mcp.types as mt
@@ -21,15 +21,11 @@ from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.server.middleware.rate_limiting import (
     RateLimitError,
     RateLimitingMiddleware,
-    TokenBucketRateLimiter,
 )
 from fastmcp.tools import ToolResult
 
 #: The tools an agent calls again and again while it waits for a job.
 POLLING_TOOLS = frozenset({"probe_status", "await_result", "get_timer_status"})
-
-#: How many clients' buckets are kept; the least recently created go first.
-MAX_CLIENTS = 10_000
 
 
 class BearerToken(TokenVerifier):
@@ -60,10 +56,8 @@ class PollingRateLimit(RateLimitingMiddleware):
             burst_capacity=max(1, int(per_second * 2)),
             get_client_id=client_of,
         )
+        # FastMCP keeps a bucket per client and drops it once idle long enough to be full.
         self.tools = frozenset(tools)
-        self.limiters = Buckets(
-            lambda: TokenBucketRateLimiter(self.burst_capacity, self.max_requests_per_second)
-        )
 
     async def on_request(
         self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
@@ -85,20 +79,6 @@ class PollingRateLimit(RateLimitingMiddleware):
                 f"per client; retry after 1 s, or call await_result, which waits for you"
             ) from exc
         return result
-
-
-class Buckets(dict[str, TokenBucketRateLimiter]):
-    """A client's bucket, made on first use; at most ``MAX_CLIENTS`` are kept."""
-
-    def __init__(self, make: Callable[[], TokenBucketRateLimiter]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, client: str) -> TokenBucketRateLimiter:
-        if len(self) >= MAX_CLIENTS:
-            del self[next(iter(self))]
-        bucket = self[client] = self.make()
-        return bucket
 
 
 def client_of(context: MiddlewareContext[Any]) -> str:
