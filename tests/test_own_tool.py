@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
@@ -15,6 +15,7 @@ from durable_mcp.server import TOOLS, create_server
 from durable_mcp.tools.weather import OpenMeteoArchive
 
 from helpers import STORE_TICK, FakeTime, call, core
+from tasks_client import start_task, task_method, tasks_client
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -26,16 +27,18 @@ def test_the_readme_shows_the_example_as_it_is() -> None:
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
-) -> AsyncIterator[Client]:
-    server = create_server(
+def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -> FastMCP:
+    return create_server(
         settings,
         archive=archive,
         tools=[*TOOLS, countdown.register],
         clock=fake_time.clock,
         sleeper=fake_time.sleep,
     )
+
+
+@pytest.fixture
+async def client(server: FastMCP) -> AsyncIterator[Client]:
     async with Client(server) as client:
         yield client
 
@@ -70,3 +73,15 @@ async def test_its_arguments_are_validated_from_the_signature(client: Client) ->
     assert tool.description == (
         'Start a countdown; returns {"job_name"} at once. Then call await_result.'
     )
+
+
+async def test_a_new_durable_tool_runs_as_a_task_for_a_client_that_asks(
+    server: FastMCP, fake_time: FakeTime
+) -> None:
+    async with tasks_client(server) as client:
+        created = await start_task(client, "start_countdown", seconds=2)
+        assert (created["taskId"], created["status"]) == ("countdown_2", "working")
+        await fake_time.advance(2 + 2 * STORE_TICK, step=STORE_TICK)
+        done = await task_method(client, "tasks/get", "countdown_2")
+        assert done["status"] == "completed"
+        assert done["result"]["structuredContent"] == {"result": "liftoff"}

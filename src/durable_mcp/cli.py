@@ -52,6 +52,7 @@ SERVE_FLAGS = {
     "--max-running-jobs": "DURABLE_MCP_MAX_RUNNING_JOBS",
     "--rate-limit": "DURABLE_MCP_RATE_LIMIT",
     "--max-fetches": "DURABLE_MCP_MAX_FETCHES",
+    "--tasks": "DURABLE_MCP_TASKS",
     # No --token: a command line is visible to every user of the machine (ps).
 }
 

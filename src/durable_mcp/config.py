@@ -65,6 +65,7 @@ class Settings:
     max_running_jobs: int = DEFAULT_MAX_RUNNING_JOBS
     rate_limit: float = DEFAULT_RATE_LIMIT
     max_fetches: int = DEFAULT_MAX_FETCHES
+    tasks: bool = True  # serve MCP tasks (SEP-2663) to clients that opt in
 
     @property
     def engine(self) -> str:
@@ -93,6 +94,7 @@ ENV_NAMES = (
     "DURABLE_MCP_MAX_RUNNING_JOBS",
     "DURABLE_MCP_RATE_LIMIT",
     "DURABLE_MCP_MAX_FETCHES",
+    "DURABLE_MCP_TASKS",
 )
 
 
@@ -159,6 +161,7 @@ def load_settings(
             DEFAULT_MAX_FETCHES,
             MOST_FETCHES,
         ),
+        tasks=_on_or_off("DURABLE_MCP_TASKS", raw["DURABLE_MCP_TASKS"], Settings.tasks),
     )
 
 
@@ -215,6 +218,18 @@ def _whole_number(name: str, value: str | None, default: int, most: int | None =
         rule = f"from 1 to {most}" if most is not None else "of at least 1"
         raise ConfigError(f"{name}: must be a whole number {rule}, got {value!r}")
     return number
+
+
+def _on_or_off(name: str, value: str | None, default: bool) -> bool:
+    """``on`` or ``off`` (also true/false, yes/no, 1/0), or ``default`` when unset."""
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{name}: must be on or off, got {value!r}")
 
 
 def _positive_number(name: str, value: str | None, default: float, unit: str) -> float:

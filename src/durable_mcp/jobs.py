@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import inspect
@@ -158,6 +159,29 @@ class Start:
         self.deadline = deadline
 
 
+@dataclass
+class StartedJob:
+    """The status object of the job a start tool started or attached to, once it has."""
+
+    job: dict[str, Any] | None = None
+
+
+_started_job: contextvars.ContextVar[StartedJob | None] = contextvars.ContextVar(
+    "durable_mcp_started_job", default=None
+)
+
+
+@contextlib.contextmanager
+def starting_job() -> Iterator[StartedJob]:
+    """Catch the job of the start tool called within (the tasks extension answers with it)."""
+    started = StartedJob()
+    token = _started_job.set(started)
+    try:
+        yield started
+    finally:
+        _started_job.reset(token)
+
+
 @dataclass(frozen=True)
 class JobKind:
     deadline: timedelta
@@ -243,6 +267,8 @@ class Jobs:
                 job = await self.start(
                     start.job_name, start.fn, *start.args, deadline=start.deadline, retry=retry
                 )
+                if (started := _started_job.get()) is not None:
+                    started.job = job
                 out = result(job) if result is not None else _started(job)
                 if job["status"] in (JobStatus.failed, JobStatus.cancelled):
                     out["hint"] = f"this job is {job['status']}; pass retry=true to run it again"

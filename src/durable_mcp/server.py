@@ -22,6 +22,7 @@ from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
 from durable_mcp.jobs import Jobs
 from durable_mcp.security import BearerToken, PollingRateLimit
+from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status, timer, weather
 from durable_mcp.tools.arguments import ReadableArgumentErrors
 
@@ -94,6 +95,10 @@ def create_server(
         auth=BearerToken(settings.token) if settings.token else None,
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
+    if settings.tasks:
+        # Only the embedded store removes finished jobs after the retention.
+        kept = settings.retention if engine.store is not None else None
+        mcp.add_extension(DurableTasks(jobs, kept))
     engine.resonate.with_dependency(open_meteo)
     for register in tools:
         register(mcp, jobs)

@@ -1,0 +1,244 @@
+"""MCP tasks (the ``io.modelcontextprotocol/tasks`` extension, SEP-2663) served by the jobs.
+
+A client that opts in to the extension on a ``tools/call`` of a durable start
+tool gets a task instead of the tool's answer, and the task is the job: its id
+is the job's name, ``tasks/get`` reads the job's status, ``tasks/cancel`` is
+``cancel_job``. Nothing about a task is kept here, so a task survives what a
+job survives (a crash, a restart), and both views describe one job: a task can
+be probed with ``probe_status``, a job started the old way read with
+``tasks/get``. A client that does not opt in gets the start tool's own answer.
+
+The wire models are our own: ``fastmcp-tasks`` has them, but it pins an older
+FastMCP than ours, and its engine (Docket) is what this module replaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastmcp.server.dependencies import get_http_request
+from fastmcp.server.extensions import (
+    MethodBinding,
+    ServerExtension,
+    ToolCallContinuation,
+    ToolCallOutcome,
+    read_client_extension_settings,
+)
+from fastmcp.utilities.tasks import TASKS_EXTENSION_ID
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolRequestParams, RequestParams, Result
+from mcp_types.jsonrpc import HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import SerializerFunctionWrapHandler, model_serializer
+
+from durable_mcp.jobs import Jobs, JobStatus, starting_job
+from durable_mcp.store.state import is_job
+
+if TYPE_CHECKING:
+    from fastmcp.server.context import Context
+
+TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
+
+#: The task status for each job status.
+TASK_STATUS: dict[JobStatus, TaskStatus] = {
+    JobStatus.running: "working",
+    JobStatus.completed: "completed",
+    JobStatus.failed: "failed",
+    JobStatus.cancelled: "cancelled",
+}
+
+#: The extension's methods exist on the 2026-07-28 protocol only.
+MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
+
+
+class Task(Result):
+    """The task fields every result of the extension carries (camelCase on the wire)."""
+
+    task_id: str
+    status: TaskStatus
+    created_at: str
+    last_updated_at: str
+    ttl_ms: int | None
+    status_message: str | None = None
+    poll_interval_ms: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _keep_ttl(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        data.setdefault("ttlMs", None)  # required, null for "kept as long as the store is"
+        return data
+
+
+class CreateTaskResult(Task):
+    """A ``tools/call`` answered with a task rather than the tool's result."""
+
+    result_type: Literal["task"] = "task"
+
+
+class GetTaskResult(Task):
+    """``tasks/get``: the task, with the tool's result or the error once it has one."""
+
+    result_type: Literal["complete"] = "complete"
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class TaskParams(RequestParams):
+    task_id: str
+
+
+class UpdateTaskParams(TaskParams):
+    input_responses: dict[str, Any]
+
+
+class DurableTasks(ServerExtension):
+    """The tasks extension on :class:`Jobs`: every start tool may run as a task.
+
+    ``retention`` is how long the store keeps a finished job (``ttlMs``); None
+    where it keeps jobs as long as it runs (the memory store) or has no sweep.
+    """
+
+    identifier = TASKS_EXTENSION_ID
+
+    def __init__(self, jobs: Jobs, retention: timedelta | None = None) -> None:
+        self.jobs = jobs
+        self.retention = retention
+
+    def clone(self) -> DurableTasks:
+        return DurableTasks(self.jobs, self.retention)  # the jobs are shared, not copied
+
+    def methods(self) -> Sequence[MethodBinding]:
+        return [
+            MethodBinding("tasks/get", TaskParams, self.get, MODERN),
+            MethodBinding("tasks/update", UpdateTaskParams, self.update, MODERN),
+            MethodBinding("tasks/cancel", TaskParams, self.cancel, MODERN),
+        ]
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, context: Context, call_next: ToolCallContinuation
+    ) -> ToolCallOutcome:
+        """A start tool called by a client that opted in answers with its job as a task.
+
+        The tool runs as it always does (arguments checked, the job started or
+        attached to, a conflict refused); only its answer is the task.
+        """
+        request = context.request_context
+        opted_in = (
+            request is not None
+            and request.protocol_version in MODERN
+            and context.client_extension_settings(TASKS_EXTENSION_ID) is not None
+        )
+        if not opted_in:
+            return await call_next()
+        with starting_job() as started:
+            outcome = await call_next()
+        if started.job is None:
+            return outcome  # not a durable start tool: its own answer
+        return CreateTaskResult(**self._fields(started.job))
+
+    async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> GetTaskResult:
+        job = await self._job(ctx, params.task_id)
+        task = GetTaskResult(**self._fields(job))
+        if job["status"] == JobStatus.completed:
+            task.result = _tool_result(job["result"])
+        elif job["status"] == JobStatus.failed:
+            error = job["error"]
+            task.error = {
+                "code": INTERNAL_ERROR,
+                "message": f"{error['type']}: {error['message']}",
+                "data": error,
+            }
+        return task
+
+    async def update(
+        self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
+    ) -> dict[str, Any]:
+        await self._job(ctx, params.task_id)
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"task {params.task_id!r} never asks for input, so it takes no tasks/update; "
+            "poll it with tasks/get",
+        )
+
+    async def cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> Result:
+        await self._job(ctx, params.task_id)
+        await self.jobs.cancel(params.task_id)
+        return Result()
+
+    async def _job(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> dict[str, Any]:
+        """The job behind ``task_id``, after the checks every task method shares."""
+        if read_client_extension_settings(ctx, TASKS_EXTENSION_ID) is None:
+            raise MCPError(
+                code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+                message=f"the client did not declare the tasks extension ({TASKS_EXTENSION_ID}) "
+                "for this request",
+                data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION_ID: {}}}},
+            )
+        _check_name_header(task_id)
+        job = await self.jobs.status(task_id) if is_job(task_id) else None
+        if job is None or job["status"] == JobStatus.not_found:
+            # Unknown, or removed after its retention: the extension's one "not found".
+            raise MCPError(code=INVALID_PARAMS, message=f"Task {task_id} not found")
+        return job
+
+    def _fields(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The task fields of a job's status object."""
+        created = job["created_at"]
+        updated = job.get("settled_at", created)
+        fields: dict[str, Any] = {
+            "task_id": job["job_name"],
+            "status": TASK_STATUS[job["status"]],
+            "created_at": created,
+            "last_updated_at": updated,
+            "ttl_ms": None,
+        }
+        if self.retention is not None:
+            # Kept until the retention has passed after it ends: at least this long.
+            end = _ms(job["settled_at"]) if "settled_at" in job else self.jobs.clock()
+            retention_ms = int(self.retention.total_seconds() * 1000)
+            fields["ttl_ms"] = max(end - _ms(created), 0) + retention_ms
+        if job["status"] == JobStatus.running:
+            fields["poll_interval_ms"] = int(job["poll_after_seconds"] * 1000)
+            if "remaining_seconds" in job:
+                fields["status_message"] = f"due in {job['remaining_seconds']} s"
+        elif job["status"] == JobStatus.failed:
+            fields["status_message"] = job["error"]["message"]
+        return fields
+
+
+def _tool_result(result: Any) -> dict[str, Any]:
+    """A job's result as the ``CallToolResult`` of its task.
+
+    The start tools declare an object as their output, so a result that is not
+    one (a timer's ``"complete"``) is given as ``{"result": ...}``.
+    """
+    structured = result if isinstance(result, dict) else {"result": result}
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    return {
+        "content": [{"type": "text", "text": text}],
+        "structuredContent": structured,
+        "isError": False,
+    }
+
+
+def _check_name_header(task_id: str) -> None:
+    """Refuse a request whose ``Mcp-Name`` header names another task (SEP-2243)."""
+    try:
+        header = get_http_request().headers.get(MCP_NAME_HEADER)
+    except RuntimeError:
+        return  # not over HTTP
+    if header is not None and decode_header_value(header) != task_id:
+        raise MCPError(
+            code=HEADER_MISMATCH,
+            message=f"{MCP_NAME_HEADER} header does not match the request's taskId",
+        )
+
+
+def _ms(timestamp: str) -> int:
+    """An ISO 8601 time of a status object in ms since the epoch."""
+    return int(datetime.fromisoformat(timestamp).timestamp() * 1000)
