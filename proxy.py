@@ -1,206 +1,326 @@
-"""stdio -> streamable HTTP proxy, so Claude Desktop (stdio only) can use durable-mcp.
+"""stdio -> streamable HTTP relay, so Claude Desktop (stdio only) can use durable-mcp.
 
 Claude Desktop starts this script (``uv --directory ... run proxy.py``) and
-talks MCP to it over stdin/stdout; every request is forwarded to the server at
-``DURABLE_MCP_URL`` (default ``http://127.0.0.1:5001/mcp``), with
-``DURABLE_MCP_TOKEN`` as its bearer token when set. It is FastMCP's own proxy,
-with two things added:
+talks MCP to it over stdin/stdout. Each JSON-RPC message read from stdin is
+POSTed to the server at ``DURABLE_MCP_URL`` (default
+``http://127.0.0.1:5001/mcp``) as it is, with ``DURABLE_MCP_TOKEN`` as its
+bearer token when set, and whatever the server answers (a JSON body, or a
+stream of progress and task notifications ending with the response) is
+written to stdout as it is. Nothing here knows MCP's methods, so tasks,
+progress, cancellation and any method added later pass through.
 
-* One upstream session for the whole process. ``create_proxy(url)`` opens a
-  new session per request (a full MCP handshake, ~40 ms); reusing one makes a
-  proxied call cost little more than a direct one.
-* A clear error when the server is down: the URL it tried and ``make run``,
-  and one log line on stderr rather than tracebacks.
+What it adds is what the streamable HTTP binding asks of a client:
+
+* A handshake-era client's session id and protocol version go back on each
+  request; when the server has restarted and no longer knows the session,
+  the client's own handshake is replayed once and the request sent again.
+* A 2026-era request carries the routing headers its body states
+  (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``),
+  computed as the MCP SDK's own client does; cancelling such a request closes
+  its HTTP stream, the 2026 wire's cancel.
+* When the server is down or refuses the token, the request gets an answer
+  that says so and what to do, and stderr one line, not a traceback.
+
+The MCP SDK's own transports parse each message into its models and back, and
+end the whole connection on a transport error; a relay must do neither, so it
+is written here on httpx2, the SDK's HTTP client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import asynccontextmanager, suppress
+import sys
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 import httpx2
-import mcp_types
-from fastmcp.client.transports import StreamableHttpTransport
-from fastmcp.exceptions import ToolError
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
-from fastmcp.server.providers.proxy import (
-    FastMCPProxy,
-    StatefulProxyClient,
-    default_proxy_progress_handler,
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+    mcp_param_headers,
+    x_mcp_header_map,
 )
-from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, PARSE_ERROR, PROTOCOL_VERSION_META_KEY
 
 URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
+TOKEN = os.environ.get("DURABLE_MCP_TOKEN") or None
+
+SESSION_HEADER = "mcp-session-id"
+
+logger = logging.getLogger("durable_mcp.proxy")
+
+#: No read timeout: await_result waits up to 45 s, and a notification stream stays open.
+TIMEOUT = httpx2.Timeout(connect=3.0, read=None, write=10.0, pool=None)
+
+Message = dict[str, Any]
 
 
-class Bearer(httpx2.Auth):
-    """Sends ``DURABLE_MCP_TOKEN`` when set, and notes whether the server refused us.
+class Relay:
+    """Carries messages between one stdio client and the server at ``url``."""
 
-    The MCP SDK's client turns an HTTP 401 into a generic "Server returned an
-    error response"; this flag is how the proxy can say what is wrong.
-    """
+    def __init__(self, http: httpx2.AsyncClient, url: str, write: Callable[[bytes], None]) -> None:
+        self.http = http
+        self.url = url
+        self.write = write
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None  # negotiated by a handshake-era client
+        self.handshake: list[bytes] = []  # its initialize and initialized, to replay
+        self.param_headers: dict[str, dict[tuple[str, ...], str]] = {}  # tool -> Mcp-Param-*
+        self.in_flight: dict[Any, asyncio.Task[None]] = {}  # 2026-era requests, by id
+        self.listening = False
 
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-        self.refused = False
-
-    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
-        if self.token:
-            request.headers["Authorization"] = f"Bearer {self.token}"
-        response = yield request
-        self.refused = response.status_code == 401
-
-
-auth = Bearer(os.environ.get("DURABLE_MCP_TOKEN") or None)
-
-
-class UpstreamClient(StatefulProxyClient[StreamableHttpTransport]):
-    """FastMCP's stateful proxy client, minus a stray traceback when the server dies.
-
-    The client keeps its session in a background task. When the server goes
-    away mid-call the task ends with the connection error, the call fails with
-    its own error, and the client later replaces the dead task without reading
-    its error: asyncio prints "Task exception was never retrieved" and a
-    traceback. The caller has been told already (``ServerDownErrors``).
-    """
-
-    async def _session_runner(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            task.add_done_callback(_mark_error_read)
-        await super()._session_runner()  # type: ignore[no-untyped-call]
-
-
-def _mark_error_read(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # read, so asyncio does not report it as lost
-
-
-# The one upstream client, returned for every request (see ``client_factory``):
-# - StatefulProxyClient's ``__aexit__`` leaves the session open, so each proxied
-#   call's ``async with client:`` reuses it; once the session has died (server
-#   down) the next ``async with`` opens a new one, so a server restart heals.
-# - mode="auto" negotiates the current MCP protocol with our FastMCP 4 server;
-#   it has no server-side session id that a server restart could leave stale.
-# - The plain progress forwarder: the SDK already runs it in the context of the
-#   request the progress belongs to. (ProxyClient's default wrapper restores one
-#   context shared by all calls, which crosses progress between concurrent calls.)
-# - init_timeout bounds the handshake with a server that accepts but never answers.
-upstream = UpstreamClient(
-    StreamableHttpTransport(URL, auth=auth),
-    mode="auto",
-    progress_handler=default_proxy_progress_handler,
-    init_timeout=3.0,
-)
-
-# What, anywhere in an error's cause chain, means "could not talk to the server".
-CONNECTION_ERRORS = (
-    httpx2.TransportError,
-    OSError,
-    anyio.ClosedResourceError,
-    anyio.BrokenResourceError,
-    anyio.EndOfStream,
-)
-# FastMCP's client raises these as bare RuntimeErrors when the session is lost
-# (handshake timeout, or the session dying under concurrent calls).
-LOST_SESSION_MESSAGES = (
-    "Failed to initialize server session",
-    "nesting counter should be 0",
-    "Client is not connected",
-)
-
-
-def _causes(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def connection_problem(exc: BaseException) -> str | None:
-    """Why the server could not be reached, or None if ``exc`` is something else."""
-    for cause in _causes(exc):
-        if isinstance(cause, RuntimeError) and any(
-            text in str(cause) for text in LOST_SESSION_MESSAGES
-        ):
-            return "connection lost or handshake timed out"
-        if isinstance(cause, CONNECTION_ERRORS) or (
-            isinstance(cause, MCPError) and cause.error.code == mcp_types.CONNECTION_CLOSED
-        ):
-            return str(cause) or type(cause).__name__
-    return None
-
-
-class ServerDownErrors(Middleware):
-    """Say what to do when the server is down or refuses us, not a transport error."""
-
-    async def on_request(
-        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
-    ) -> Any:
+    async def forward(self, raw: bytes) -> None:
+        """Send one line from stdin to the server, and its answer back."""
         try:
-            return await call_next(context)
-        except Exception as exc:
-            problem = connection_problem(exc)
-            if auth.refused:
-                message = (
-                    f"the durable-mcp server at {URL} refused the proxy's "
-                    f"{'token' if auth.token else 'request without a token'}: set "
-                    "DURABLE_MCP_TOKEN in the proxy's environment to the server's token."
-                )
-            elif problem is not None:
-                message = (
-                    f"the durable-mcp server is not reachable at {URL} ({problem}). "
-                    "Start it with `make run` in the durable-mcp directory, then retry."
-                )
-            else:
-                raise
-            if context.method == "tools/call":
-                raise ToolError(message) from exc  # a tool error the model reads
-            raise MCPError(code=mcp_types.INTERNAL_ERROR, message=message) from exc
+            message = json.loads(raw)
+        except ValueError:
+            self._answer_error(
+                None, PARSE_ERROR, "Parse error: the proxy read a line that is not JSON"
+            )
+            return
+        if not isinstance(message, dict):
+            await self._post(raw, message={}, headers={})  # a batch: the server answers it
+            return
+        method = message.get("method")
+        if method == "initialize":
+            self.session_id, self.protocol_version, self.handshake = None, None, [raw]
+        elif method == "notifications/initialized":
+            self.handshake = [*self.handshake[:1], raw]
+        if method == "notifications/cancelled" and self._cancel_modern(message):
+            return
+        headers = self._headers(message)
+        task = asyncio.current_task()
+        request_id = message.get("id")
+        if request_id is not None and MCP_METHOD_HEADER in headers and task is not None:
+            self.in_flight[request_id] = task  # a 2026-era request, which a cancel closes
+        try:
+            await self._post(raw, message, headers)
+        finally:
+            if task is not None and self.in_flight.get(request_id) is task:
+                del self.in_flight[request_id]
+        if method == "notifications/initialized":
+            self._start_listening()
 
+    def _headers(self, message: Message) -> dict[str, str]:
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        meta = params.get("_meta")
+        version = meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+        method = message.get("method")
+        if not isinstance(version, str) or not isinstance(method, str):
+            return self._session_headers()  # handshake era, or a response to the server
+        # A 2026-era request states its version, method and name; HTTP wants them as headers.
+        headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: method}
+        name = params.get(NAME_BEARING_METHODS.get(method, ""))
+        if isinstance(name, str):
+            headers[MCP_NAME_HEADER] = encode_header_value(name)
+            arguments = params.get("arguments")
+            if (
+                method == "tools/call"
+                and name in self.param_headers
+                and isinstance(arguments, dict)
+            ):
+                headers |= mcp_param_headers(self.param_headers[name], arguments)
+        return headers
 
-class OneLineWhenServerDown(logging.Filter):
-    """FastMCP logs a failed proxied call at ERROR with a traceback. When the cause
-    is that the server is down or went away, one warning line says it all."""
+    def _session_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.session_id:
+            headers[SESSION_HEADER] = self.session_id
+        if self.protocol_version:
+            headers[MCP_PROTOCOL_VERSION_HEADER] = self.protocol_version
+        return headers
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        problem = connection_problem(error) if error is not None else None
-        if problem is not None:
-            record.msg = f"{record.getMessage()}: server not reachable at {URL} ({problem})"
-            record.args = ()
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
+    def _cancel_modern(self, message: Message) -> bool:
+        """Cancel a 2026-era request by closing its stream; False for any other."""
+        params = message.get("params")
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        task = self.in_flight.pop(request_id, None)
+        if task is None:
+            return False
+        task.cancel()
         return True
 
+    async def _post(
+        self, raw: bytes, message: Message, headers: dict[str, str], replayed: bool = False
+    ) -> None:
+        request_id = message.get("id")
+        is_request = request_id is not None and "method" in message
+        try:
+            async with self.http.stream(
+                "POST", self.url, content=raw, headers=headers | _ACCEPT
+            ) as response:
+                if response.status_code == 404 and self.session_id and not replayed:
+                    await response.aclose()
+                    if await self._replay_handshake():  # the server restarted: a new session
+                        await self._post(raw, message, self._headers(message), replayed=True)
+                        return
+                if response.status_code == 401:
+                    refused = "token" if TOKEN else "request without a token"
+                    self._answer_problem(
+                        message,
+                        f"the durable-mcp server at {self.url} refused the proxy's {refused}: "
+                        "set DURABLE_MCP_TOKEN in the proxy's environment to the server's token.",
+                    )
+                    return
+                if message.get("method") == "initialize":
+                    self.session_id = response.headers.get(SESSION_HEADER)
+                await self._relay_answer(response, message if is_request else None)
+        except httpx2.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            self._answer_problem(
+                message,
+                f"the durable-mcp server is not reachable at {self.url} ({reason}). "
+                "Start it with `make run` in the durable-mcp directory, then retry.",
+            )
 
-# The logger of FastMCP's server core, which logs each failed tool call.
-logging.getLogger("fastmcp.server.server").addFilter(OneLineWhenServerDown())
+    async def _relay_answer(self, response: httpx2.Response, request: Message | None) -> None:
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            answered = False
+            async for event in httpx2.EventSource(response):
+                if event.data:
+                    answered = self._relay(event.data.encode(), request) or answered
+            if request is not None and not answered:
+                self._answer_problem(request, "the server closed the call without an answer")
+            return
+        body = await response.aread()
+        if content_type.startswith("application/json") and body.strip():
+            self._relay(body, request)
+        elif request is not None and response.status_code >= 400:
+            self._answer_error(
+                request.get("id"),
+                INTERNAL_ERROR,
+                f"the server answered HTTP {response.status_code}",
+            )
+
+    def _relay(self, body: bytes, request: Message | None) -> bool:
+        """Write one message from the server to stdout, as it came (on one line);
+        whether it was the answer to ``request``."""
+        answer = json.loads(body)
+        is_answer = False
+        if request is not None and isinstance(answer, dict) and "method" not in answer:
+            is_answer = True
+            if answer.get("id") is None:
+                answer["id"] = request["id"]  # refused before the server read the id
+                body = json.dumps(answer).encode()
+            self._note_answer(request, answer)
+        if b"\n" in body.strip():
+            body = json.dumps(answer).encode()
+        self.write(body.strip())
+        return is_answer
+
+    def _note_answer(self, request: Message, answer: Message) -> None:
+        """Learn what the binding needs from an answer: the version, the tools' headers."""
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return
+        if request.get("method") == "initialize":
+            version = result.get("protocolVersion")
+            self.protocol_version = version if isinstance(version, str) else None
+        elif request.get("method") == "tools/list":
+            for tool in result.get("tools") or []:
+                header_map = x_mcp_header_map(tool.get("inputSchema"))
+                if header_map:
+                    self.param_headers[tool["name"]] = header_map
+
+    async def _replay_handshake(self) -> bool:
+        """Open a new session with the client's own handshake; whether it worked."""
+        if not self.handshake:
+            return False
+        initialize, *initialized = self.handshake
+        self.session_id = None
+        async with self.http.stream(
+            "POST", self.url, content=initialize, headers=_ACCEPT
+        ) as response:
+            if response.status_code != 200:
+                return False
+            self.session_id = response.headers.get(SESSION_HEADER)
+            await response.aread()  # the client has its answer from the first handshake
+        for notification in initialized:
+            await self.http.post(
+                self.url, content=notification, headers=self._session_headers() | _ACCEPT
+            )
+        logger.warning("the server had restarted: the proxy opened a new session")
+        self._start_listening()
+        return True
+
+    def _start_listening(self) -> None:
+        if self.session_id and not self.listening:
+            self.listening = True
+            asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Relay what a handshake-era server sends outside any request (its GET stream)."""
+        try:
+            async with self.http.stream(
+                "GET", self.url, headers=self._session_headers() | _STREAM
+            ) as response:
+                if response.status_code == 200:  # else the server offers no such stream
+                    async for event in httpx2.EventSource(response):
+                        if event.data:
+                            self._relay(event.data.encode(), None)
+        except httpx2.TransportError:
+            pass  # the server went away: the next session listens again
+        finally:
+            self.listening = False
+
+    def _answer_problem(self, message: Message, problem: str) -> None:
+        """Answer a request the server could not: a tool error the model reads, else an error."""
+        logger.warning("%s", problem)
+        request_id = message.get("id")
+        if request_id is None or "method" not in message:
+            return  # a notification, or a response to the server: nobody waits for it
+        if message["method"] != "tools/call":
+            self._answer_error(request_id, INTERNAL_ERROR, problem)
+            return
+        result: Message = {"content": [{"type": "text", "text": problem}], "isError": True}
+        if MCP_METHOD_HEADER in self._headers(message):
+            result["resultType"] = "complete"  # required on the 2026 wire
+        self.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode())
+
+    def _answer_error(self, request_id: Any, code: int, text: str) -> None:
+        error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": text}}
+        self.write(json.dumps(error).encode())
 
 
-@asynccontextmanager
-async def close_upstream(_server: Any) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        with suppress(Exception):
-            await upstream.close()  # type: ignore[no-untyped-call]
+_ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+_STREAM = {"accept": "text/event-stream"}
 
 
-proxy = FastMCPProxy(
-    client_factory=lambda: upstream,
-    name="durable-mcp-proxy",
-    # Fail tools/list while the server is down, rather than list no tools.
-    provider_error_strategy="raise",
-    middleware=[ServerDownErrors()],
-    lifespan=close_upstream,
-)
+def write_line(body: bytes) -> None:
+    sys.stdout.buffer.write(body + b"\n")
+    sys.stdout.buffer.flush()
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def main() -> None:
+    headers = {"authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+    async with httpx2.AsyncClient(timeout=TIMEOUT, headers=headers) as http:
+        relay = Relay(http, URL, write_line)
+        reader = await stdin_lines()
+        running: set[asyncio.Task[None]] = set()
+        while line := await reader.readline():
+            if line.strip():
+                task = asyncio.create_task(relay.forward(line.strip()))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        for task in running:
+            task.cancel()  # the client has gone: nobody reads the answers
+
 
 if __name__ == "__main__":
-    proxy.run(show_banner=False)
+    logging.basicConfig(level=logging.WARNING, format="durable-mcp proxy: %(message)s")
+    asyncio.run(main())

@@ -265,7 +265,7 @@ def targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, bool | None
     proxy_ratio = round(
         r["proxy_get_timer_status"]["p50_ms"] / r["direct_get_timer_status"]["p50_ms"], 2
     )
-    check("proxy p50 / direct p50", proxy_ratio, "<= 1.5", proxy_ratio <= 1.5)
+    check("proxy p50 / direct p50", proxy_ratio, "<= 1.15", proxy_ratio <= 1.15)
     throughput = round(r["starts_per_s_16_clients_embedded"] / r["floor_calls_per_s_16_clients"], 2)
     check("starts/s / floor calls/s (16 clients)", throughput, ">= 0.8", throughput >= 0.8)
     check(
