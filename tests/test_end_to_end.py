@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
+from mcp.shared.exceptions import MCPError
 
 from fake_open_meteo import FakeOpenMeteo
 from processes import DURABLE_MCP, PROXY, free_port, running_server, stop
@@ -122,7 +123,7 @@ async def test_the_proxy_says_clearly_when_the_server_is_down_and_recovers(
     # Connecting while the server is down: the handshake is the server's, and it
     # fails with what to do. The bound fails a proxy that never answers (Claude
     # Desktop gives up after 60 s); it is no claim about speed.
-    with pytest.raises(Exception) as refused:  # noqa: B017 - the client wraps it
+    with pytest.raises(MCPError) as refused:
         async with asyncio.timeout(45), proxy_client(port) as proxied:
             pass
     assert f"not reachable at http://127.0.0.1:{port}/mcp" in str(refused.value)

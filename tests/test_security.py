@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
+from mcp.shared.exceptions import MCPError
 
 from processes import DURABLE_MCP, PROXY, free_port, running_server
 
@@ -144,7 +145,7 @@ async def test_the_proxy_says_when_the_server_refuses_its_token(
 ) -> None:
     url, _ = server
     # The handshake is the server's, so the client hears it as it connects.
-    with pytest.raises(Exception) as refused:  # noqa: B017 - the client wraps it
+    with pytest.raises(MCPError) as refused:
         async with proxy_client(url, token):
             pass
     assert f"the durable-mcp server at {url} refused" in str(refused.value)
