@@ -77,3 +77,26 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+class Server:
+    """Starts, kills and restarts `durable-mcp serve` on one port and data dir."""
+
+    def __init__(self, data_dir: Path, archive_url: str) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.env = {"OPEN_METEO_ARCHIVE_URL": archive_url}
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.data_dir.parent / "server.log"
+        self.process = start_server(self.port, self.data_dir, self.env, log)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        stop(self.process, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.process is not None:
+            stop(self.process)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,33 +25,10 @@ from durable_mcp.store.state import IndexedState
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import eventually
-from processes import DURABLE_MCP, free_port, start_server, stop
+from processes import DURABLE_MCP, Server, free_port
 
 PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 JOB = "weather_data_53.5_-113.5_2024_3"
-
-
-class Server:
-    """Starts, kills and restarts `durable-mcp serve` on one port and data dir."""
-
-    def __init__(self, data_dir: Path, archive_url: str) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.env = {"OPEN_METEO_ARCHIVE_URL": archive_url}
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.data_dir.parent / "server.log"
-        self.process = start_server(self.port, self.data_dir, self.env, log)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        stop(self.process, signal.SIGKILL)
-
-    def close(self) -> None:
-        if self.process is not None:
-            stop(self.process)
 
 
 @pytest.fixture
