@@ -41,13 +41,8 @@ JOB = "weather_data_52.52_13.41_2024_3"
 WITHIN = 240
 pytestmark = pytest.mark.timeout(2 * WITHIN)
 
-VIA = [
-    "direct",
-    pytest.param(
-        "proxy",
-        marks=pytest.mark.xfail(strict=False, reason="needs the transparent relay proxy"),
-    ),
-]
+#: How the client reaches the server: over HTTP, or over stdio through `make proxy`.
+VIA = ["direct", "proxy"]
 
 
 @pytest.fixture
@@ -68,6 +63,10 @@ async def job_status(server: Server) -> str:
     async with Client(server.url) as client:
         (status,) = (await client.call_tool("probe_status", {"job_names": [JOB]})).data
         return str(status["status"])
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    assert (ROOT / "examples" / "tasks_client.py").read_text() in (ROOT / "README.md").read_text()
 
 
 async def test_the_readme_example_runs_as_written(
@@ -181,3 +180,26 @@ async def test_a_task_whose_fetch_finished_before_kill_9_is_served_from_the_stor
     assert data["summary"]["days"] == 31
     # A finished step is not repeated: the restarted server answers from its store.
     assert fake_archive.total_requests == 1
+
+
+@pytest.mark.parametrize("via", VIA)
+async def test_a_task_running_when_kill_9_lands_completes_with_one_fetch(
+    server: Server, fake_archive: FakeOpenMeteo, tmp_path: Path, via: str
+) -> None:
+    # One fetch at a time, and another job's fetch holds it: the task's job is
+    # running (its step waits for the archive) but has fetched nothing when killed.
+    server.env["DURABLE_MCP_MAX_FETCHES"] = "1"
+    fake_archive.hold()
+    server.start()
+    async with Client(server.url) as plain:
+        await plain.call_tool("start_gathering", PLACE | {"month": 2})
+    await fake_archive.arrived(1)
+    async with driver(server, via, tmp_path) as client:
+        assert await client.line() == {"task_id": JOB, "status": "working"}
+        server.kill()
+        fake_archive.release()
+        server.start()
+        data = await client.result()
+    assert data == await await_result(server)
+    ours = [query for query in fake_archive.requests if "start_date=2024-03-01" in query]
+    assert [fake_archive.requests[query] for query in ours] == [1]  # fetched once, after
