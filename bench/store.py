@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -44,8 +45,9 @@ async def timer(ctx: Context, seconds: float) -> str:
     return "complete"
 
 
-async def fill(data_dir: Path, operations: int, snapshot_every: int) -> int:
-    """Run timers through the SDK until the journal has had ``operations`` entries."""
+async def fill(data_dir: Path, crashed: Path, operations: int, snapshot_every: int) -> int:
+    """Run timers through the SDK until the journal has had ``operations`` entries;
+    ``crashed`` gets the data dir as a crash then would leave it (no final snapshot)."""
     store = EmbeddedStore(data_dir, pid="bench", group="g", snapshot_every=snapshot_every)
     store.open()
     resonate = Resonate(
@@ -65,10 +67,10 @@ async def fill(data_dir: Path, operations: int, snapshot_every: int) -> int:
         await resonate.run(f"t{n}", timer, 0.2 if n % 2 else 3600).id()
         n += 1
     await asyncio.sleep(1)
+    await store._written()  # between commits: the files are what a crash would leave
     entries = store._journal._seq
-    if store._tick_task is not None:
-        store._tick_task.cancel()
-    store._journal.close()  # as a crash would: no final snapshot
+    shutil.copytree(data_dir, crashed)
+    await resonate.stop()
     return entries
 
 
@@ -82,8 +84,9 @@ def time_open(data_dir: Path) -> tuple[float, int]:
 
 
 async def open_after(operations: int, snapshot_every: int, data_dir: Path) -> dict[str, Any]:
-    entries = await fill(data_dir, operations, snapshot_every)
-    seconds, promises = time_open(data_dir)
+    crashed = data_dir.with_name(f"{data_dir.name}-crashed")
+    entries = await fill(data_dir, crashed, operations, snapshot_every)
+    seconds, promises = time_open(crashed)
     return {"journaled_operations": entries, "promises": promises, "open_s": round(seconds, 2)}
 
 
