@@ -79,6 +79,7 @@ def test_env_is_read_and_flags_win_over_it() -> None:
         ({"DURABLE_MCP_MAX_FETCHES": "0"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number from"),
         ({"DURABLE_MCP_MAX_FETCHES": "257"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number fr"),
         ({"DURABLE_MCP_MAX_FETCHES": "many"}, "DURABLE_MCP_MAX_FETCHES: must be a whole number f"),
+        ({"DURABLE_MCP_TASKS": "maybe"}, "DURABLE_MCP_TASKS: must be on or off, got 'maybe'"),
     ],
 )
 def test_a_bad_value_names_the_setting(env: dict[str, str], message: str) -> None:
@@ -122,6 +123,15 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         timeout=30,
         env=env,
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [("on", True), ("OFF", False), ("0", False), ("yes", True)]
+)
+def test_tasks_are_on_unless_turned_off(value: str, on: bool) -> None:
+    assert load_settings(env={}).tasks is True
+    assert load_settings(env={"DURABLE_MCP_TASKS": value}).tasks is on
+    assert load_settings(env={}, overrides={"DURABLE_MCP_TASKS": value}).tasks is on
 
 
 def test_serve_with_a_bad_flag_exits_2_with_one_line() -> None:
