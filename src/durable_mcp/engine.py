@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
@@ -39,6 +40,23 @@ GROUP = "durable-mcp"
 #: How often the in-process store checks deadlines. The SDK's default of 1 s
 #: makes a timer fire up to a second late; a tenth of that costs nothing.
 LOCAL_TICK_SECONDS = 0.1
+
+#: The lease a replica holds on a job it runs on Postgres, and how often it
+#: renews the lease while the job runs. A replica that dies (kill -9, a lost
+#: machine) stops renewing; at most PG_LEASE later the lease has lapsed, the
+#: next firing of the durable timers (any replica's timer loop, every 0.25 s:
+#: postgres.TIMER_SECONDS) hands the job back to the group -- an execute row in
+#: resonate-pg's outbox, announced by NOTIFY -- and a live replica takes it and
+#: replays it from its last finished step. So takeover comes within about
+#: PG_LEASE + 0.5 s of the death (the goal is 5 s; `make bench`, pg_takeover),
+#: not the SDK's 60 s. Four renewals fit in each lease: a live replica loses a
+#: job only if three in a row fail to land (its event loop or Postgres stalled
+#: for 3 s and more), and even then the job is not lost but run on elsewhere,
+#: its step in flight once more, as after a death. Leases are kept on the
+#: database's clock, so the replicas' clocks need not agree. The cost: each
+#: durable sleep's task, which workers take and drop, comes round once a lease.
+PG_LEASE = timedelta(seconds=4)
+PG_HEARTBEAT = timedelta(seconds=1)
 
 
 logger = logging.getLogger(__name__)
@@ -166,7 +184,8 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
     if _expected_ends not in core_logger.filters:
         core_logger.addFilter(_expected_ends)
     network: Network | None = None
-    heartbeat: Heartbeat | None = None  # the SDK's own, for Postgres and a Resonate Server
+    heartbeat: Heartbeat | None = None  # the SDK's own, for a Resonate Server
+    lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -175,6 +194,7 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         from durable_mcp.postgres import PostgresEngine
 
         network, refresh_seconds = PostgresEngine(settings.pg_dsn, pid=pid, group=GROUP), 60.0
+        lease, beat_every = PG_LEASE, PG_HEARTBEAT  # replicas take over a dead one's jobs
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
     elif settings.store == "embedded":
@@ -193,14 +213,16 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
             pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
         )
         network.state = IndexedState()  # the same state machine, with search (list_jobs)
-    if network is not None and not settings.pg_dsn:
+    if network is not None:
         # The in-process stores' leases lapse like any store's (the SDK would not
-        # heartbeat the memory store at all), and with retry a job's old and new
-        # runs may overlap: heartbeat them as the SDK does, counting runs per task.
+        # heartbeat the memory store at all), and a job's old and new runs may
+        # overlap -- with retry, or on Postgres when a stalled replica's lease
+        # lapsed and the job came back to it: heartbeat them as the SDK does,
+        # counting runs per task, so the old run's end leaves the new one beating.
         heartbeat = RunCountingHeartbeat(
             AsyncHeartbeat(
                 pid,
-                int(DEFAULT_TTL.total_seconds() * 1000) // HEARTBEAT_INTERVAL_DIVISOR,
+                int(beat_every.total_seconds() * 1000),
                 Sender(Transport(network, (), observe), None, observer=observe),
                 sleeper,
             )
@@ -214,6 +236,7 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         observer=observe,
         clock=clock,
         sleeper=sleeper,
+        ttl=lease,
         heartbeat=heartbeat,
         # A job started here holds its lease from the start, but is heartbeated
         # only once it holds one of these permits: a job waiting for a permit
