@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
@@ -32,6 +33,9 @@ from durable_mcp.store import (
     StoreUnavailable,
 )
 from durable_mcp.store.state import IndexedState
+
+if TYPE_CHECKING:
+    from durable_mcp.jobs import JobLister
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -135,6 +139,8 @@ class Engine:
     store: EmbeddedStore | None = None
     #: The state machine, when it runs in this process (embedded and memory stores).
     state: IndexedState | None = None
+    #: Lists the jobs where the engine cannot search its promises (Postgres).
+    lister: JobLister | None = None
 
     @property
     def forget(self) -> Callable[[str], Awaitable[None]] | None:
@@ -167,14 +173,16 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         core_logger.addFilter(_expected_ends)
     network: Network | None = None
     heartbeat: Heartbeat | None = None  # the SDK's own, for Postgres and a Resonate Server
+    lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
     if settings.pg_dsn:
         # Imported here: psycopg takes ~0.3 s to import, and only Postgres needs it.
-        from durable_mcp.postgres import PostgresEngine
+        from durable_mcp.postgres_jobs import PostgresJobsEngine
 
-        network, refresh_seconds = PostgresEngine(settings.pg_dsn, pid=pid, group=GROUP), 60.0
+        postgres = PostgresJobsEngine(settings.pg_dsn, pid=pid, group=GROUP)
+        network, lister, refresh_seconds = postgres, postgres.list_jobs, 60.0
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
     elif settings.store == "embedded":
@@ -227,4 +235,4 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         return Engine(resonate, store=network, state=network.state)
     if isinstance(network, LocalConnection):
         return Engine(resonate, state=network.state)  # type: ignore[arg-type]
-    return Engine(resonate)
+    return Engine(resonate, lister=lister)

@@ -65,6 +65,7 @@ def create_server(
         deadlines=settings.job_deadlines,
         running_jobs=(lambda: state.running_jobs) if state is not None else None,
         forget=engine.forget,
+        lister=engine.lister,
         max_running_jobs=settings.max_running_jobs,
         stopping=stopping,
         clock=clock,

@@ -1,0 +1,136 @@
+"""Jobs on Postgres: list_jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+from resonate.types import PromiseRecord, Value
+
+from durable_mcp.jobs import LISTED, job_status
+from durable_mcp.postgres_jobs import _listed, created_job
+
+from fake_open_meteo import FakeOpenMeteo
+from postgres_server import needs_schema
+from processes import free_port, running_server
+
+pytestmark = needs_schema
+
+
+async def call(url: str, tool: str, **arguments: object) -> Any:
+    async with Client(url) as client:
+        return (await client.call_tool(tool, arguments)).data
+
+
+@contextmanager
+def server(postgres: Any, archive: FakeOpenMeteo, tmp_path: Path, **env: str) -> Iterator[str]:
+    """A durable-mcp server on Postgres; its url. Its log is tmp_path/server.log."""
+    port = free_port()
+    env |= {"RESONATE_PG_DSN": postgres.get_uri(), "OPEN_METEO_ARCHIVE_URL": archive.url}
+    with running_server(port, tmp_path / "data", env, log=tmp_path / "server.log"):
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+async def test_jobs_are_listed_newest_first_filtered_and_paged(
+    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
+) -> None:
+    with server(postgres, fake_archive, tmp_path) as url:
+        fake_archive.fail_with(404)
+        place = {"longitude": 2, "year": 2020, "month": 1}
+        failed = (await call(url, "start_gathering", latitude=1, **place))["job_name"]
+        await call(url, "await_result", job_names=[failed])
+        done = (await call(url, "start_gathering", latitude=3, **place))["job_name"]
+        await call(url, "await_result", job_names=[done])
+        await call(url, "set_timer", timer_name="a", seconds=600)
+        await call(url, "set_timer", timer_name="b", seconds=600)
+        await call(url, "cancel_job", job_name="b")
+        await call(url, "set_timer", timer_name="c", seconds=0)
+        await call(url, "await_result", job_names=["c"])
+
+        async def names(**filters: object) -> list[str]:
+            return [job["job_name"] for job in (await call(url, "list_jobs", **filters))["jobs"]]
+
+        listing = await call(url, "list_jobs")
+        assert [(job["job_name"], job["kind"], job["status"]) for job in listing["jobs"]] == [
+            ("c", "timer", "completed"),
+            ("b", "timer", "cancelled"),
+            ("a", "timer", "running"),
+            (done, "weather_data", "completed"),
+            (failed, "weather_data", "failed"),
+        ]
+        assert listing["next_cursor"] is None
+        assert set(listing["jobs"][2]) == {"job_name", "kind", "status", "created_at"}
+        assert set(listing["jobs"][0]) == set(LISTED)
+        assert await names(status="running") == ["a"]
+        assert await names(status="completed") == ["c", done]
+        assert await names(status="failed") == [failed]
+        assert await names(status="cancelled") == ["b"]
+        assert await names(kind="weather_data") == [done, failed]
+        assert await names(kind="timer", status="completed") == ["c"]
+        assert await names(kind="countdown") == []
+
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await call(url, "list_jobs", limit=2, cursor=cursor)
+            seen += [job["job_name"] for job in page["jobs"]]
+            await call(url, "set_timer", timer_name=f"new{len(seen)}", seconds=600)  # meanwhile
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert seen == ["c", "b", "a", done, failed]
+
+        for arguments, message in [
+            ({"cursor": "nope"}, "cursor 'nope' names no job"),
+            ({"status": "not_found"}, "status not_found names no job"),
+        ]:
+            with pytest.raises(ToolError, match=message):
+                await call(url, "list_jobs", **arguments)
+
+    assert "ERROR" not in (tmp_path / "server.log").read_text()
+
+
+def test_the_requests_that_create_a_job_are_told_apart() -> None:
+    def envelope(kind: str, data: dict[str, Any]) -> str:
+        return json.dumps({"kind": kind, "head": {"corrId": "1"}, "data": data})
+
+    def task_create(job_id: str) -> str:
+        action = {"kind": "promise.create", "head": {}, "data": {"id": job_id}}
+        return envelope("task.create", {"pid": "p", "ttl": 1, "action": action})
+
+    assert created_job(task_create("tea")) == "tea"
+    assert created_job(envelope("promise.create", {"id": "tea"})) == "tea"
+    assert created_job(task_create("tea:1")) is None  # a step
+    fence = {"id": "tea", "version": 1, "action": {"kind": "promise.create", "data": {"id": "x"}}}
+    assert created_job(envelope("task.fence", fence)) is None
+    assert created_job(envelope("promise.get", {"id": "tea"})) is None
+    assert created_job('{"kind": "promise.create"') is None
+
+
+@pytest.mark.parametrize(
+    "state", ["pending", "resolved", "rejected", "rejected_timedout", "rejected_canceled"]
+)
+def test_a_listed_job_has_the_status_probe_status_gives(state: str) -> None:
+    settled_at = None if state == "pending" else 2_000
+    listed = _listed("tea", "timer", 1_000, state, settled_at, 10_000, False, 3_000)
+    record = PromiseRecord(
+        id="tea",
+        state=state,  # type: ignore[arg-type]
+        param=Value(data={"func": "timer", "args": ["tea", 60]}),
+        timeout_at=10_000,
+        created_at=1_000,
+        settled_at=settled_at,
+    )
+    probed = job_status("tea", record, 3_000)
+    assert listed == {key: probed[key] for key in LISTED if key in probed}
+
+
+def test_a_pending_job_past_its_deadline_is_listed_as_failed() -> None:
+    # resonate-pg reports it so (rejected_timedout) before its timer settles it.
+    listed = _listed("tea", "timer", 1_000, "pending", None, 2_000, False, 3_000)
+    assert (listed["status"], listed["settled_at"]) == ("failed", "1970-01-01T00:00:02.000+00:00")
