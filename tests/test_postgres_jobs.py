@@ -1,23 +1,33 @@
-"""Jobs on Postgres: list_jobs."""
+"""Jobs on Postgres: list_jobs, and removal after the retention."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from resonate.types import PromiseRecord, Value
 
 from durable_mcp.jobs import LISTED, job_status
-from durable_mcp.postgres_jobs import _listed, created_job
+from durable_mcp.postgres_jobs import (
+    LOCK_SPACE,
+    NOW,
+    SWEEP_LOCK,
+    PostgresJobsEngine,
+    _listed,
+    created_job,
+)
 
 from fake_open_meteo import FakeOpenMeteo
-from postgres_server import needs_schema
+from helpers import eventually
+from postgres_server import needs_schema, stored_sleep
 from processes import free_port, running_server
 
 pytestmark = needs_schema
@@ -92,6 +102,76 @@ async def test_jobs_are_listed_newest_first_filtered_and_paged(
             with pytest.raises(ToolError, match=message):
                 await call(url, "list_jobs", **arguments)
 
+    assert "ERROR" not in (tmp_path / "server.log").read_text()
+
+
+async def test_finished_jobs_past_the_retention_are_removed_and_their_names_start_new_jobs(
+    postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
+) -> None:
+    dsn = postgres.get_uri()
+    with server(postgres, fake_archive, tmp_path, DURABLE_MCP_RETENTION="1") as url:
+        await call(url, "set_timer", timer_name="done", seconds=0)
+        await call(url, "await_result", job_names=["done"])
+        await call(url, "set_timer", timer_name="stopped", seconds=600)
+
+        async def sleeping(timer: str) -> tuple[str, int] | None:
+            return stored_sleep(postgres, timer)
+
+        _, old_deadline = await eventually(lambda: sleeping("stopped"))
+        await call(url, "cancel_job", job_name="stopped")  # its sleep stays pending
+        await call(url, "set_timer", timer_name="running", seconds=600)
+        await eventually(lambda: sleeping("running"))
+
+        # Another replica (the test) removes jobs, with the same 1 s retention, and
+        # takes turns with the others: while one holds the sweep lock it does not.
+        sweeper = PostgresJobsEngine(
+            dsn, pid="sweeper", group="sweeper", retention=timedelta(seconds=1), sweep_every=0.05
+        )
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as other:
+
+            async def past_the_retention() -> bool | None:
+                row = await (
+                    await other.execute(
+                        f"SELECT settled_at <= {NOW} - 1000 FROM resonate.promises "
+                        "WHERE id = 'stopped'"
+                    )
+                ).fetchone()
+                return True if row is not None and row[0] else None
+
+            await eventually(past_the_retention)
+            await other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_SPACE, SWEEP_LOCK])
+            assert await sweeper.sweeper.sweep() == 0
+            await other.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_SPACE, SWEEP_LOCK])
+
+            async def kept() -> list[str] | None:
+                rows = await (await other.execute("SELECT id FROM resonate.promises")).fetchall()
+                ids = sorted(row[0] for row in rows)
+                return ids if "done" not in ids and "stopped" not in ids else None
+
+            await sweeper.start()
+            try:
+                # The steps go with their jobs (a cancelled timer's pending sleep too).
+                assert await eventually(kept) == ["running", "running:1"]
+            finally:
+                await sweeper.stop()
+            tasks = await (await other.execute("SELECT id FROM resonate.tasks")).fetchall()
+            assert sorted(row[0] for row in tasks) == ["running", "running:1"]
+            indexed = await (await other.execute("SELECT id FROM durable_mcp.jobs")).fetchall()
+            assert indexed == [("running",)]
+
+        statuses = await call(url, "probe_status", job_names=["done", "stopped", "running"])
+        assert [job["status"] for job in statuses] == ["not_found", "not_found", "running"]
+        assert [job["job_name"] for job in (await call(url, "list_jobs"))["jobs"]] == ["running"]
+
+        # The names are free again: new jobs, with steps of their own.
+        await call(url, "set_timer", timer_name="stopped", seconds=600)
+        state, deadline = await eventually(lambda: sleeping("stopped"))
+        assert state == "pending"
+        assert deadline > old_deadline  # the new timer's own sleep, not the old one's
+        await call(url, "set_timer", timer_name="done", seconds=0)
+        assert await call(url, "await_result", job_names=["done"]) == {"done": "complete"}
+        listing = await call(url, "list_jobs")
+        assert [job["job_name"] for job in listing["jobs"]] == ["done", "stopped", "running"]
     assert "ERROR" not in (tmp_path / "server.log").read_text()
 
 

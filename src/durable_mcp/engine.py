@@ -181,7 +181,9 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         # Imported here: psycopg takes ~0.3 s to import, and only Postgres needs it.
         from durable_mcp.postgres_jobs import PostgresJobsEngine
 
-        postgres = PostgresJobsEngine(settings.pg_dsn, pid=pid, group=GROUP)
+        postgres = PostgresJobsEngine(
+            settings.pg_dsn, pid=pid, group=GROUP, retention=settings.retention
+        )
         network, lister, refresh_seconds = postgres, postgres.list_jobs, 60.0
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url

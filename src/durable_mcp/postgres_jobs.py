@@ -1,4 +1,4 @@
-"""Jobs on Postgres: listed from an index of our own.
+"""Jobs on Postgres: listed from an index of our own, removed after the retention.
 
 resonate-pg does not search its promises (``promise.search`` answers 501), and
 nothing in its schema indexes a promise's creation time or its function: a
@@ -11,6 +11,11 @@ DELETE CASCADE``). A page is a range scan of that index joined on
 ``resonate.promises``'s primary key for the job's state, which is read there
 and never copied. The schema is ours, created at start by the migrations
 below (never by resonate-pg's files), idempotently and one replica at a time.
+
+Finished jobs past ``DURABLE_MCP_RETENTION`` are removed with all their steps
+(their tasks and what else resonate-pg keeps for them), so that their names
+can start new jobs and the tables stop growing: every few minutes, by one
+replica at a time, in small batches. A running job is never touched.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, cast
 
 import psycopg
 from resonate.types import PromiseRecord, PromiseState, Value
 from resonate_base.error import ConnectorError
-from resonate_pg.client import PgConn
+from resonate_pg.client import PgConn, PgSessions
 from resonate_pg.connection import RPC_SQL
 
 from durable_mcp.jobs import LISTED, JobStatus, job_status, unknown_cursor
@@ -33,10 +40,16 @@ from durable_mcp.store.state import is_job
 
 logger = logging.getLogger(__name__)
 
+#: How often finished jobs past the retention are looked for.
+SWEEP_SECONDS = 300.0
+
+#: Jobs removed per transaction (with their steps), so no sweep holds locks for long.
+JOBS_PER_BATCH = 100
+
 #: Our advisory locks: (LOCK_SPACE, what). Two-key locks never meet resonate-pg's
 #: one-key ones (``pg_advisory_xact_lock(hashtextextended(id, 0))``).
 LOCK_SPACE = 0x646D6370  # "dmcp"
-MIGRATE_LOCK = 1
+MIGRATE_LOCK, SWEEP_LOCK = 1, 2
 
 #: The database's now in ms, as resonate-pg reads it (it runs on database time).
 NOW = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
@@ -103,6 +116,40 @@ FROM durable_mcp.jobs j JOIN resonate.promises p ON p.id = j.id
 WHERE {{where}}
 ORDER BY j.created_at DESC, j.id DESC
 LIMIT %s
+"""
+
+#: Up to a batch of jobs that finished before the cutoff, with all their steps
+#: (pending ones too: a cancelled timer's sleep) and what resonate-pg keeps for
+#: them. Tasks, their resumes, callbacks and listeners on these promises go
+#: with them (foreign keys, ON DELETE CASCADE), and so do our index rows; the
+#: rest is what ``resonate.gc`` removes too, plus messages and callbacks of the
+#: removed tasks. (``resonate.gc`` itself removes settled promises only: a
+#: cancelled timer's pending sleep would stay, and a new job of the same name
+#: would take it for its own and wake at the old deadline.)
+SWEEP_SQL = f"""
+WITH roots AS (
+  SELECT id FROM resonate.promises
+  WHERE state <> 'pending' AND settled_at <= {NOW} - %s AND strpos(id, ':') = 0
+  ORDER BY settled_at
+  LIMIT %s
+  FOR UPDATE SKIP LOCKED
+), doomed AS (
+  SELECT id FROM roots
+  UNION
+  SELECT id FROM resonate.promises WHERE origin_id IN (SELECT id FROM roots)
+), gone AS (
+  DELETE FROM resonate.promises WHERE id IN (SELECT id FROM doomed) RETURNING id
+), messages AS (
+  DELETE FROM resonate.outbox
+  WHERE task_id IN (SELECT id FROM gone)
+     OR (kind = 'unblock' AND promise ->> 'id' IN (SELECT id FROM gone))
+  RETURNING 1
+), resumes AS (
+  DELETE FROM resonate.task_resumes WHERE awaited_id IN (SELECT id FROM gone) RETURNING 1
+), callbacks AS (
+  DELETE FROM resonate.callbacks WHERE awaiter_id IN (SELECT id FROM gone) RETURNING 1
+)
+SELECT (SELECT count(*) FROM roots), count(*) FILTER (WHERE strpos(id, ':') = 0) FROM gone
 """
 
 
@@ -196,32 +243,99 @@ def _listed(
     return {key: job[key] for key in LISTED if key in job}
 
 
-class PostgresJobsEngine(PostgresEngine):
-    """The Postgres engine, indexing the jobs it creates; its schema is made at start."""
+class JobSweeper:
+    """Removes jobs that finished more than ``retention`` ago, with their steps."""
 
-    def __init__(self, dsn: str, *, pid: str, group: str) -> None:
+    def __init__(
+        self,
+        sessions: PgSessions,
+        retention: timedelta,
+        *,
+        batch: int = JOBS_PER_BATCH,
+    ) -> None:
+        self.sessions = sessions
+        self.retention_ms = int(retention.total_seconds() * 1000)
+        self.batch = batch
+
+    async def sweep(self) -> int:
+        """One pass, batch after batch until none is full: the jobs removed.
+
+        Each batch is a transaction that first takes our sweep lock: if another
+        replica holds it, that replica is sweeping and this pass ends.
+        """
+        removed = 0
+        while True:
+            async with self.sessions.session() as conn:
+                locked = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_SPACE, SWEEP_LOCK]
+                )
+                if not (await locked.fetchone())[0]:
+                    break
+                done = await conn.execute(SWEEP_SQL, [self.retention_ms, self.batch])
+                roots, jobs = await done.fetchone()
+            removed += jobs
+            if roots < self.batch:
+                break
+        if removed:
+            logger.info("removed %d finished jobs past the retention", removed)
+        return removed
+
+    async def keep_sweeping(
+        self, every: float, before: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Sweep every ``every`` seconds, forever, through database outages
+        (``before`` is awaited before each pass)."""
+        failing = False
+        while True:
+            try:
+                if before is not None:
+                    await before()
+                await self.sweep()
+                if failing:
+                    logger.info("finished jobs past the retention are removed again")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.warning("cannot remove finished jobs past the retention: %s", exc)
+                failing = True
+            await asyncio.sleep(every)
+
+
+class PostgresJobsEngine(PostgresEngine):
+    """The Postgres engine, indexing the jobs it creates and removing old ones.
+
+    ``sweep_every`` is how often finished jobs past ``retention`` are looked for.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pid: str,
+        group: str,
+        retention: timedelta,
+        sweep_every: float = SWEEP_SECONDS,
+    ) -> None:
         super().__init__(dsn, pid=pid, group=group)
+        self.sweeper = JobSweeper(self._sessions, retention)
+        self.sweep_every = sweep_every
         self._migrated = False
         self._migrating = asyncio.Lock()
-        self._migration: asyncio.Task[None] | None = None
+        self._sweep_loop: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await super().start()
-        if self._migration is None:
-            self._migration = asyncio.create_task(self._migrate_at_start())
+        if self._sweep_loop is None:
+            self._sweep_loop = asyncio.create_task(
+                self.sweeper.keep_sweeping(self.sweep_every, before=self.migrated)
+            )
 
     async def stop(self) -> None:
-        if self._migration is not None:
-            self._migration.cancel()
+        if self._sweep_loop is not None:
+            self._sweep_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._migration
+                await self._sweep_loop
         await super().stop()
-
-    async def _migrate_at_start(self) -> None:
-        try:
-            await self.migrated()
-        except Exception as exc:  # each job's start and each listing try again
-            logger.warning("cannot create the durable_mcp schema: %s", exc)
 
     async def migrated(self) -> None:
         """Our schema is there (created or updated now, the first time)."""

@@ -97,8 +97,8 @@ def create_server(
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
     if settings.tasks:
-        # Only the embedded store removes finished jobs after the retention.
-        kept = settings.retention if engine.store is not None else None
+        # The embedded store and Postgres remove finished jobs after the retention.
+        kept = settings.retention if engine.store is not None or settings.pg_dsn else None
         mcp.add_extension(DurableTasks(jobs, kept))
     engine.resonate.with_dependency(open_meteo)
     for register in tools:
