@@ -1,8 +1,10 @@
-"""Jobs on Postgres: list_jobs, and removal after the retention."""
+"""Jobs on Postgres: list_jobs and `durable-mcp jobs`, and removal after the retention."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,7 +30,7 @@ from durable_mcp.postgres_jobs import (
 from fake_open_meteo import FakeOpenMeteo
 from helpers import eventually
 from postgres_server import needs_schema, stored_sleep
-from processes import free_port, running_server
+from processes import DURABLE_MCP, free_port, running_server
 
 pytestmark = needs_schema
 
@@ -47,9 +49,26 @@ def server(postgres: Any, archive: FakeOpenMeteo, tmp_path: Path, **env: str) ->
         yield f"http://127.0.0.1:{port}/mcp"
 
 
+def jobs_command(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RESONATE_PG_DSN": dsn}
+    return subprocess.run(
+        [DURABLE_MCP, "jobs", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def names_in(table: str) -> list[str]:
+    """The JOB column of `durable-mcp jobs`'s table."""
+    return [line.split()[0] for line in table.splitlines()[1:] if not line.startswith("...")]
+
+
 async def test_jobs_are_listed_newest_first_filtered_and_paged(
     postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
 ) -> None:
+    dsn = postgres.get_uri()
+    before = jobs_command(dsn)  # the server creates the job index as it starts
+    assert before.returncode == 2
+    assert "start `durable-mcp serve` with RESONATE_PG_DSN once" in before.stderr
+
     with server(postgres, fake_archive, tmp_path) as url:
         fake_archive.fail_with(404)
         place = {"longitude": 2, "year": 2020, "month": 1}
@@ -102,6 +121,16 @@ async def test_jobs_are_listed_newest_first_filtered_and_paged(
             with pytest.raises(ToolError, match=message):
                 await call(url, "list_jobs", **arguments)
 
+        printed = jobs_command(dsn)
+        assert printed.returncode == 0, printed.stderr
+        assert printed.stdout.splitlines()[0].split() == ["JOB", "KIND", "STATUS", "AGE"]
+        assert names_in(printed.stdout) == ["new5", "new4", "new2", "c", "b", "a", done, failed]
+        rows = [line.split()[:3] for line in printed.stdout.splitlines()]
+        assert ["c", "timer", "completed"] in rows
+        assert [failed, "weather_data", "failed"] in rows
+        running = jobs_command(dsn, "--status", "running", "--kind", "timer", "--limit", "2")
+        assert names_in(running.stdout) == ["new5", "new4"]
+        assert running.stdout.splitlines()[-1] == "... and more (--limit)"
     assert "ERROR" not in (tmp_path / "server.log").read_text()
 
 

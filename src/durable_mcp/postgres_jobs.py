@@ -153,6 +153,10 @@ SELECT (SELECT count(*) FROM roots), count(*) FILTER (WHERE strpos(id, ':') = 0)
 """
 
 
+class JobListingError(Exception):
+    """The jobs on Postgres cannot be listed; the message says why, in one line."""
+
+
 async def migrate(conn: PgConn) -> None:
     """Create or update our schema, in one transaction, one replica at a time.
 
@@ -241,6 +245,23 @@ def _listed(
     )
     job = job_status(job_id, record, now)  # the status vocabulary, as everywhere
     return {key: job[key] for key in LISTED if key in job}
+
+
+async def read_jobs(
+    dsn: str, status: JobStatus | None, kind: str | None, limit: int
+) -> dict[str, Any]:
+    """The first ``limit`` jobs, for ``durable-mcp jobs``: read only, one connection."""
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=10) as conn:
+            return await list_jobs(cast(PgConn, conn), status, kind, limit)
+    except psycopg.errors.UndefinedTable as exc:
+        raise JobListingError(
+            "this database has no job index yet: start `durable-mcp serve` with "
+            f"RESONATE_PG_DSN once, it creates it ({exc})"
+        ) from exc
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())  # one line
+        raise JobListingError(f"cannot list the jobs on Postgres: {message}") from exc
 
 
 class JobSweeper:
