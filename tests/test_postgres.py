@@ -62,11 +62,3 @@ async def test_a_sleep_fires_after_postgres_restarts_mid_sleep(url: str, postgre
     assert stored_sleep(postgres, "tea") == ("resolved", deadline)
     (tea,) = await call(url, "probe_status", job_names=["tea"])
     assert dt.datetime.fromisoformat(tea["settled_at"]).timestamp() * 1000 >= deadline
-
-
-async def test_list_jobs_says_clearly_that_postgres_cannot_search(url: str) -> None:
-    # resonate-pg answers promise.search with 501 (not implemented).
-    async with Client(url) as client:
-        result = await client.call_tool("list_jobs", {}, raise_on_error=False)
-    assert result.is_error
-    assert "this engine does not search its promises" in result.content[0].text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 import socket
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for flag, env_name in SERVE_FLAGS.items():
         serve_parser.add_argument(flag, metavar="VALUE", help=f"overrides {env_name}")
     jobs_parser = commands.add_parser(
-        "jobs", help="list the embedded store's jobs (also while the server runs)"
+        "jobs", help="list the jobs of the embedded store or Postgres (also while the server runs)"
     )
     jobs_parser.add_argument("--data-dir", metavar="VALUE", help="overrides DURABLE_MCP_DATA_DIR")
     jobs_parser.add_argument("--status", choices=[s.value for s in JobStatus if s != "not_found"])
@@ -90,19 +91,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def list_jobs(args: argparse.Namespace) -> None:
-    """Print the jobs in the embedded store as a table, newest first.
+    """Print the jobs in the embedded store or on Postgres as a table, newest first.
 
-    It reads the store's files without taking them, so the server can keep
-    running; what it shows is what the server had committed when it read.
+    It reads the store's files without taking them, or Postgres's tables, so
+    the server can keep running; what it shows is what the server had
+    committed when it read.
     """
     if args.limit < 1:
         _fail(f"--limit must be 1 or more (got {args.limit})")
     try:
         settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
-        if settings.pg_dsn or settings.resonate_url or settings.store != "embedded":
+        if settings.pg_dsn:
+            list_postgres_jobs(settings.pg_dsn, args)
+            return
+        if settings.resonate_url or settings.store != "embedded":
             raise ConfigError(
-                f"`durable-mcp jobs` reads the embedded store; the jobs of {settings.engine} "
-                "are listed by the server's list_jobs tool"
+                "`durable-mcp jobs` reads the embedded store or Postgres; the jobs of "
+                f"{settings.engine} are listed by the server's list_jobs tool"
             )
         state = peek(settings.data_dir)
     except (ConfigError, StoreError) as exc:
@@ -120,6 +125,29 @@ def list_jobs(args: argparse.Namespace) -> None:
     print(_table(("JOB", "KIND", "STATUS", "AGE"), rows[: args.limit]))
     if len(rows) > args.limit:
         print(f"... and {len(rows) - args.limit} more (--limit)")
+
+
+def list_postgres_jobs(dsn: str, args: argparse.Namespace) -> None:
+    """Print the jobs on Postgres, from the server's job index (``postgres_jobs``)."""
+    from durable_mcp.postgres_jobs import JobListingError, read_jobs  # psycopg: only here
+
+    status = JobStatus(args.status) if args.status else None
+    try:
+        listing = asyncio.run(read_jobs(dsn, status, args.kind, args.limit))
+    except JobListingError as exc:
+        _fail(str(exc))
+    now = now_ms()
+    rows: list[tuple[str, ...]] = [
+        (job["job_name"], str(job["kind"]), job["status"], _age(now - _ms(job["created_at"])))
+        for job in listing["jobs"]
+    ]
+    print(_table(("JOB", "KIND", "STATUS", "AGE"), rows))
+    if listing["next_cursor"] is not None:
+        print("... and more (--limit)")
+
+
+def _ms(iso_time: str) -> int:
+    return int(dt.datetime.fromisoformat(iso_time).timestamp() * 1000)
 
 
 def _age(ms: int) -> str:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from resonate.connections.local import LocalConnection
 from resonate.error import ServerError
@@ -33,6 +34,9 @@ from durable_mcp.store import (
     StoreUnavailable,
 )
 from durable_mcp.store.state import IndexedState
+
+if TYPE_CHECKING:
+    from durable_mcp.jobs import JobLister
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -153,6 +157,8 @@ class Engine:
     store: EmbeddedStore | None = None
     #: The state machine, when it runs in this process (embedded and memory stores).
     state: IndexedState | None = None
+    #: Lists the jobs where the engine cannot search its promises (Postgres).
+    lister: JobLister | None = None
 
     @property
     def forget(self) -> Callable[[str], Awaitable[None]] | None:
@@ -186,14 +192,18 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
     network: Network | None = None
     heartbeat: Heartbeat | None = None  # the SDK's own, for a Resonate Server
     lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
+    lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
     if settings.pg_dsn:
         # Imported here: psycopg takes ~0.3 s to import, and only Postgres needs it.
-        from durable_mcp.postgres import PostgresEngine
+        from durable_mcp.postgres_jobs import PostgresJobsEngine
 
-        network, refresh_seconds = PostgresEngine(settings.pg_dsn, pid=pid, group=GROUP), 60.0
+        postgres = PostgresJobsEngine(
+            settings.pg_dsn, pid=pid, group=GROUP, retention=settings.retention
+        )
+        network, lister, refresh_seconds = postgres, postgres.list_jobs, 60.0
         lease, beat_every = PG_LEASE, PG_HEARTBEAT  # replicas take over a dead one's jobs
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
@@ -250,4 +260,4 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
         return Engine(resonate, store=network, state=network.state)
     if isinstance(network, LocalConnection):
         return Engine(resonate, state=network.state)  # type: ignore[arg-type]
-    return Engine(resonate)
+    return Engine(resonate, lister=lister)

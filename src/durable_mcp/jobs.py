@@ -101,6 +101,11 @@ class JobStatus(StrEnum):
     not_found = "not_found"
 
 
+#: Lists jobs where the engine does not search its promises but keeps an index
+#: of them (Postgres): (status, kind, limit, cursor) -> what :meth:`Jobs.list` answers.
+JobLister = Callable[[JobStatus | None, str | None, int, str | None], Awaitable[dict[str, Any]]]
+
+
 #: What list_jobs shows of each job.
 LISTED = ("job_name", "kind", "status", "created_at", "settled_at")
 
@@ -119,6 +124,12 @@ class InvalidArgument(ToolError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, log_level=logging.WARNING)
+
+
+def unknown_cursor(cursor: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"cursor {cursor!r} names no job (it may have been removed): list again without a cursor"
+    )
 
 
 class JobConflictError(InvalidArgument):
@@ -204,11 +215,13 @@ class Jobs:
         max_running_jobs: int | None = None,
         forget: Callable[[str], Awaitable[None]] | None = None,
         stopping: asyncio.Event | None = None,
+        lister: JobLister | None = None,
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
         ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
         removes a failed or cancelled job, for ``retry``; None where the engine
-        cannot. Once ``stopping`` is set (the server is shutting down), every
+        cannot. ``lister`` lists the jobs where the engine cannot search its
+        promises. Once ``stopping`` is set (the server is shutting down), every
         :meth:`wait` answers at once; the jobs go on at the next start. The
         engine answers only what is durable (the embedded store commits before
         it answers), so nothing is reported that a crash could undo.
@@ -219,6 +232,7 @@ class Jobs:
         self.running_jobs = running_jobs
         self.max_running_jobs = max_running_jobs
         self.forget = forget
+        self.lister = lister
         self._starting: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -397,11 +411,15 @@ class Jobs:
     ) -> dict[str, Any]:
         """Jobs newest first, filtered by status and kind, ``limit`` at a time.
 
-        Built on the store's promise search; ``next_cursor`` (the last job
-        listed) continues the listing, unshifted by jobs started meanwhile.
+        Built on the store's promise search, or on the engine's ``lister``;
+        ``next_cursor`` (the last job listed) continues the listing, unshifted
+        by jobs started meanwhile.
         """
         if status == JobStatus.not_found:
             raise InvalidArgument("status not_found names no job; use running, completed, ...")
+        if self.lister is not None:
+            with _engine_errors():
+                return await self.lister(status, kind, limit, cursor)
         state = _SEARCH_STATE.get(status) if status else None
         found: list[dict[str, Any]] = []
         while True:
@@ -412,10 +430,7 @@ class Jobs:
                     )
             except ServerError as exc:
                 if exc.code == 400 and cursor:
-                    raise InvalidArgument(
-                        f"cursor {cursor!r} names no job (it may have been removed): "
-                        "list again without a cursor"
-                    ) from exc
+                    raise unknown_cursor(cursor) from exc
                 raise InvalidArgument(
                     f"cannot list jobs: this engine does not search its promises ({exc}); "
                     "list_jobs works on the embedded and memory stores"

@@ -65,6 +65,7 @@ def create_server(
         deadlines=settings.job_deadlines,
         running_jobs=(lambda: state.running_jobs) if state is not None else None,
         forget=engine.forget,
+        lister=engine.lister,
         max_running_jobs=settings.max_running_jobs,
         stopping=stopping,
         clock=clock,
@@ -96,8 +97,8 @@ def create_server(
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
     if settings.tasks:
-        # Only the embedded store removes finished jobs after the retention.
-        kept = settings.retention if engine.store is not None else None
+        # The embedded store and Postgres remove finished jobs after the retention.
+        kept = settings.retention if engine.store is not None or settings.pg_dsn else None
         mcp.add_extension(DurableTasks(jobs, kept))
     engine.resonate.with_dependency(open_meteo)
     for register in tools:

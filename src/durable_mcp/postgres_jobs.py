@@ -1,0 +1,398 @@
+"""Jobs on Postgres: listed from an index of our own, removed after the retention.
+
+resonate-pg does not search its promises (``promise.search`` answers 501), and
+nothing in its schema indexes a promise's creation time or its function: a
+listing read straight from ``resonate.promises`` would scan, decode and sort
+every promise (every step too) for every page. So durable-mcp keeps a small
+index of its own in the same database, ``durable_mcp.jobs``: one row per job
+(its name, kind and creation time), written in the same transaction that
+creates the job's promise, and removed with the promise (a foreign key, ``ON
+DELETE CASCADE``). A page is a range scan of that index joined on
+``resonate.promises``'s primary key for the job's state, which is read there
+and never copied. The schema is ours, created at start by the migrations
+below (never by resonate-pg's files), idempotently and one replica at a time.
+
+Finished jobs past ``DURABLE_MCP_RETENTION`` are removed with all their steps
+(their tasks and what else resonate-pg keeps for them), so that their names
+can start new jobs and the tables stop growing: every few minutes, by one
+replica at a time, in small batches. A running job is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, cast
+
+import psycopg
+from resonate.types import PromiseRecord, PromiseState, Value
+from resonate_base.error import ConnectorError
+from resonate_pg.client import PgConn, PgSessions
+from resonate_pg.connection import RPC_SQL
+
+from durable_mcp.jobs import LISTED, JobStatus, job_status, unknown_cursor
+from durable_mcp.postgres import PostgresEngine
+from durable_mcp.store.state import is_job
+
+logger = logging.getLogger(__name__)
+
+#: How often finished jobs past the retention are looked for.
+SWEEP_SECONDS = 300.0
+
+#: Jobs removed per transaction (with their steps), so no sweep holds locks for long.
+JOBS_PER_BATCH = 100
+
+#: Our advisory locks: (LOCK_SPACE, what). Two-key locks never meet resonate-pg's
+#: one-key ones (``pg_advisory_xact_lock(hashtextextended(id, 0))``).
+LOCK_SPACE = 0x646D6370  # "dmcp"
+MIGRATE_LOCK, SWEEP_LOCK = 1, 2
+
+#: The database's now in ms, as resonate-pg reads it (it runs on database time).
+NOW = "(extract(epoch from statement_timestamp()) * 1000)::bigint"
+
+#: Our schema, one migration per version, applied in order; never edit one
+#: that has shipped, add the next.
+MIGRATIONS = (
+    """
+    CREATE TABLE durable_mcp.jobs (
+      id         text PRIMARY KEY REFERENCES resonate.promises (id) ON DELETE CASCADE,
+      kind       text,
+      created_at bigint NOT NULL
+    );
+    CREATE INDEX jobs_newest ON durable_mcp.jobs (created_at, id);
+    CREATE INDEX jobs_kind_newest ON durable_mcp.jobs (kind, created_at, id);
+
+    -- A job's kind: the function in its promise's param, base64 JSON {func, args, ...}.
+    CREATE FUNCTION durable_mcp.job_kind(param_data text) RETURNS text
+      LANGUAGE plpgsql IMMUTABLE AS $$
+    BEGIN
+      RETURN convert_from(decode(param_data, 'base64'), 'UTF8')::jsonb ->> 'func';
+    EXCEPTION WHEN OTHERS THEN
+      RETURN NULL;
+    END $$;
+
+    -- The jobs started before this index was.
+    INSERT INTO durable_mcp.jobs (id, kind, created_at)
+      SELECT id, durable_mcp.job_kind(param_data), created_at
+      FROM resonate.promises WHERE strpos(id, ':') = 0;
+    """,
+)
+
+MIGRATE_SQL = f"""
+SELECT pg_advisory_xact_lock({LOCK_SPACE}, {MIGRATE_LOCK});
+CREATE SCHEMA IF NOT EXISTS durable_mcp;
+CREATE TABLE IF NOT EXISTS durable_mcp.migrations (
+  version    int PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+#: Index the job just created (in the same transaction as its promise).
+INDEX_JOB_SQL = """
+INSERT INTO durable_mcp.jobs (id, kind, created_at)
+SELECT id, durable_mcp.job_kind(param_data), created_at FROM resonate.promises WHERE id = %s
+ON CONFLICT (id) DO NOTHING
+"""
+
+#: The effective state, as resonate-pg reports it (``_promise_json``): a
+#: pending promise past its timeout is already settled to whoever reads it.
+_TIMED_OUT = f"p.state = 'pending' AND p.timeout_at <= {NOW}"
+_STATUS_WHERE = {
+    JobStatus.running: f"p.state = 'pending' AND p.timeout_at > {NOW}",
+    JobStatus.completed: f"(p.state = 'resolved' OR ({_TIMED_OUT} AND p.is_timer))",
+    JobStatus.failed: (
+        f"(p.state IN ('rejected', 'rejected_timedout') OR ({_TIMED_OUT} AND NOT p.is_timer))"
+    ),
+    JobStatus.cancelled: "p.state = 'rejected_canceled'",
+}
+
+LIST_SQL = f"""
+SELECT j.id, j.kind, j.created_at, p.state, p.settled_at, p.timeout_at, p.is_timer, {NOW}
+FROM durable_mcp.jobs j JOIN resonate.promises p ON p.id = j.id
+WHERE {{where}}
+ORDER BY j.created_at DESC, j.id DESC
+LIMIT %s
+"""
+
+#: Up to a batch of jobs that finished before the cutoff, with all their steps
+#: (pending ones too: a cancelled timer's sleep) and what resonate-pg keeps for
+#: them. Tasks, their resumes, callbacks and listeners on these promises go
+#: with them (foreign keys, ON DELETE CASCADE), and so do our index rows; the
+#: rest is what ``resonate.gc`` removes too, plus messages and callbacks of the
+#: removed tasks. (``resonate.gc`` itself removes settled promises only: a
+#: cancelled timer's pending sleep would stay, and a new job of the same name
+#: would take it for its own and wake at the old deadline.)
+SWEEP_SQL = f"""
+WITH roots AS (
+  SELECT id FROM resonate.promises
+  WHERE state <> 'pending' AND settled_at <= {NOW} - %s AND strpos(id, ':') = 0
+  ORDER BY settled_at
+  LIMIT %s
+  FOR UPDATE SKIP LOCKED
+), doomed AS (
+  SELECT id FROM roots
+  UNION
+  SELECT id FROM resonate.promises WHERE origin_id IN (SELECT id FROM roots)
+), gone AS (
+  DELETE FROM resonate.promises WHERE id IN (SELECT id FROM doomed) RETURNING id
+), messages AS (
+  DELETE FROM resonate.outbox
+  WHERE task_id IN (SELECT id FROM gone)
+     OR (kind = 'unblock' AND promise ->> 'id' IN (SELECT id FROM gone))
+  RETURNING 1
+), resumes AS (
+  DELETE FROM resonate.task_resumes WHERE awaited_id IN (SELECT id FROM gone) RETURNING 1
+), callbacks AS (
+  DELETE FROM resonate.callbacks WHERE awaiter_id IN (SELECT id FROM gone) RETURNING 1
+)
+SELECT (SELECT count(*) FROM roots), count(*) FILTER (WHERE strpos(id, ':') = 0) FROM gone
+"""
+
+
+class JobListingError(Exception):
+    """The jobs on Postgres cannot be listed; the message says why, in one line."""
+
+
+async def migrate(conn: PgConn) -> None:
+    """Create or update our schema, in one transaction, one replica at a time.
+
+    ``conn`` must not be in autocommit mode: the lock is held to the commit.
+    """
+    await conn.execute(MIGRATE_SQL)
+    cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM durable_mcp.migrations")
+    row = await cursor.fetchone()
+    for version, sql in enumerate(MIGRATIONS, start=1):
+        if version > row[0]:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO durable_mcp.migrations VALUES (%s)", [version])
+            logger.info("durable_mcp schema migrated to version %d", version)
+
+
+def created_job(req: str) -> str | None:
+    """The job a request creates, if it may create one (``task.create`` or
+    ``promise.create`` of an id without ':'; steps are ``job:1``, ...)."""
+    if '"task.create"' not in req and '"promise.create"' not in req:
+        return None
+    try:
+        envelope = json.loads(req)
+        data = envelope["data"]
+        if envelope["kind"] == "task.create":
+            data = data["action"]["data"]
+        elif envelope["kind"] != "promise.create":
+            return None
+        job_id = data["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return job_id if isinstance(job_id, str) and is_job(job_id) else None
+
+
+async def list_jobs(
+    conn: PgConn,
+    status: JobStatus | None = None,
+    kind: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Jobs newest first, as ``Jobs.list`` answers: ``{"jobs", "next_cursor"}``.
+
+    ``next_cursor`` is the last job listed when more follow: the next page
+    starts after it, whatever was started meanwhile.
+    """
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if status is not None:
+        where.append(_STATUS_WHERE[status])
+    if kind is not None:
+        where.append("j.kind = %s")
+        params.append(kind)
+    if cursor:
+        last = await conn.execute("SELECT created_at FROM durable_mcp.jobs WHERE id = %s", [cursor])
+        row = await last.fetchone()
+        if row is None:
+            raise unknown_cursor(cursor)
+        where.append("(j.created_at, j.id) < (%s, %s)")
+        params += [row[0], cursor]
+    rows = await (
+        await conn.execute(LIST_SQL.format(where=" AND ".join(where)), [*params, limit + 1])
+    ).fetchall()
+    jobs = [_listed(*row) for row in rows[:limit]]
+    return {"jobs": jobs, "next_cursor": jobs[-1]["job_name"] if len(rows) > limit else None}
+
+
+def _listed(
+    job_id: str,
+    kind: str | None,
+    created_at: int,
+    state: str,
+    settled_at: int | None,
+    timeout_at: int,
+    is_timer: bool,
+    now: int,
+) -> dict[str, Any]:
+    if state == "pending" and timeout_at <= now:
+        state, settled_at = ("resolved" if is_timer else "rejected_timedout"), timeout_at
+    record = PromiseRecord(
+        id=job_id,
+        state=cast(PromiseState, state),
+        param=Value(data={"func": kind}),
+        timeout_at=timeout_at,
+        created_at=created_at,
+        settled_at=settled_at,
+    )
+    job = job_status(job_id, record, now)  # the status vocabulary, as everywhere
+    return {key: job[key] for key in LISTED if key in job}
+
+
+async def read_jobs(
+    dsn: str, status: JobStatus | None, kind: str | None, limit: int
+) -> dict[str, Any]:
+    """The first ``limit`` jobs, for ``durable-mcp jobs``: read only, one connection."""
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=10) as conn:
+            return await list_jobs(cast(PgConn, conn), status, kind, limit)
+    except psycopg.errors.UndefinedTable as exc:
+        raise JobListingError(
+            "this database has no job index yet: start `durable-mcp serve` with "
+            f"RESONATE_PG_DSN once, it creates it ({exc})"
+        ) from exc
+    except psycopg.Error as exc:
+        message = " ".join(str(exc).split())  # one line
+        raise JobListingError(f"cannot list the jobs on Postgres: {message}") from exc
+
+
+class JobSweeper:
+    """Removes jobs that finished more than ``retention`` ago, with their steps."""
+
+    def __init__(
+        self,
+        sessions: PgSessions,
+        retention: timedelta,
+        *,
+        batch: int = JOBS_PER_BATCH,
+    ) -> None:
+        self.sessions = sessions
+        self.retention_ms = int(retention.total_seconds() * 1000)
+        self.batch = batch
+
+    async def sweep(self) -> int:
+        """One pass, batch after batch until none is full: the jobs removed.
+
+        Each batch is a transaction that first takes our sweep lock: if another
+        replica holds it, that replica is sweeping and this pass ends.
+        """
+        removed = 0
+        while True:
+            async with self.sessions.session() as conn:
+                locked = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_SPACE, SWEEP_LOCK]
+                )
+                if not (await locked.fetchone())[0]:
+                    break
+                done = await conn.execute(SWEEP_SQL, [self.retention_ms, self.batch])
+                roots, jobs = await done.fetchone()
+            removed += jobs
+            if roots < self.batch:
+                break
+        if removed:
+            logger.info("removed %d finished jobs past the retention", removed)
+        return removed
+
+    async def keep_sweeping(
+        self, every: float, before: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Sweep every ``every`` seconds, forever, through database outages
+        (``before`` is awaited before each pass)."""
+        failing = False
+        while True:
+            try:
+                if before is not None:
+                    await before()
+                await self.sweep()
+                if failing:
+                    logger.info("finished jobs past the retention are removed again")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    logger.warning("cannot remove finished jobs past the retention: %s", exc)
+                failing = True
+            await asyncio.sleep(every)
+
+
+class PostgresJobsEngine(PostgresEngine):
+    """The Postgres engine, indexing the jobs it creates and removing old ones.
+
+    ``sweep_every`` is how often finished jobs past ``retention`` are looked for.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pid: str,
+        group: str,
+        retention: timedelta,
+        sweep_every: float = SWEEP_SECONDS,
+    ) -> None:
+        super().__init__(dsn, pid=pid, group=group)
+        self.sweeper = JobSweeper(self._sessions, retention)
+        self.sweep_every = sweep_every
+        self._migrated = False
+        self._migrating = asyncio.Lock()
+        self._sweep_loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        if self._sweep_loop is None:
+            self._sweep_loop = asyncio.create_task(
+                self.sweeper.keep_sweeping(self.sweep_every, before=self.migrated)
+            )
+
+    async def stop(self) -> None:
+        if self._sweep_loop is not None:
+            self._sweep_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep_loop
+        await super().stop()
+
+    async def migrated(self) -> None:
+        """Our schema is there (created or updated now, the first time)."""
+        if self._migrated:
+            return
+        async with self._migrating:
+            if not self._migrated:
+                async with self._sessions.session() as conn:
+                    await migrate(conn)
+                self._migrated = True
+
+    async def send(self, req: str, headers: dict[str, str] | None = None) -> str:
+        """resonate-pg's request, and for a new job its index row, in one transaction."""
+        job_id = created_job(req)
+        if job_id is None:
+            return await super().send(req, headers)
+        if self._stopped:
+            raise ConnectorError(RuntimeError("connection has been stopped"))
+        try:
+            await self.migrated()
+            async with self._sessions.session() as conn:
+                row = await (await conn.execute(RPC_SQL, (req,))).fetchone()
+                await conn.execute(INDEX_JOB_SQL, (job_id,))
+        except Exception as exc:
+            raise ConnectorError(exc) from exc
+        if row is None or row[0] is None:
+            raise ConnectorError(RuntimeError("resonate.resonate_rpc returned no row"))
+        return str(row[0])
+
+    async def list_jobs(
+        self, status: JobStatus | None, kind: str | None, limit: int, cursor: str | None
+    ) -> dict[str, Any]:
+        """:func:`list_jobs` on a pooled connection; the database's failures as the engine's."""
+        try:
+            await self.migrated()
+            async with self._sessions.session() as conn:
+                return await list_jobs(conn, status, kind, limit, cursor)
+        except psycopg.Error as exc:
+            raise ConnectorError(exc) from exc
