@@ -218,3 +218,6 @@ def configure_logging() -> None:
     # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
+    # psycopg's pool warns at each failed reconnection attempt (twice a second in
+    # an outage); the Postgres engine logs an outage once, when it starts and ends.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
