@@ -1,9 +1,11 @@
-"""Postgres out of reach: calls fail in one clear line, the server comes back by itself
-(see ``postgres_server.py``)."""
+"""Postgres out of reach: calls fail in one clear line, the server comes back by itself,
+and a database that cannot be used stops the start (see ``postgres_server.py``)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +14,12 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
+from durable_mcp.cli import EXIT_BAD_START
 from durable_mcp.postgres import DatabaseUnreachable, QuietOutages, where
 
 from helpers import eventually
 from postgres_server import needs_schema, start_postgres, stop_postgres, stored_sleep
-from processes import free_port, running_server
+from processes import DURABLE_MCP, free_port, running_server
 
 pytestmark = needs_schema
 
@@ -79,6 +82,42 @@ async def test_an_outage_fails_calls_in_one_line_and_a_timer_due_in_it_fires_aft
         return "durable timers are firing again" in (tmp_path / "server.log").read_text() or None
 
     await eventually(timers_back)
+
+
+def serve(dsn: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DURABLE_MCP, "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        env={**os.environ, "RESONATE_PG_DSN": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_database_without_the_schema_stops_the_start(postgres: Any, tmp_path: Path) -> None:
+    postgres.psql("CREATE DATABASE bare;")
+    # The embedded server trusts local users: the password is never asked for.
+    dsn = postgres.get_uri(database="bare").replace("postgres:@", "postgres:s3cret@")
+    started = serve(dsn, tmp_path)
+    assert started.returncode == EXIT_BAD_START
+    (line,) = started.stderr.splitlines()
+    assert line == (
+        f"durable-mcp: RESONATE_PG_DSN: the database 'bare' at {where(dsn)} has no "
+        'resonate-pg schema; run `make pg-schema`, then `psql "$RESONATE_PG_DSN" -f resonate.sql`'
+    )
+    assert "s3cret" not in line
+
+
+def test_an_unreachable_database_stops_the_start(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens on it
+    started = serve(f"postgresql://durable:s3cret@127.0.0.1:{port}/jobs", tmp_path)
+    assert started.returncode == EXIT_BAD_START
+    (line,) = started.stderr.splitlines()
+    assert line.startswith(
+        f"durable-mcp: RESONATE_PG_DSN: cannot connect to the Postgres database at "
+        f"127.0.0.1:{port} (Connection refused); "
+    )
+    assert "s3cret" not in line
 
 
 def test_messages_name_host_and_port_never_the_password() -> None:

@@ -2,8 +2,9 @@
 
 Each flag of ``serve`` mirrors one environment variable (see ``config.py``); a
 flag wins.
-Anything that stops the start -- a bad setting, a port in use -- is one line
-on stderr and exit code 2, never a traceback.
+Anything that stops the start -- a bad setting, a port in use, a Postgres
+database out of reach or without its schema -- is one line on stderr and exit
+code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)
+        if settings.pg_dsn:
+            check_postgres(settings.pg_dsn)
         app = create_server(settings, stopping=stopping)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
@@ -162,6 +165,14 @@ def bind(settings: Settings) -> socket.socket:
             f"{settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from exc
     return sock
+
+
+def check_postgres(dsn: str) -> None:
+    """A database out of reach or without resonate-pg's schema stops the start
+    (``ConfigError``): otherwise every call would fail, or wait, until it is fixed."""
+    from durable_mcp.postgres import check_database  # psycopg takes ~0.3 s to import
+
+    check_database(dsn)
 
 
 class StoppingServer(uvicorn.Server):

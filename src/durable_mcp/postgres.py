@@ -19,6 +19,9 @@ out of reach:
   resonate-pg's ladder to 60 s);
 - each loop logs an outage once: a WARNING when it starts, an INFO when it
   ends (:class:`Outage`).
+
+:func:`check_database` is the start-up check: a database out of reach or
+without resonate-pg's schema stops ``durable-mcp serve`` before it listens.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from resonate_pg.client import DEFAULT_MAX_POOL_SIZE, PgConn
 from resonate_pg.connection import PROCESS_TIMEOUTS_SQL
 from resonate_pg.wire import outbox_channel
 
+from durable_mcp.config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 #: How often this process fires resonate-pg's due timers (pg_cron's floor is 5 s).
@@ -58,6 +63,9 @@ RECONNECT_SECONDS = 0.5
 #: The pause between attempts to reopen the LISTEN connection (resonate-pg: up to 60 s).
 #: Work is picked up on the pump's 0.25 s tick meanwhile; LISTEN only shortens that.
 LISTEN_RETRY_SECONDS = 1.0
+
+#: The functions of resonate-pg's schema this engine calls.
+SCHEMA_FUNCTIONS = ("resonate_rpc", "dequeue_execute", "dequeue_unblock", "process_timeouts")
 
 
 #: What a session on a healthy connection reads when Postgres shuts down or restarts.
@@ -414,3 +422,49 @@ class PostgresEngine(PostgresConnection):
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+def check_database(dsn: str) -> None:
+    """Stop the start (``ConfigError``, one line) if the database cannot be used.
+
+    Connects once, within :data:`CONNECT_TIMEOUT_SECONDS`, and looks for
+    resonate-pg's functions. Never names the DSN's password: only host:port
+    and the database's name.
+    """
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error:
+        # libpq's message quotes the DSN, password and all.
+        raise ConfigError(
+            "RESONATE_PG_DSN: not a Postgres connection string or URI "
+            "(postgresql://user:password@host:5432/db)"
+        ) from None
+    at = where(dsn)
+    try:
+        conn = psycopg.connect(dsn, **_connect_kwargs(dsn))
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"RESONATE_PG_DSN: cannot connect to the Postgres database at {at} "
+            f"({reason(exc)}); start Postgres or correct RESONATE_PG_DSN, then start again"
+        ) from None
+    with conn:
+        dbname = conn.info.dbname
+        found = {
+            row[0]
+            for row in conn.execute(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'resonate' AND p.proname = ANY(%s)",
+                (list(SCHEMA_FUNCTIONS),),
+            )
+        }
+    missing = [name for name in SCHEMA_FUNCTIONS if name not in found]
+    if missing:
+        what = (
+            "has no resonate-pg schema"
+            if len(missing) == len(SCHEMA_FUNCTIONS)
+            else f"has an incomplete resonate-pg schema (no resonate.{missing[0]})"
+        )
+        raise ConfigError(
+            f"RESONATE_PG_DSN: the database {dbname!r} at {at} {what}; "
+            f'run `make pg-schema`, then `psql "$RESONATE_PG_DSN" -f resonate.sql`'
+        )
