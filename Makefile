@@ -24,6 +24,7 @@ bench: sync
 	$(UV) run --locked python bench/load.py --output bench/results-load.json $(ARGS)
 	$(UV) run --locked python bench/load.py --kills 10 --disk-full --output bench/results-chaos.json $(ARGS)
 	$(UV) run --locked python bench/pg_takeover.py $(ARGS)
+	$(UV) run --locked python bench/pg_outage.py $(ARGS)
 
 lint: sync
 	$(UV) run --locked ruff check .

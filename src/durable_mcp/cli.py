@@ -2,8 +2,9 @@
 
 Each flag of ``serve`` mirrors one environment variable (see ``config.py``); a
 flag wins.
-Anything that stops the start -- a bad setting, a port in use -- is one line
-on stderr and exit code 2, never a traceback.
+Anything that stops the start -- a bad setting, a port in use, a Postgres
+database out of reach or without its schema -- is one line on stderr and exit
+code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)
+        if settings.pg_dsn:
+            check_postgres(settings.pg_dsn)
         app = create_server(settings, stopping=stopping)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
@@ -192,6 +195,14 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
+def check_postgres(dsn: str) -> None:
+    """A database out of reach or without resonate-pg's schema stops the start
+    (``ConfigError``): otherwise every call would fail, or wait, until it is fixed."""
+    from durable_mcp.postgres import check_database  # psycopg takes ~0.3 s to import
+
+    check_database(dsn)
+
+
 class StoppingServer(uvicorn.Server):
     """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
 
@@ -246,3 +257,6 @@ def configure_logging() -> None:
     # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
     logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
     logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
+    # psycopg's pool warns at each failed reconnection attempt (twice a second in
+    # an outage); the Postgres engine logs an outage once, when it starts and ends.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -35,7 +35,7 @@ from resonate_pg.client import PgConn, PgSessions
 from resonate_pg.connection import RPC_SQL
 
 from durable_mcp.jobs import LISTED, JobStatus, job_status, unknown_cursor
-from durable_mcp.postgres import PostgresEngine
+from durable_mcp.postgres import DatabaseUnreachable, PostgresEngine
 from durable_mcp.store.state import is_job
 
 logger = logging.getLogger(__name__)
@@ -394,5 +394,5 @@ class PostgresJobsEngine(PostgresEngine):
             await self.migrated()
             async with self._sessions.session() as conn:
                 return await list_jobs(conn, status, kind, limit, cursor)
-        except psycopg.Error as exc:
+        except (psycopg.Error, DatabaseUnreachable) as exc:
             raise ConnectorError(exc) from exc
