@@ -54,7 +54,7 @@ from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
-from durable_mcp.store.state import is_job
+from durable_mcp.store.state import JOB_TAG, KIND_TAG, STATUS_TAG, is_job
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
@@ -421,13 +421,18 @@ class Jobs:
             with _engine_errors():
                 return await self.lister(status, kind, limit, cursor)
         state = _SEARCH_STATE.get(status) if status else None
+        # The in-process stores answer these tags from their job index: only
+        # jobs of this status and kind, so one page of ``limit`` is the answer.
+        tags = {"resonate:scope": "global", JOB_TAG: "true"}
+        if status is not None:
+            tags[STATUS_TAG] = status.value
+        if kind is not None:
+            tags[KIND_TAG] = kind
         found: list[dict[str, Any]] = []
         while True:
             try:
                 with _engine_errors():
-                    page = await self.resonate.promises.search(
-                        state, {"resonate:scope": "global"}, max(limit, 50), cursor
-                    )
+                    page = await self.resonate.promises.search(state, tags, limit, cursor)
             except ServerError as exc:
                 if exc.code == 400 and cursor:
                     raise unknown_cursor(cursor) from exc

@@ -168,6 +168,7 @@ def snapshot_of(state: IndexedState) -> bytes:
 
 def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
     state = IndexedState()
+    state.promises.jobs = None  # built once at the end (``open``), not kept through replay
     if snapshot is not None:
         saved = _snapshot_decoder.decode(snapshot)
         state.load(saved.promises)
@@ -278,6 +279,7 @@ class EmbeddedStore:
         saved = self._journal.open()
         try:
             self.state = restore(saved.snapshot, saved.entries)
+            self.state.promises.job_index()  # now, not by the first list_jobs page
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._journal.close()
             raise StoreError(

@@ -12,10 +12,16 @@ property test in ``tests/test_store.py`` checks it against the SDK's own
 
 from __future__ import annotations
 
+import base64
+import binascii
+import heapq
 import logging
-from collections.abc import Callable, Mapping
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterator, Mapping
+from itertools import islice
 from typing import Any
 
+import msgspec
 from resonate.connections.local import (
     DurablePromise,
     PTimeout,
@@ -28,25 +34,51 @@ logger = logging.getLogger(__name__)
 
 
 class PromiseTable(dict[str, DurablePromise]):
-    """``id -> promise``, also indexed by branch (in insertion order, like the dict)."""
+    """``id -> promise``, also indexed by branch (in insertion order, like the dict),
+    and its jobs by status and kind once :meth:`job_index` is first asked for."""
 
     def __init__(self, promises: Mapping[str, DurablePromise] | None = None) -> None:
         super().__init__()
         self.by_branch: dict[str, dict[str, None]] = {}
+        self.jobs: JobIndex | None = None
         for promise_id, promise in (promises or {}).items():
             self[promise_id] = promise
 
+    def job_index(self) -> JobIndex:
+        if self.jobs is None:
+            self.jobs = JobIndex(self)
+        return self.jobs
+
     def __setitem__(self, promise_id: str, promise: DurablePromise) -> None:
+        jobs = self.jobs if is_job(promise_id) else None
         if promise_id in self:
+            if jobs is not None:
+                jobs.discard(self[promise_id])
             self._unindex(promise_id)
         super().__setitem__(promise_id, promise)
         branch = promise.tags.get("resonate:branch")
         if branch is not None:
             self.by_branch.setdefault(branch, {})[promise_id] = None
+        if jobs is not None:
+            jobs.add(promise)
 
     def __delitem__(self, promise_id: str) -> None:
+        if self.jobs is not None and is_job(promise_id):
+            self.jobs.discard(self[promise_id])
         self._unindex(promise_id)
         super().__delitem__(promise_id)
+
+    def remove(self, gone: set[str]) -> None:
+        """``del self[id]`` for each of ``gone``; many jobs leave the index in one pass."""
+        jobs = self.jobs
+        gone_jobs = {promise_id for promise_id in gone if is_job(promise_id)}
+        if jobs is not None and len(gone_jobs) > BULK_REMOVAL:
+            self.jobs = None  # not a bisect and a shift of the bucket per job
+        for promise_id in gone:
+            del self[promise_id]
+        if jobs is not None and self.jobs is None:
+            jobs.forget(gone_jobs)
+            self.jobs = jobs
 
     def _unindex(self, promise_id: str) -> None:
         branch = self[promise_id].tags.get("resonate:branch")
@@ -55,6 +87,126 @@ class PromiseTable(dict[str, DurablePromise]):
             members.pop(promise_id, None)
             if not members:
                 del self.by_branch[branch]  # type: ignore[arg-type]
+
+
+#: More jobs than this leave the job index by filtering it, not one at a time.
+BULK_REMOVAL = 16
+
+#: A job's status (as the tools name it) for each state of its promise.
+JOB_STATUS = {
+    "pending": "running",
+    "resolved": "completed",
+    "rejected": "failed",
+    "rejected_timedout": "failed",
+    "rejected_canceled": "cancelled",
+}
+
+#: Tags of a ``promise.search`` that no promise carries: filters answered from
+#: the job index. ``durable-mcp:job`` (any value) asks for jobs only, not their
+#: steps; ``durable-mcp:status`` for jobs of one status (``running``,
+#: ``completed``, ``failed``, ``cancelled``); ``durable-mcp:kind`` for jobs of
+#: one kind (the function the job runs).
+JOB_TAG, STATUS_TAG, KIND_TAG = "durable-mcp:job", "durable-mcp:status", "durable-mcp:kind"
+
+
+class _Invocation(msgspec.Struct):
+    """What the SDK stores in a job's param: only the function is read."""
+
+    func: Any = None
+
+
+_decode_invocation = msgspec.json.Decoder(_Invocation).decode
+
+
+def kind_of(promise: DurablePromise) -> str | None:
+    """The function a job's promise runs, read from its param as the SDK stored it."""
+    data = promise.param.get("data") if isinstance(promise.param, dict) else None
+    if not isinstance(data, str):
+        return None
+    try:
+        func = _decode_invocation(base64.b64decode(data)).func
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        return None
+    return func if isinstance(func, str) else None
+
+
+class JobIndex:
+    """The jobs of a :class:`PromiseTable` by (status, kind), each oldest first.
+
+    Each bucket is a list of promise ids kept sorted by ``(created_at, id)``
+    with ``bisect``: one pointer per job (the id string is the table's own),
+    where a sorted list of keys would hold a tuple and an int per job. A new
+    job is created now, so it goes at the end of its bucket; a job moves
+    bucket once, from running as it settles; the retention sweep removes many
+    at once and filters each bucket in one pass. A listing page merges the
+    buckets its filters select, newest first from the cursor: O(limit) after
+    a bisect, whatever the number of jobs.
+    """
+
+    def __init__(self, promises: Mapping[str, DurablePromise]) -> None:
+        self.promises = promises
+        keys: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+        for promise_id, promise in promises.items():
+            if is_job(promise_id):
+                keys.setdefault(bucket_of(promise), []).append((promise.created_at, promise_id))
+        self.buckets = {bucket: [k[1] for k in sorted(ks)] for bucket, ks in keys.items()}
+
+    def key(self, promise_id: str) -> tuple[int, str]:
+        return self.promises[promise_id].created_at, promise_id
+
+    def add(self, promise: DurablePromise) -> None:
+        ids = self.buckets.setdefault(bucket_of(promise), [])
+        if self._find(ids, promise.id) < 0:
+            insort(ids, promise.id, key=self.key)
+
+    def discard(self, promise: DurablePromise) -> None:
+        """Take ``promise`` (still in the table) out of its bucket."""
+        kind = kind_of(promise)
+        for status in dict.fromkeys((JOB_STATUS.get(promise.state), "running")):
+            ids = self.buckets.get((status, kind))  # type: ignore[arg-type]
+            at = self._find(ids, promise.id) if ids is not None else -1
+            if ids is not None and at >= 0:
+                del ids[at]
+                return
+
+    def settled(self, promise: DurablePromise) -> None:
+        """Move ``promise`` from running to its status, if it has settled meanwhile."""
+        if promise.state == "pending":
+            return
+        kind = kind_of(promise)
+        running = self.buckets.get(("running", kind))
+        at = self._find(running, promise.id) if running is not None else -1
+        if running is not None and at >= 0:
+            del running[at]
+            self.add(promise)
+
+    def forget(self, gone: set[str]) -> None:
+        """Remove the ids ``gone`` (no longer in the table) from every bucket."""
+        if gone:
+            for bucket, ids in list(self.buckets.items()):
+                ids[:] = [promise_id for promise_id in ids if promise_id not in gone]
+                if not ids:
+                    del self.buckets[bucket]
+
+    def newest_first(
+        self, status: str | None, kind: str | None, before: tuple[int, str] | None
+    ) -> Iterator[str]:
+        """Ids of the jobs of ``status`` and ``kind`` (None: any) older than ``before``."""
+        runs = []
+        for (bucket_status, bucket_kind), ids in self.buckets.items():
+            if status not in (None, bucket_status) or kind not in (None, bucket_kind):
+                continue
+            end = len(ids) if before is None else bisect_left(ids, before, key=self.key)
+            runs.append(map(ids.__getitem__, range(end - 1, -1, -1)))
+        return heapq.merge(*runs, key=self.key, reverse=True)
+
+    def _find(self, ids: list[str], promise_id: str) -> int:
+        at = bisect_left(ids, self.key(promise_id), key=self.key)
+        return at if at < len(ids) and ids[at] == promise_id else -1
+
+
+def bucket_of(promise: DurablePromise) -> tuple[str, str | None]:
+    return JOB_STATUS.get(promise.state, promise.state), kind_of(promise)
 
 
 def is_job(promise_id: str) -> bool:
@@ -83,6 +235,7 @@ class IndexedState(ServerState):
     def __init__(self) -> None:
         super().__init__()
         self.promises: PromiseTable = PromiseTable()
+        self.promises.job_index()  # empty: kept from the first job on
         #: task id -> promises it may be an awaiter of (a superset: stale is harmless).
         self.awaiting: dict[str, set[str]] = {}
         #: forgotten job -> its task's last version, which a new task of that id exceeds.
@@ -120,6 +273,16 @@ class IndexedState(ServerState):
     def del_p_timeout(self, promise_id: str) -> None:
         if self._p_timeouts.pop(promise_id, None) is not None:
             self.running_jobs -= is_job(promise_id)
+        # Every settle (by request, by the tick, on the way of a read) drops the
+        # promise's timeout right after changing its state in place.
+        self._job_settled(promise_id)
+
+    def _job_settled(self, promise_id: str) -> None:
+        jobs = self.promises.jobs
+        if jobs is not None and is_job(promise_id):
+            p = self.promises.get(promise_id)
+            if p is not None:
+                jobs.settled(p)
 
     def set_t_timeout(self, task_id: str, typ: int, timeout: int) -> None:
         tt = self._t_timeouts.get(task_id)
@@ -147,7 +310,8 @@ class IndexedState(ServerState):
         return False
 
     def load(self, promises: Mapping[str, DurablePromise]) -> None:
-        """Take ``promises`` (from a snapshot) and rebuild both indexes."""
+        """Take ``promises`` (from a snapshot) and rebuild both indexes; the job
+        index is built when first asked for (after the journal is replayed)."""
         self.promises = PromiseTable(promises)
         self.awaiting = {}
         for promise in self.promises.values():
@@ -156,6 +320,8 @@ class IndexedState(ServerState):
 
     def become(self, other: IndexedState) -> None:
         """Take ``other``'s state in place (undoing changes), keeping ``on_job_settled``."""
+        if self.promises.jobs is not None:
+            other.promises.job_index()  # built now, not by the next list_jobs page
         self.promises, self.awaiting = other.promises, other.awaiting
         self.tasks, self.schedules = other.tasks, other.schedules
         self._p_timeouts, self._t_timeouts = other._p_timeouts, other._t_timeouts
@@ -169,8 +335,8 @@ class IndexedState(ServerState):
         if not roots:
             return
         gone = {pid for pid in self.promises if pid.split(":", 1)[0] in roots}
+        self.promises.remove(gone)
         for pid in gone:
-            del self.promises[pid]
             self.tasks.pop(pid, None)
         for pid in gone & self.renewed_versions.keys():
             del self.renewed_versions[pid]
@@ -229,9 +395,11 @@ class IndexedState(ServerState):
         server's request (``state``, ``tags``, ``limit``, ``cursor``). ``state``
         ``"rejected"`` matches every rejected state. The cursor is the id of
         the last promise of the previous page, so a page never shifts when
-        newer promises arrive meanwhile.
+        newer promises arrive meanwhile. With the tag ``durable-mcp:job`` (see
+        :data:`JOB_TAG`) only jobs are searched, from the job index: a page
+        costs O(limit), not a sort of every promise.
         """
-        state, tags, cursor = req.get("state"), req.get("tags") or {}, req.get("cursor")
+        state, tags, cursor = req.get("state"), dict(req.get("tags") or {}), req.get("cursor")
         limit = req.get("limit")
         limit = min(limit, 1000) if isinstance(limit, int) and limit > 0 else 100
         after = None
@@ -248,18 +416,28 @@ class IndexedState(ServerState):
                 and (after is None or (p.created_at, p.id) < after)
             )
 
-        newest_first = sorted(
-            filter(wanted, self.promises.values()),
-            key=lambda p: (p.created_at, p.id),
-            reverse=True,
-        )
-        page = newest_first[:limit]
+        newest_first: Iterator[DurablePromise]
+        if JOB_TAG in tags:
+            # Jobs only: read from the index, newest first from the cursor on.
+            del tags[JOB_TAG]
+            status, kind = tags.pop(STATUS_TAG, None), tags.pop(KIND_TAG, None)
+            ids = self.promises.job_index().newest_first(status, kind, after)
+            newest_first = filter(wanted, map(self.promises.__getitem__, ids))
+        else:
+            newest_first = iter(
+                sorted(
+                    filter(wanted, self.promises.values()),
+                    key=lambda p: (p.created_at, p.id),
+                    reverse=True,
+                )
+            )
+        page = list(islice(newest_first, limit + 1))
         return {
             "kind": "promise.search",
             "corrId": corr_id,
             "status": 200,
-            "promises": [p.to_record() for p in page],
-            "cursor": page[-1].id if len(newest_first) > limit else None,
+            "promises": [p.to_record() for p in page[:limit]],
+            "cursor": page[limit - 1].id if len(page) > limit else None,
         }
 
     def preload(self, promise_id: str) -> list[dict[str, Any]]:
