@@ -25,12 +25,20 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     )
     results = json.loads(output.read_text())
     assert results["quick"] is True
-    for figure in ("floor_noop", "baseline_set_timer", "set_timer_embedded", "set_timer_memory"):
+    for figure in (
+        "bare_noop",
+        "floor_noop",
+        "baseline_set_timer",
+        "set_timer_embedded",
+        "set_timer_memory",
+    ):
         assert results[figure]["p50_ms"] > 0 and results[figure]["p99_ms"] > 0
     assert results["proxy_get_timer_status"]["p50_ms"] > 0
     assert results["starts_per_s_16_clients_embedded"] > 0
+    assert results["bare_calls_per_s_16_clients"] > 0
+    assert "cost_ms" in results["middleware"]
     timers = results["sleeping_timers"]
     assert timers["completed"] == timers["timers"] > 0
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
     assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
-    assert len(results["targets"]) == 7
+    assert len(results["targets"]) == 11
