@@ -42,3 +42,24 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
     assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
     assert len(results["targets"]) == 11
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "results-scale.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / "scale.py"), "--quick", "--output", str(output)],
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
+    results = json.loads(output.read_text())
+    assert results["quick"] is True
+    timers = results["sleeping_timers"]
+    assert timers["completed"] == timers["timers"] > 0
+    assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
+    assert [row["jobs"] for row in results["growth"]] == [500, 1_000, 2_000]
+    assert all(row["starts_per_s"] > 0 and row["rss_mb"] > 0 for row in results["growth"])
+    restart = results["restart_after_kill_9"]
+    assert restart["promises"] > timers["timers"] and restart["restart_to_listening_s"] > 0
+    assert len(results["targets"]) == 2
