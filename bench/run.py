@@ -175,14 +175,15 @@ async def many_timers(
     spread: float = 10,
     settle_within: float = 0,
     checkpoints: Collection[int] = (),
+    growth: list[dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """``count`` timers sleeping at once, due over ``spread`` s after they are all set.
 
     ``set_phase`` is the seconds from now to the first deadline (by default 5 s
     more than 100 starts a second would take); ``settle_within`` how long to go
     on probing for timers not completed yet once the last is due (2 s after it).
-    At each of ``checkpoints`` timers set, ``growth`` notes the seconds since the
-    first start and the server's RSS.
+    At each of ``checkpoints`` timers set, ``growth`` (the caller's list, kept if
+    a call fails) gets the seconds since the first start and the server's RSS.
     """
     if set_phase is None:
         set_phase = max(count / 100, 5) + 5
@@ -194,7 +195,7 @@ async def many_timers(
 
     set_late = [0]
     done = [0]
-    growth: list[dict[str, float]] = []
+    growth = [] if growth is None else growth
     marks = set(checkpoints)
 
     async def start_some(chunk: list[str]) -> None:

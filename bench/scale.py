@@ -23,13 +23,14 @@ import asyncio
 import json
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
-from run import CLIENTS, concurrent, many_timers, start
+from run import CLIENTS, concurrent, many_timers, peak_rss_mb, start
 
 from durable_mcp.engine import GROUP
 from durable_mcp.store import EmbeddedStore
@@ -65,6 +66,7 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     process = start("ours", port, data_dir, "embedded")
+    marks_reached: list[dict[str, float]] = []
     try:
         # 0 s timers, to estimate how long the starts will take.
         rate = await concurrent(url, zero_timer, (500 if quick else 2_000) // CLIENTS)
@@ -76,8 +78,13 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
             spread=max(count / 1000, 1 if quick else 10),
             settle_within=10 if quick else 120,
             checkpoints=marks,
+            growth=marks_reached,
         )
         timers["calibration_starts_per_s"] = rate
+    except Exception as exc:  # a call failed: keep what was measured up to then
+        peak = peak_rss_mb(process.pid)
+        stop(process, signal.SIGKILL)
+        return {"error": repr(exc), "growth_marks": marks_reached, "peak_rss_mb": peak}
     finally:
         stop(process, signal.SIGKILL)
     open_s, promises = open_store(data_dir)
@@ -87,7 +94,7 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
     stop(process)
     growth = []
     previous = {"jobs": 0, "seconds": 0.0}
-    for mark in timers.pop("growth"):
+    for mark in marks_reached:
         window = mark["seconds"] - previous["seconds"]
         growth.append(
             {
@@ -125,12 +132,17 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(measure(QUICK if options.quick else FULL, Path(tmp), options.quick))
+    if "error" in results:
+        print(f"a call failed, figures so far: {results}")
+        options.output.write_text(json.dumps(results, indent=2) + "\n")
+        sys.exit(1)
     rows = targets(results)
     results["targets"] = [
         {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
     ]
     results["quick"] = options.quick
     timers = results["sleeping_timers"]
+    timers.pop("growth", None)
     print(f"{timers['timers']} sleeping timers, one process, embedded store")
     print(f"{'jobs':>8} {'starts/s':>9} {'RSS MB':>8}")
     for row in results["growth"]:
