@@ -3,6 +3,10 @@
 - ``ours PORT DATA_DIR STORE``: durable-mcp as `durable-mcp serve` runs it, plus
   a ``noop`` tool. Calling ``noop`` on this very server and transport is the
   floor: what any MCP call costs here.
+- ``bare PORT``: a plain ``FastMCP("floor")`` with one no-op tool -- no
+  middleware, no auth, no extensions -- served the same way (``serve()``, the
+  same socket and HTTP stack). Its ``noop`` is the true floor: what FastMCP
+  itself costs per call; ours minus it is what our middleware costs.
 - ``baseline PORT``: the seed 002 design -- an in-process dict of jobs and a
   background asyncio task per job, no durability -- with the same ``set_timer``
   and ``get_timer_status`` tools.
@@ -30,6 +34,16 @@ def noop_tool(mcp: FastMCP, jobs: Jobs) -> None:
     async def noop() -> dict[str, Any]:
         """Do nothing (benchmark floor)."""
         return {}
+
+
+def bare_server() -> FastMCP:
+    mcp = FastMCP("floor")
+
+    @mcp.tool
+    async def noop() -> dict[str, Any]:
+        return {}
+
+    return mcp
 
 
 def baseline_server() -> FastMCP:
@@ -75,7 +89,9 @@ def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> N
     }
     settings = load_settings(env=env)
     sock: socket.socket = bind(settings)
-    if kind == "baseline":
+    if kind == "bare":
+        app = bare_server()
+    elif kind == "baseline":
         app = baseline_server()
     else:
         app = create_server(settings, tools=[*TOOLS, noop_tool])

@@ -25,12 +25,41 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     )
     results = json.loads(output.read_text())
     assert results["quick"] is True
-    for figure in ("floor_noop", "baseline_set_timer", "set_timer_embedded", "set_timer_memory"):
+    for figure in (
+        "bare_noop",
+        "floor_noop",
+        "baseline_set_timer",
+        "set_timer_embedded",
+        "set_timer_memory",
+    ):
         assert results[figure]["p50_ms"] > 0 and results[figure]["p99_ms"] > 0
     assert results["proxy_get_timer_status"]["p50_ms"] > 0
     assert results["starts_per_s_16_clients_embedded"] > 0
+    assert results["bare_calls_per_s_16_clients"] > 0
+    assert "cost_ms" in results["middleware"]
     timers = results["sleeping_timers"]
     assert timers["completed"] == timers["timers"] > 0
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
     assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
-    assert len(results["targets"]) == 7
+    assert len(results["targets"]) == 10
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "results-scale.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / "scale.py"), "--quick", "--output", str(output)],
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
+    results = json.loads(output.read_text())
+    assert results["quick"] is True
+    timers = results["sleeping_timers"]
+    assert timers["completed"] == timers["timers"] > 0
+    assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
+    assert [row["jobs"] for row in results["growth"]] == [500, 1_000, 2_000]
+    assert all(row["starts_per_s"] > 0 and row["rss_mb"] > 0 for row in results["growth"])
+    restart = results["restart_after_kill_9"]
+    assert restart["promises"] > timers["timers"] and restart["restart_to_listening_s"] > 0
+    assert len(results["targets"]) == 2
