@@ -39,6 +39,7 @@ from typing import Any
 
 import psycopg
 from fastmcp import Client
+from run import Target, record_targets
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from processes import free_port, running_server
@@ -197,7 +198,7 @@ async def measure(down: float, root: Path) -> dict[str, Any]:
     }
 
 
-def targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, bool]]:
+def targets(r: dict[str, Any]) -> list[Target]:
     fail = r["fail_during_outage_s"]["max"]
     unreachable = all("is unreachable" in m for m in r["fail_messages"])
     back = r["first_ok_after_return_s"]
@@ -239,16 +240,10 @@ def main() -> None:
     down = options.down or (10.0 if options.quick else 60.0)
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(measure(down, Path(tmp)))
-    rows = targets(results)
-    results["targets"] = [
-        {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
-    ]
     for name, figures in results.items():
-        if name != "targets":
-            print(f"{name:<28} {figures}")
+        print(f"{name:<28} {figures}")
     print()
-    for name, value, goal, ok in rows:
-        print(f"{name:<40} {value!s:>8}  goal {goal:<7} {'met' if ok else 'MISSED'}")
+    record_targets(results, targets(results))
     options.output.write_text(json.dumps(results, indent=2) + "\n")
 
 

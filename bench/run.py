@@ -380,6 +380,19 @@ def targets(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+#: A figure of the other benches, with its goal: (name, value, goal, met).
+Target = tuple[str, Any, str, bool]
+
+
+def record_targets(results: dict[str, Any], rows: list[Target]) -> None:
+    """Add ``rows`` to ``results`` as its targets, and print each: its goal, met or MISSED."""
+    results["targets"] = [
+        {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
+    ]
+    for name, value, goal, ok in rows:
+        print(f"{name:<40} {value!s:>8}  goal {goal:<7} {'met' if ok else 'MISSED'}")
+
+
 def print_rows(rows: list[Row]) -> None:
     """The table: ratios are against the bare floor, our own no-op's in brackets."""
     print(f"{'':<40} {'value':>8}  {'(ours)':>8}  goal")

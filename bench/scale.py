@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
-from run import CLIENTS, concurrent, many_timers, peak_rss_mb, start
+from run import CLIENTS, Target, concurrent, many_timers, peak_rss_mb, record_targets, start
 
 from durable_mcp.engine import GROUP
 from durable_mcp.store import EmbeddedStore
@@ -115,7 +115,7 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
     }
 
 
-def targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, bool]]:
+def targets(r: dict[str, Any]) -> list[Target]:
     timers = r["sleeping_timers"]
     p99 = timers["lateness_p99_s"]
     complete = timers["completed"] == timers["timers"]
@@ -136,10 +136,6 @@ def main() -> None:
         print(f"a call failed, figures so far: {results}")
         options.output.write_text(json.dumps(results, indent=2) + "\n")
         sys.exit(1)
-    rows = targets(results)
-    results["targets"] = [
-        {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
-    ]
     results["quick"] = options.quick
     timers = results["sleeping_timers"]
     timers.pop("growth", None)
@@ -151,8 +147,7 @@ def main() -> None:
     for name in ("sleeping_timers", "restart_after_kill_9"):
         print(f"{name:<22} {results[name]}")
     print()
-    for name, value, goal, ok in rows:
-        print(f"{name:<40} {value!s:>8}  goal {goal:<7} {'met' if ok else 'MISSED'}")
+    record_targets(results, targets(results))
     options.output.write_text(json.dumps(results, indent=2) + "\n")
 
 

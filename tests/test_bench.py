@@ -6,25 +6,32 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BENCH = Path(__file__).parent.parent / "bench"
 
 
+def quick_results(script: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
+    """Run ``bench/script --quick`` and read the results it wrote."""
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--output", str(output)],
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+    )
+    results: dict[str, Any] = json.loads(output.read_text())
+    assert results["quick"] is True
+    return results
+
+
 # ~25 s of it is the harness waiting for timers; the rest is real servers and
 # clients: room for a machine several times slower than a quiet one.
 @pytest.mark.timeout(420)
 def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
-    subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--output", str(output)],
-        check=True,
-        timeout=300,
-        capture_output=True,
-    )
-    results = json.loads(output.read_text())
-    assert results["quick"] is True
+    results = quick_results("run.py", tmp_path, timeout=300)
     for figure in (
         "bare_noop",
         "floor_noop",
@@ -46,15 +53,7 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    output = tmp_path / "results-scale.json"
-    subprocess.run(
-        [sys.executable, str(BENCH / "scale.py"), "--quick", "--output", str(output)],
-        check=True,
-        timeout=240,
-        capture_output=True,
-    )
-    results = json.loads(output.read_text())
-    assert results["quick"] is True
+    results = quick_results("scale.py", tmp_path, timeout=240)
     timers = results["sleeping_timers"]
     assert timers["completed"] == timers["timers"] > 0
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
