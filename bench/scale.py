@@ -56,7 +56,7 @@ def open_store(data_dir: Path) -> tuple[float, int]:
     store = EmbeddedStore(copy, pid="bench", group=GROUP)
     store.open()
     elapsed = time.perf_counter() - started
-    store._journal.close()
+    store.close()
     return elapsed, len(store.state.promises)
 
 

@@ -90,7 +90,7 @@ def time_open(data_dir: Path) -> tuple[float, int]:
     store = EmbeddedStore(data_dir, pid="bench", group="g")
     store.open()
     elapsed = time.perf_counter() - started
-    store._journal.close()
+    store.close()
     return elapsed, len(store.state.promises)
 
 
@@ -169,7 +169,7 @@ async def list_pages(jobs_count: int, data_dir: Path) -> dict[str, Any]:
             seconds.append(time.perf_counter() - started)
         assert len(page["jobs"]) == 20, (name, page)
         results[name] = percentiles(seconds)
-    store._journal.close()
+    store.close()
     return results
 
 

@@ -56,6 +56,7 @@ def server_and_jobs(
         progress_interval_seconds=0.2,
         clock=fake_time.clock,
         sleeper=fake_time.sleep,
+        writer=fake_time.writer,
     )
     return server, job_layer[0]
 

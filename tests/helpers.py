@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import itertools
 import time
@@ -46,6 +47,10 @@ class FakeTime:
     order, not by time. Here each sleeper waits until the clock reaches its
     wake-up time, so the store's deadlines, the job layer's wait bounds and
     progress reports all follow :meth:`advance`.
+
+    Pass ``writer`` too (to ``create_server`` or ``EmbeddedStore``): the
+    embedded store's disk writes then happen at once instead of on a thread,
+    so that loop turns are all that work under way waits for.
     """
 
     #: Event-loop turns given to woken sleepers (and whatever they set off) per step.
@@ -57,6 +62,7 @@ class FakeTime:
         self._sleepers: list[tuple[int, int, asyncio.Future[None], asyncio.Task[Any] | None]] = []
         self._order = itertools.count()
         self._slept = asyncio.Event()  # a task went to sleep
+        self.writer = WriteAtOnce()
 
     @property
     def now(self) -> int:
@@ -126,6 +132,20 @@ class FakeTime:
                 raise AssertionError(f"still not done after {within} s of fake time")
             await self.advance(step)
         return task.result()
+
+
+class WriteAtOnce(concurrent.futures.Executor):
+    """An executor that runs what it is given at once, on the caller's thread."""
+
+    def submit[T](
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 async def eventually[T](

@@ -37,7 +37,7 @@ async def crash_image(tmp_path: Path) -> Path:
     image.mkdir()
     for name in (DB_NAME, WAL, COMMITTED_NAME):
         shutil.copyfile(live / name, image / name)
-    store._journal.close()
+    store.close()
     return image
 
 
@@ -47,7 +47,7 @@ def jobs_in(data_dir: Path) -> int:
     try:
         return len(store.state.promises)
     finally:
-        store._journal.close()
+        store.close()
 
 
 def files_of(data_dir: Path) -> dict[str, bytes]:
@@ -136,7 +136,7 @@ async def test_an_online_backup_restores_every_committed_job(tmp_path: Path) -> 
         contextlib.closing(sqlite3.connect(restored / DB_NAME)) as target,
     ):
         source.backup(target)
-    store._journal.close()
+    store.close()
     assert jobs_in(restored) == JOBS
 
 

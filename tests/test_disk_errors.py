@@ -103,12 +103,12 @@ async def test_a_change_that_cannot_be_written_is_undone_and_the_store_goes_on(
 
     small_disk.free()
     await store.send(create("after"))  # no restart needed
-    store._journal.close()  # as kill -9 would: no clean stop
+    store.close()  # as kill -9 would: no clean stop
 
     reopened = EmbeddedStore(small_disk.path / "data", pid="p", group="g")
     reopened.open()  # no gap in the journal's numbers, nothing lost
     assert set(reopened.state.promises) == {"before", "after"}
-    reopened._journal.close()
+    reopened.close()
 
 
 async def call_at(url: str, tool: str, **arguments: object) -> Any:
@@ -165,7 +165,7 @@ def test_a_read_only_data_dir_is_one_line_and_exit_2(
     if store_exists:
         store = EmbeddedStore(data_dir, pid="p", group="g")
         store.open()
-        store._journal.close()
+        store.close()
     small_disk.make_read_only()
     refused = serve_exit(data_dir)
     assert refused.returncode == 2
@@ -260,4 +260,4 @@ async def test_work_still_running_keeps_its_lease_across_a_long_full_disk(
     await store.tick()
     task = store.state.tasks["job"]
     assert (task.state, task.version) == ("acquired", version)
-    store._journal.close()
+    store.close()

@@ -34,6 +34,7 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
         tools=[*TOOLS, countdown.register],
         clock=fake_time.clock,
         sleeper=fake_time.sleep,
+        writer=fake_time.writer,
     )
 
 

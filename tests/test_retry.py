@@ -122,10 +122,10 @@ async def test_retry_is_journaled_and_fences_out_the_old_jobs_execution(tmp_path
         "acquired",
         "pending",
     )
-    store._journal.close()  # as kill -9 would
+    store.close()  # as kill -9 would
 
     reopened = EmbeddedStore(tmp_path, pid="p", group="g")
     reopened.open()
     assert reopened.state.promises["job"].state == "pending"
     assert reopened.state.tasks["job"].version == new["version"]
-    reopened._journal.close()
+    reopened.close()

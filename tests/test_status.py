@@ -103,7 +103,13 @@ async def default_cap_client(
 ) -> AsyncIterator[Client]:
     """A server with the shipped cap on waits, on fake time."""
     default = dataclasses.replace(settings, await_max_seconds=DEFAULT_AWAIT_MAX_SECONDS)
-    server = create_server(default, archive=archive, clock=fake_time.clock, sleeper=fake_time.sleep)
+    server = create_server(
+        default,
+        archive=archive,
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+        writer=fake_time.writer,
+    )
     async with Client(server) as client:
         yield client
 

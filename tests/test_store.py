@@ -50,7 +50,7 @@ def state_of(state: ServerState) -> Any:
 
 def crash(store: EmbeddedStore) -> None:
     """Drop the store as a killed process would: no snapshot, no clean stop."""
-    store._journal.close()
+    store.close()
 
 
 async def send(store: EmbeddedStore, req: dict[str, Any]) -> Any:
@@ -327,7 +327,12 @@ async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> N
     # promise has no value); the store must not send one.
     fake_time = FakeTime()
     store = EmbeddedStore(
-        tmp_path, pid="p", group="g", clock=fake_time.clock, sleeper=fake_time.sleep
+        tmp_path,
+        pid="p",
+        group="g",
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+        writer=fake_time.writer,
     )
     store.open()
     resonate = Resonate(

@@ -179,7 +179,13 @@ async def test_tasks_can_be_turned_off(
     settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
 ) -> None:
     off = Settings(store=settings.store, data_dir=settings.data_dir, tasks=False)
-    server = create_server(off, archive=archive, clock=fake_time.clock, sleeper=fake_time.sleep)
+    server = create_server(
+        off,
+        archive=archive,
+        clock=fake_time.clock,
+        sleeper=fake_time.sleep,
+        writer=fake_time.writer,
+    )
     async with tasks_client(server) as client:
         assert await call(client, "set_timer", timer_name="tea", seconds=60) == {
             "promise_id": "tea",

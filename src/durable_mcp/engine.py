@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -176,14 +177,21 @@ class Engine:
         return forget_in_memory
 
 
-def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper = sleep) -> Engine:
+def build_engine(
+    settings: Settings,
+    *,
+    clock: Clock = now_ms,
+    sleeper: Sleeper = sleep,
+    writer: Executor | None = None,
+) -> Engine:
     """Return an unstarted Resonate wired to the store ``settings`` selects.
 
     The embedded store is opened here (raises ``StoreError``), so that a data
     dir in use or damaged stops the start before the server listens.
     ``clock`` and ``sleeper`` are the SDK's time seams, given to Resonate and
     to an in-process store alike (deadlines, leases, heartbeats): one notion of
-    now (tests pass fakes).
+    now (tests pass fakes). ``writer`` runs the embedded store's disk writes
+    (default: a thread of its own; tests on fake time write at once).
     """
     pid = uuid.uuid4().hex
     core_logger = logging.getLogger("resonate.core")
@@ -215,6 +223,7 @@ def build_engine(settings: Settings, *, clock: Clock = now_ms, sleeper: Sleeper 
             retention=settings.retention,
             clock=clock,
             sleeper=sleeper,
+            writer=writer,
         )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -48,15 +49,16 @@ def create_server(
     stopping: asyncio.Event | None = None,
     clock: Clock = now_ms,
     sleeper: Sleeper = sleep,
+    writer: Executor | None = None,
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests).
 
     ``stopping`` is set when the HTTP server starts shutting down: waits for
     jobs then answer at once (``durable-mcp serve`` sets it). ``clock`` and
     ``sleeper`` are the SDK's time seams, for the engine, its store and the job
-    layer's waits alike.
+    layer's waits alike; ``writer``, the embedded store's disk writes.
     """
-    engine = build_engine(settings, clock=clock, sleeper=sleeper)
+    engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
     state = engine.state
     jobs = Jobs(
         engine.resonate,

@@ -4,15 +4,17 @@
 SDK's in-process ``LocalConnection``, and it runs the same ``ServerState``: the
 protocol semantics are the SDK's own, not a re-implementation. What it adds:
 
-* every state change is journaled (see ``journal.py``), in order, and the
-  changes made during one turn of the event loop are committed together.
-  Nothing is told before it is on disk: a change is answered, and its
-  messages (wake-ups, work to execute) are sent, once its commit is done; a
-  read waits until no commit is pending, so it never answers what a crash
-  could undo;
+* every state change is journaled (see ``journal.py``), in order, and
+  committed on a writer thread of its own, so the event loop never waits on
+  the disk. Changes group-commit: those made while a commit is under way
+  share the next one, however many sessions made them. Nothing is told before
+  it is on disk: a change is answered, and its messages (wake-ups, work to
+  execute) are sent, once its commit is done; a read waits until no commit is
+  pending, so it never answers what a crash could undo;
 * a commit that fails (a full disk) is undone in memory too: the state goes
   back to what is on disk and every change of that commit fails with
-  :class:`StoreUnavailable`. Reads go on, each new change tries the disk
+  :class:`StoreUnavailable`, as do the changes made while it was under way.
+  Reads go on, each new change tries the disk
   again (the clock's own, once a second), so the store carries on by itself
   once there is room;
 * on start, it rebuilds the state and releases the leases of the process that
@@ -29,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +53,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
-from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError
+from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError, Write
 from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
@@ -237,7 +240,8 @@ class EmbeddedStore:
     """A durable Resonate store in ``data_dir``, for one process at a time.
 
     Every change (apply, journal, take the outgoing messages) runs without an
-    ``await`` in between, so on one event loop it needs no lock.
+    ``await`` in between, so on one event loop it needs no lock. Only the
+    journal's writes run on the writer thread, one at a time.
     """
 
     def __init__(
@@ -251,7 +255,10 @@ class EmbeddedStore:
         sleeper: Sleeper = sleep,
         tick_seconds: float = TICK_SECONDS,
         snapshot_every: int = SNAPSHOT_EVERY,
+        writer: Executor | None = None,
     ) -> None:
+        """``writer`` runs the journal's writes, one at a time (default: a thread
+        of the store's own); tests on fake time pass one that writes at once."""
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -264,7 +271,10 @@ class EmbeddedStore:
         self.state = IndexedState()
         self._receivers: list[Callable[[str], None]] = []
         self._tick_task: asyncio.Task[None] | None = None
-        self._batch: _Batch | None = None  # the changes of this loop turn, until committed
+        self._batch: _Batch | None = None  # changes not yet handed to the writer
+        self._writing: _Batch | None = None  # the changes the writer is saving now
+        self._given_writer = writer
+        self._writer: Executor | None = None  # one write at a time, in order
         self._write_error: str | None = None  # why the last commit failed, until one succeeds
         self._retry_write_at = 0  # when ticks try the disk again after a failed commit
         self._cut_off: dict[str, int] = {}  # task -> version whose execution a failed write ended
@@ -277,11 +287,15 @@ class EmbeddedStore:
     def open(self) -> None:
         """Take the data dir and rebuild the saved state (raises StoreError)."""
         saved = self._journal.open()
+        self._writer = self._given_writer or ThreadPoolExecutor(
+            1, thread_name_prefix="durable-mcp-journal"
+        )
         try:
             self.state = restore(saved.snapshot, saved.entries)
             self.state.promises.job_index()  # now, not by the first list_jobs page
+            self.state.promises.changed = set()
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._journal.close()
+            self.close()
             raise StoreError(
                 f"the store in {self.data_dir} cannot be read ({exc}); {MOVE_ASIDE}"
             ) from exc
@@ -319,6 +333,13 @@ class EmbeddedStore:
             self._journal.snapshot(snapshot_of(self.state))
             with contextlib.suppress(JournalWriteError):  # the journal has it all anyway
                 self._journal.commit()
+        self.close()
+
+    def close(self) -> None:
+        """Release the data dir at once, as a crash would (``stop`` is the clean way)."""
+        if self._writer is not None and self._writer is not self._given_writer:
+            self._writer.shutdown()  # a write under way finishes first
+        self._writer = None
         self._journal.close()
 
     # ── Network ────────────────────────────────────────────────────────────
@@ -332,7 +353,7 @@ class EmbeddedStore:
 
         now = self._clock()
         while not changes_state(self.state, now, flat):
-            if self._batch is None:  # what the state holds is all on disk
+            if self._answer_is_on_disk(flat):
                 response = self.state.apply(now, flat)
                 return msgspec.json.encode(wrap_response_envelope(response)).decode()
             await self._written()
@@ -366,6 +387,16 @@ class EmbeddedStore:
 
     # ── writing ────────────────────────────────────────────────────────────
 
+    def _answer_is_on_disk(self, read: Any) -> bool:
+        """Whether what ``read`` would answer holds no change still waiting for
+        the disk: then it is answered at once, not after the commits under way."""
+        unwritten = [batch for batch in (self._batch, self._writing) if batch is not None]
+        if not unwritten:
+            return True
+        if read.get("kind") == "promise.get":  # most reads: a job's status
+            return not any(read.get("id") in batch.changed for batch in unwritten)
+        return False
+
     def _apply(self, now: int, req: Any) -> dict[str, Any]:
         """Apply and journal a request (journaled even if it fails: replay fails alike)."""
         try:
@@ -376,40 +407,77 @@ class EmbeddedStore:
     def _write(self, entry: Entry) -> None:
         """Journal ``entry``; it and the messages it made go with this turn's commit."""
         self._journal.append(_encoder.encode(entry))
-        self._batch_of_this_turn().outgoing += self._take_outgoing()
+        batch = self._batch_of_this_turn()
+        batch.outgoing += self._take_outgoing()
+        changed = self.state.promises.changed
+        if changed:
+            batch.changed |= changed
+            changed.clear()
 
     def _batch_of_this_turn(self) -> _Batch:
         if self._batch is None:
             loop = asyncio.get_running_loop()
             self._batch = _Batch(done=loop.create_future())
-            loop.call_soon(self._commit)
+            if self._writing is None:
+                loop.call_soon(self._commit)  # else once the writer is done
         return self._batch
 
     async def _written(self) -> None:
         """Wait until no change is waiting for its commit (it was written or undone)."""
-        while self._batch is not None:
+        while (batch := self._batch or self._writing) is not None:
             with contextlib.suppress(StoreUnavailable):
-                await self._batch.done
+                await batch.done
 
     def _commit(self) -> None:
-        """Commit this turn's changes; then send their messages, or undo them.
+        """Hand the changes made so far to the writer thread (one write at a time)."""
+        batch, self._batch = self._batch, None
+        if batch is None or self._writing is not None:
+            return
+        self._writing = batch
+        pending = self._journal.take()
+        try:
+            assert self._writer is not None, "the embedded store is closed"
+            written = asyncio.get_running_loop().run_in_executor(
+                self._writer, self._journal.write, pending
+            )
+        except Exception as exc:  # a bug, or a store closed under us: say so, hang nobody
+            self._settle(batch, pending, exc)
+            return
+        written.add_done_callback(
+            lambda done: self._settle(
+                batch, pending, RuntimeError("cancelled") if done.cancelled() else done.exception()
+            )
+        )
+
+    def _settle(self, batch: _Batch, pending: list[Write], error: BaseException | None) -> None:
+        """The writer is done with ``batch``: send its messages, or undo it.
 
         Whatever happens, the batch is settled: nobody waits on it forever.
+        Changes made meanwhile go to the writer next.
         """
-        batch, self._batch = self._batch, None
-        assert batch is not None
-        try:
-            self._journal.commit()
-        except JournalWriteError as exc:
-            self._undo(exc)
-            batch.done.set_exception(StoreUnavailable(RuntimeError(self._unavailable())))
-            batch.done.exception()  # logged once in _undo; whoever awaits it gets it too
-            return
-        except Exception as exc:  # a bug, or a journal closed under us: say so, hang nobody
-            logger.exception("the embedded store could not commit")
-            batch.done.set_exception(StoreUnavailable(exc))
-            batch.done.exception()
-            return
+        self._writing = None
+        if error is None:
+            self._journal.written(pending)
+            self._committed(batch)
+        else:
+            self._journal.unwritten()  # the changes made meanwhile go too
+            later, self._batch = self._batch, None
+            if isinstance(error, JournalWriteError):
+                self._undo(error)
+                failure = StoreUnavailable(RuntimeError(self._unavailable()))
+            else:
+                logger.error("the embedded store could not commit: %r", error)
+                failure = StoreUnavailable(
+                    error if isinstance(error, Exception) else RuntimeError(repr(error))
+                )
+            for failed in (batch, later):
+                if failed is not None:
+                    failed.done.set_exception(failure)
+                    failed.done.exception()  # logged once above; whoever awaits it gets it too
+        if self._batch is not None:
+            self._commit()
+
+    def _committed(self, batch: _Batch) -> None:
         if self._write_error is not None:
             self._write_error = None
             logger.warning("the embedded store in %s can write again", self.data_dir)
@@ -436,6 +504,7 @@ class EmbeddedStore:
                 self._tick_task.cancel()
             return
         self.state.become(restored)
+        self.state.promises.changed = set()
         self._retry_write_at = self._clock() + RETRY_WRITE_MS
         if self._write_error is None:
             logger.error(
@@ -506,8 +575,8 @@ class EmbeddedStore:
                 if log_resumed and is_job(task.id):
                     job_event("resumed", task.id)
         outgoing = self._take_outgoing()
-        if self._batch is not None:  # after the changes they follow are on disk
-            self._batch.outgoing += outgoing
+        if (batch := self._batch or self._writing) is not None:
+            batch.outgoing += outgoing  # sent after the changes they follow are on disk
         else:
             self._dispatch(outgoing)
         return resumed
@@ -572,8 +641,9 @@ class EmbeddedStore:
 
 @dataclass
 class _Batch:
-    """The changes of one loop turn: committed together, then their messages sent."""
+    """Changes committed together (one write), then their messages sent."""
 
     done: asyncio.Future[None]
     outgoing: list[Any] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)  # the promises whose records changed
     renewed_leases: bool = False  # holds the renewals after an outage

@@ -3,9 +3,12 @@
 The store's state is the SDK's ``ServerState``, a deterministic state machine;
 this module only makes it durable. Every change is one journal entry (the
 request applied, or a tick of the clock, with the time it happened), numbered
-in order. ``append`` queues an entry and ``commit`` writes everything queued in
-one transaction; a commit that fails writes nothing and says so, so what is on
-disk is always a whole prefix of what happened. On open, the last snapshot is
+in order. ``append`` queues an entry; ``take`` hands everything queued to
+``write``, which saves it in one transaction (the store calls it on a thread of
+its own, so that the event loop never waits on the disk), and ``written`` or
+``unwritten`` then tells the journal how that went. A write that fails writes
+nothing and says so, so what is on disk is always a whole prefix of what
+happened. ``commit`` does all three at once, where waiting is fine. On open, the last snapshot is
 loaded and the entries after it are applied again, which rebuilds the exact
 state. A snapshot replaces the entries it covers, so the journal stays short.
 
@@ -77,7 +80,7 @@ class Journal:
         self._lock_file: IO[str] | None = None
         self._committed_fd: int | None = None
         self._db: sqlite3.Connection | None = None
-        self._pending: list[_Write] = []  # queued for the next commit
+        self._pending: list[Write] = []  # queued for the next commit
         self._seq = 0  # the last entry appended
         self._committed_seq = 0  # the last entry on disk
         self._snapshot_seq = 0  # the last entry the newest snapshot covers
@@ -102,7 +105,7 @@ class Journal:
         self._seq = self._committed_seq = saved.last_seq
         self._snapshot_seq = saved.last_seq - len(saved.entries)
         self._committed_snapshot_seq = self._snapshot_seq
-        self._note_committed()  # it may lag after a power cut
+        self._note_committed(self._committed_seq)  # it may lag after a power cut
         return saved
 
     def close(self) -> None:
@@ -157,7 +160,8 @@ class Journal:
                 # and a refused store must be left exactly as it was found.
                 with contextlib.closing(_connect_read_only(self.path)) as db:
                     _check_complete(self.data_dir, _last_seq(db), committed)
-            db = sqlite3.connect(self.path, isolation_level=None)
+            # Written on the store's writer thread, read on the loop's: one at a time.
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = db
             # Until the checks pass, closing must not fold the WAL into the main file.
             db.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
@@ -252,29 +256,30 @@ class Journal:
     def append(self, entry: bytes) -> None:
         """Queue an entry for the next :meth:`commit`."""
         self._seq += 1
-        self._pending.append(_Write(seq=self._seq, entry=entry))
+        self._pending.append(Write(seq=self._seq, entry=entry))
 
     def snapshot(self, data: bytes) -> None:
         """Queue a snapshot of the state after every entry appended so far."""
         self._snapshot_seq = self._seq
-        self._pending.append(_Write(seq=self._seq, entry=data, is_snapshot=True))
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending)
+        self._pending.append(Write(seq=self._seq, entry=data, is_snapshot=True))
 
     @property
     def entries_since_snapshot(self) -> int:
         return self._seq - self._snapshot_seq
 
-    def commit(self) -> None:
-        """Write everything queued in one fsynced transaction.
-
-        Raises :class:`JournalWriteError` if it cannot (a full disk, say):
-        then nothing queued was written, the queue is emptied and the entry
-        numbers go back to the last committed one, so the journal has no gap.
-        """
+    def take(self) -> list[Write]:
+        """Everything queued, for :meth:`write`; the queue starts again empty."""
         pending, self._pending = self._pending, []
+        return pending
+
+    def write(self, pending: list[Write]) -> None:
+        """Save ``pending`` (from :meth:`take`) in one fsynced transaction.
+
+        Safe on another thread than the one that appends, as long as one write
+        runs at a time and :meth:`written` or :meth:`unwritten` follows it
+        before the next. Raises :class:`JournalWriteError` if it cannot (a full
+        disk, say); then nothing of ``pending`` was written.
+        """
         if not pending:
             return
         assert self._db is not None, "the journal is not open"
@@ -287,23 +292,51 @@ class Journal:
             if self._db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # SQLite rolls back by itself then
                     self._db.execute("ROLLBACK")
-            self._seq = self._committed_seq
-            self._snapshot_seq = self._committed_snapshot_seq
             raise JournalWriteError(f"cannot write to {self.data_dir}: {exc}") from exc
-        self._committed_seq = pending[-1].seq
-        self._committed_snapshot_seq = self._snapshot_seq
-        self._note_committed()
+        self._note_committed(pending[-1].seq)
 
-    def _note_committed(self) -> None:
+    def written(self, pending: list[Write]) -> None:
+        """``pending`` is on disk."""
+        if pending:
+            self._committed_seq = pending[-1].seq
+        for write in pending:
+            if write.is_snapshot:
+                self._committed_snapshot_seq = write.seq
+
+    def unwritten(self) -> None:
+        """The last write failed: drop what is queued since, and number the next
+        entry after the last one on disk, so the journal has no gap."""
+        self._pending.clear()
+        self._seq = self._committed_seq
+        self._snapshot_seq = self._committed_snapshot_seq
+
+    def commit(self) -> None:
+        """Write everything queued in one fsynced transaction, on this thread.
+
+        Raises :class:`JournalWriteError` if it cannot (a full disk, say):
+        then nothing queued was written, the queue is emptied and the entry
+        numbers go back to the last committed one, so the journal has no gap.
+        """
+        pending = self.take()
+        try:
+            self.write(pending)
+        except JournalWriteError:
+            self.unwritten()
+            raise
+        self.written(pending)
+
+    def _note_committed(self, seq: int) -> None:
         """Record the last committed entry's number in ``committed`` (not fsynced:
         after a power cut it may lag, which only weakens the check on open)."""
         if self._committed_fd is not None:
             with contextlib.suppress(OSError):
-                os.pwrite(self._committed_fd, f"{self._committed_seq:>20}\n".encode(), 0)
+                os.pwrite(self._committed_fd, f"{seq:>20}\n".encode(), 0)
 
 
 @dataclass
-class _Write:
+class Write:
+    """One queued journal entry, or a snapshot."""
+
     seq: int
     entry: bytes
     is_snapshot: bool = False

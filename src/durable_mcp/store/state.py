@@ -35,12 +35,19 @@ logger = logging.getLogger(__name__)
 
 class PromiseTable(dict[str, DurablePromise]):
     """``id -> promise``, also indexed by branch (in insertion order, like the dict),
-    and its jobs by status and kind once :meth:`job_index` is first asked for."""
+    and its jobs by status and kind once :meth:`job_index` is first asked for.
+
+    When ``changed`` is a set, the id of every promise whose record (what
+    ``promise.get`` answers) changes is added to it: created, settled or
+    removed. The embedded store uses it to answer a read at once when the
+    promise read has no change waiting for the disk.
+    """
 
     def __init__(self, promises: Mapping[str, DurablePromise] | None = None) -> None:
         super().__init__()
         self.by_branch: dict[str, dict[str, None]] = {}
         self.jobs: JobIndex | None = None
+        self.changed: set[str] | None = None
         for promise_id, promise in (promises or {}).items():
             self[promise_id] = promise
 
@@ -51,6 +58,8 @@ class PromiseTable(dict[str, DurablePromise]):
 
     def __setitem__(self, promise_id: str, promise: DurablePromise) -> None:
         jobs = self.jobs if is_job(promise_id) else None
+        if self.changed is not None:
+            self.changed.add(promise_id)
         if promise_id in self:
             if jobs is not None:
                 jobs.discard(self[promise_id])
@@ -63,6 +72,8 @@ class PromiseTable(dict[str, DurablePromise]):
             jobs.add(promise)
 
     def __delitem__(self, promise_id: str) -> None:
+        if self.changed is not None:
+            self.changed.add(promise_id)
         if self.jobs is not None and is_job(promise_id):
             self.jobs.discard(self[promise_id])
         self._unindex(promise_id)
@@ -275,6 +286,8 @@ class IndexedState(ServerState):
             self.running_jobs -= is_job(promise_id)
         # Every settle (by request, by the tick, on the way of a read) drops the
         # promise's timeout right after changing its state in place.
+        if self.promises.changed is not None:
+            self.promises.changed.add(promise_id)
         self._job_settled(promise_id)
 
     def _job_settled(self, promise_id: str) -> None:
