@@ -39,6 +39,14 @@ EXIT_BAD_START = 2
 
 logger = logging.getLogger("durable_mcp")
 
+#: Connections the port holds before they are accepted (uvicorn's default).
+BACKLOG = 2048
+
+#: The longest the MCP layer waits for the jobs the start resumed to have run
+#: (``resumed_first``), and the sleep that tells an idle event loop from a busy one.
+RESUME_HEAD_START = 1.0
+IDLE_PROBE = 0.01
+
 #: What `durable-mcp jobs --status` takes: ``jobs.JobStatus`` but not_found
 #: (not imported from there: it imports FastMCP).
 JOB_STATUSES = ("running", "completed", "failed", "cancelled")
@@ -94,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         engine = build_engine(settings)  # opens the embedded store
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
+    # The port accepts connections from here on: a request that arrives while
+    # the MCP layer is still importing waits for it, instead of being refused.
+    sock.listen(BACKLOG)
     asyncio.run(run(engine, settings, sock))
 
 
@@ -109,6 +120,9 @@ async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
     archive = OpenMeteoArchive(settings.open_meteo_url, max_fetches=settings.max_fetches)
     started = start_engine(engine, archive, label=settings.engine)
     try:
+        await resumed_first()
+        if stop_asked:
+            return
         await asyncio.to_thread(_import_mcp_layer)
         if stop_asked:
             return
@@ -121,6 +135,24 @@ async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
         # The app's lifespan did this already, unless it never ran; both are idempotent.
         archive.close()
         await engine.resonate.stop()
+
+
+async def resumed_first(limit: float = RESUME_HEAD_START) -> None:
+    """Return once the event loop is idle -- the work the start resumed has run
+    -- or after ``limit`` seconds, whichever is first.
+
+    Importing the MCP layer takes the CPU (and the GIL) for about a second; the
+    jobs a restart interrupted go first. The port already accepts connections:
+    an early request waits, it is not refused. Idle: a short sleep that ends on
+    time, twice in a row (a busy loop runs its sleepers late).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    quiet = 0
+    while quiet < 2 and loop.time() < deadline:
+        before = loop.time()
+        await asyncio.sleep(IDLE_PROBE)
+        quiet = quiet + 1 if loop.time() - before < IDLE_PROBE * 1.5 else 0
 
 
 def _import_mcp_layer() -> None:
