@@ -5,12 +5,14 @@ MCP (FastMCP, the MCP SDK, uvicorn, Starlette): the engine starts, and the
 jobs a kill -9 interrupted run to their end, on them alone. What the tests
 assert is which modules are loaded and what the store recorded, never how
 long anything took (the figures are in `make bench`: bench/run.py recovery).
+A stop signal at any point of the start stops the server cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 from fastmcp import Client, FastMCP
 from test_durability import call, sleep_on_disk, until_past
+from test_shutdown import noise
 
 from durable_mcp.cli import JOB_STATUSES
 from durable_mcp.config import Settings
@@ -28,9 +31,10 @@ from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs import Jobs, JobStatus, Start
 from durable_mcp.server import TOOLS, create_server
 from durable_mcp.store.embedded import peek
+from durable_mcp.store.journal import Journal
 
 from fake_open_meteo import FakeOpenMeteo
-from processes import Server
+from processes import Server, free_port, stop
 
 #: The MCP layer: none of it may be imported before the engine has started.
 MCP_LAYER = ("fastmcp", "mcp", "mcp_types", "uvicorn", "starlette")
@@ -108,6 +112,70 @@ async def test_a_job_interrupted_by_kill_9_completes_on_the_engine_alone(server:
     # ... and the server, started again, reports it done.
     server.start()
     assert await call(server, "get_timer_status", timer_name="tea") == {"status": "complete"}
+
+
+#: `durable-mcp serve` in a fresh interpreter, sending itself a stop signal at
+#: one point of its start: after ``run()`` looked for a stop request for the
+#: last time ("before serve"), or after ``serve()`` installed its handler and
+#: before uvicorn installs its own ("before uvicorn"). argv: point, signal, serve's argv.
+SIGNAL_DURING_START = """
+import os, signal, sys
+from durable_mcp import cli, http
+
+point, stop_signal = sys.argv[1], signal.Signals[sys.argv[2]]
+
+def signalled(serve):
+    async def serve_after_a_stop_signal(*args, **kwargs):
+        os.kill(os.getpid(), stop_signal)
+        await serve(*args, **kwargs)
+    return serve_after_a_stop_signal
+
+if point == "before serve":
+    cli.serve = signalled(cli.serve)
+else:
+    http.StoppingServer.serve = signalled(http.StoppingServer.serve)
+cli.main(sys.argv[3:])
+"""
+
+
+def serve_signalled(server: Server, point: str, stop_signal: str, log: Path) -> int:
+    """Run :data:`SIGNAL_DURING_START` on ``server``'s data dir; its exit code (60 s at most)."""
+    argv = ["serve", "--port", str(free_port()), "--data-dir", str(server.data_dir)]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SIGNAL_DURING_START, point, stop_signal, *argv],
+            env={**os.environ, **server.env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        return process.wait(timeout=60)
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    ("point", "stop_signal"),
+    [("before serve", "SIGTERM"), ("before uvicorn", "SIGINT")],
+)
+async def test_a_stop_signal_between_resuming_and_serving_stops_the_server_cleanly(
+    server: Server, point: str, stop_signal: str
+) -> None:
+    # A data dir a kill -9 left with a job in flight: the start resumes it.
+    server.start()
+    await call(server, "set_timer", timer_name="tea", seconds=600)
+    await sleep_on_disk(server, "tea")
+    server.kill()
+    log = server.data_dir.parent / "stopped.log"
+    returncode = await asyncio.to_thread(serve_signalled, server, point, stop_signal, log)
+    assert returncode == 0
+    assert noise(log.read_text()) == []
+    # The store was stopped, not dropped: its last state is one snapshot, and
+    # the job carries on at the next start.
+    saved = Journal.peek(server.data_dir)
+    assert saved.snapshot is not None and saved.entries == []
+    assert peek(server.data_dir).promises["tea"].state == "pending"
 
 
 async def countdown(ctx: object, seconds: int) -> int:

@@ -112,7 +112,9 @@ async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
     """Start ``engine`` -- interrupted jobs resume -- then import and build the
     MCP app on it (in a thread, so the jobs run meanwhile), and serve it.
 
-    A SIGINT or SIGTERM before the app is up stops the engine cleanly (exit 0).
+    A SIGINT or SIGTERM at any point stops it cleanly (exit 0): before the
+    MCP layer is imported, the engine alone; after, ``serve`` is handed the
+    signals caught so far and stops the server at once if there is one.
     """
     stop_asked: list[int] = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -130,7 +132,7 @@ async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
 
         stopping = asyncio.Event()
         app = create_server(settings, engine=started, stopping=stopping)
-        await serve(app, settings, sock, stopping)
+        await serve(app, settings, sock, stopping, stop_asked)
     finally:
         # The app's lifespan did this already, unless it never ran; both are idempotent.
         archive.close()
@@ -274,12 +276,16 @@ def check_postgres(dsn: str) -> None:
 
 
 async def serve(
-    app: FastMCP, settings: Settings, sock: socket.socket, stopping: asyncio.Event | None = None
+    app: FastMCP,
+    settings: Settings,
+    sock: socket.socket,
+    stopping: asyncio.Event | None = None,
+    stop_asked: list[int] | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (``http.serve``)."""
     from durable_mcp.http import serve as serve_http
 
-    await serve_http(app, settings, sock, stopping)
+    await serve_http(app, settings, sock, stopping, stop_asked)
 
 
 def configure_logging() -> None:

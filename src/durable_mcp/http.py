@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
+from types import FrameType
 
 import uvicorn
 from fastmcp import FastMCP
@@ -44,11 +45,18 @@ class StoppingServer(uvicorn.Server):
 
 
 async def serve(
-    app: FastMCP, settings: Settings, sock: socket.socket, stopping: asyncio.Event | None = None
+    app: FastMCP,
+    settings: Settings,
+    sock: socket.socket,
+    stopping: asyncio.Event | None = None,
+    stop_asked: list[int] | None = None,
 ) -> None:
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (exit 0).
 
-    What FastMCP's ``run_http_async`` does, but on :class:`StoppingServer`.
+    ``stop_asked`` is where the caller's own signal handler has recorded the
+    stop signals it caught: one that came after the caller last looked stops
+    the server as soon as it has started. What FastMCP's ``run_http_async``
+    does, but on :class:`StoppingServer`.
     """
     http_app = app.http_app(
         # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
@@ -61,10 +69,22 @@ async def serve(
         http_app, lifespan="on", ws="none", timeout_graceful_shutdown=2, log_level="info"
     )
     server = StoppingServer(config, stopping or asyncio.Event())
-    # uvicorn re-raises the signal it stopped on, once stopped, to the handler it
-    # found: the default ones would kill the process that had just stopped cleanly
-    # (SIGTERM: exit -15) or raise KeyboardInterrupt in it (SIGINT: a traceback).
+    asked = [] if stop_asked is None else stop_asked
+
+    def ask_to_stop(signum: int, frame: FrameType | None) -> None:
+        asked.append(signum)
+        server.should_exit = True
+
+    # Until uvicorn installs its own handlers, a stop signal sets should_exit: a
+    # server not started yet starts and stops at once. When stopped, uvicorn
+    # re-raises the signal to this handler: the default ones would kill the
+    # process that had just stopped cleanly (SIGTERM: exit -15) or raise
+    # KeyboardInterrupt in it (SIGINT: a traceback).
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda signum, frame: None)
+        signal.signal(stop_signal, ask_to_stop)
+    # Installed first, looked at second: a signal is either recorded here or
+    # caught by ask_to_stop, never lost in between.
+    if asked:
+        server.should_exit = True
     logger.info("durable-mcp listening on http://%s:%d/mcp", settings.host, settings.port)
     await server.serve(sockets=[sock])
