@@ -40,7 +40,7 @@ from fastmcp.client.transports import StdioTransport
 
 BENCH = Path(__file__).parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
-from processes import PROXY, free_port, stop, wait_for_port  # noqa: E402
+from processes import PROXY, free_port, start_server, stop, wait_for_port  # noqa: E402
 
 RESULTS = BENCH / "results.json"
 
@@ -246,39 +246,65 @@ async def many_timers(
     }
 
 
-async def recovery(data_dir: Path, jobs: int) -> dict[str, float]:
-    """``jobs`` timers in flight, kill -9, restart: time to the first and the last done."""
+#: The bench's `durable-mcp serve`: the limits off, as in ``servers.py``.
+SERVE_ENV = {"DURABLE_MCP_RATE_LIMIT": "1000000", "DURABLE_MCP_MAX_RUNNING_JOBS": "1000000"}
+
+
+async def recovery(data_dir: Path, jobs: int) -> dict[str, Any]:
+    """``jobs`` timers in flight, kill -9, restart: how soon the port accepts,
+    the first MCP call is answered, and the first and last resumed job is done.
+
+    The server is `durable-mcp serve` itself, so the figures include its start.
+    Every timer is due at one instant after the kill, passed while the server
+    is down: each is resumed by the restart. When a job was done is its
+    promise's ``settled_at``, as the server's store recorded it -- not when a
+    poll noticed -- counted from the moment the restart was launched.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     names = [f"r{n}" for n in range(jobs)]
-    process = start("ours", port, data_dir, "embedded")
-    async with Client(url) as client:
-        for name in names:
-            await client.call_tool("set_timer", {"timer_name": name, "seconds": 2})
+    process = start_server(port, data_dir, SERVE_ENV)
+    due = time.time() + max(jobs / 100, 2) + 2  # room to set them all (16 clients)
+
+    async def set_some(chunk: list[str]) -> None:
+        async with Client(url) as client:
+            for name in chunk:
+                seconds = max(round(due - time.time(), 3), 0)
+                await client.call_tool("set_timer", {"timer_name": name, "seconds": seconds})
+
+    await asyncio.gather(*(set_some(names[c::CLIENTS]) for c in range(CLIENTS)))
+    killed = time.time()
     stop(process, signal.SIGKILL)
-    await asyncio.sleep(2.5)  # every deadline passes while the server is down
-    restarted = time.perf_counter()
-    process = start("ours", port, data_dir, "embedded")
+    await asyncio.sleep(max(due - time.time(), 0) + 0.5)  # every deadline passes while down
+    restarted, restarted_wall = time.perf_counter(), time.time()
+    process = start_server(port, data_dir, SERVE_ENV)
     listening = time.perf_counter() - restarted
-    first = 0.0
+    settled: dict[str, float] = {}
     try:
         async with Client(url) as client:
-            remaining = set(names)
-            while remaining:
-                batch = sorted(remaining)[:100]
-                statuses = (await client.call_tool("probe_status", {"job_names": batch})).data
-                done = {s["job_name"] for s in statuses if s["status"] == "completed"}
-                if done and not first:
-                    first = time.perf_counter() - restarted
-                remaining -= done
-            last = time.perf_counter() - restarted
+            answered = 0.0
+            while len(settled) < jobs:
+                for first in range(0, jobs, 100):
+                    batch = [n for n in names[first : first + 100] if n not in settled]
+                    if not batch:
+                        continue
+                    statuses = (await client.call_tool("probe_status", {"job_names": batch})).data
+                    answered = answered or time.perf_counter() - restarted
+                    for status in statuses:
+                        if status["status"] == "completed":
+                            at = dt.datetime.fromisoformat(status["settled_at"]).timestamp()
+                            settled[status["job_name"]] = at
+                await asyncio.sleep(0.05)
     finally:
         stop(process)
+    resumed = [at - restarted_wall for at in settled.values() if at > killed]
     return {
         "jobs": jobs,
+        "resumed": len(resumed),
         "restart_to_listening_s": round(listening, 2),
-        "restart_to_first_done_s": round(first, 2),
-        "restart_to_all_done_s": round(last, 2),
+        "restart_to_first_answer_s": round(answered, 2),
+        "restart_to_first_done_s": round(min(resumed), 2) if resumed else None,
+        "restart_to_all_done_s": round(max(resumed), 2) if resumed else None,
     }
 
 
@@ -375,8 +401,11 @@ def targets(r: dict[str, Any]) -> list[Row]:
     )
     p99 = timers["lateness_p99_s"]
     check("timer lateness p99 s", p99, "<= 1.5", p99 is not None and p99 <= 1.5)
-    first = r["recovery_after_kill_9"]["restart_to_first_done_s"]
-    check("restart to first resumed job done s", first, "<= 1", first <= 1)
+    recovery = r["recovery_after_kill_9"]
+    first = recovery["restart_to_first_done_s"]
+    check("restart to first resumed job done s", first, "<= 1", first is not None and first <= 1)
+    listening = recovery["restart_to_listening_s"]
+    check("restart to listening s", listening, "<= 1.2", listening <= 1.2)
     return rows
 
 

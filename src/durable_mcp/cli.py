@@ -5,6 +5,11 @@ flag wins.
 Anything that stops the start -- a bad setting, a port in use, a Postgres
 database out of reach or without its schema -- is one line on stderr and exit
 code 2, never a traceback.
+
+``serve`` opens the store and starts the engine -- the jobs a restart
+interrupted resume -- before it imports the MCP layer (FastMCP, uvicorn: most
+of the start-up time), then builds the app on the running engine and listens.
+So this module imports nothing of MCP at import time; `durable-mcp jobs` never does.
 """
 
 from __future__ import annotations
@@ -17,26 +22,34 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import uvicorn
-from fastmcp import FastMCP
-from mcp.server.transport_security import RequestBodyLimitMiddleware
 from resonate.timing import now_ms
-from starlette.middleware import Middleware
 
 from durable_mcp.config import ConfigError, Settings, load_settings
-from durable_mcp.jobs import JobStatus, stored_job_status
-from durable_mcp.server import create_server
+from durable_mcp.engine import Engine, build_engine, start_engine
+from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
+
+if TYPE_CHECKING:
+    from fastmcp import FastMCP
 
 EXIT_BAD_START = 2
 
 logger = logging.getLogger("durable_mcp")
 
-#: The largest request body accepted (413 beyond); a tool call needs a few KB.
-MAX_BODY_BYTES = 1024 * 1024
+#: Connections the port holds before they are accepted (uvicorn's default).
+BACKLOG = 2048
+
+#: The longest the MCP layer waits for the jobs the start resumed to have run
+#: (``resumed_first``), and the sleep that tells an idle event loop from a busy one.
+RESUME_HEAD_START = 1.0
+IDLE_PROBE = 0.01
+
+#: What `durable-mcp jobs --status` takes: ``jobs.JobStatus`` but not_found
+#: (not imported from there: it imports FastMCP).
+JOB_STATUSES = ("running", "completed", "failed", "cancelled")
 
 #: flag -> the environment variable it overrides.
 SERVE_FLAGS = {
@@ -69,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "jobs", help="list the jobs of the embedded store or Postgres (also while the server runs)"
     )
     jobs_parser.add_argument("--data-dir", metavar="VALUE", help="overrides DURABLE_MCP_DATA_DIR")
-    jobs_parser.add_argument("--status", choices=[s.value for s in JobStatus if s != "not_found"])
+    jobs_parser.add_argument("--status", choices=JOB_STATUSES)
     jobs_parser.add_argument("--kind", help="only jobs of this kind, e.g. timer")
     jobs_parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
     args = parser.parse_args(argv)
@@ -81,16 +94,72 @@ def main(argv: Sequence[str] | None = None) -> None:
         env: getattr(args, flag[2:].replace("-", "_")) for flag, env in SERVE_FLAGS.items()
     }
     configure_logging()
-    stopping = asyncio.Event()
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)
         if settings.pg_dsn:
             check_postgres(settings.pg_dsn)
-        app = create_server(settings, stopping=stopping)
+        engine = build_engine(settings)  # opens the embedded store
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
-    asyncio.run(serve(app, settings, sock, stopping))
+    # The port accepts connections from here on: a request that arrives while
+    # the MCP layer is still importing waits for it, instead of being refused.
+    sock.listen(BACKLOG)
+    asyncio.run(run(engine, settings, sock))
+
+
+async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
+    """Start ``engine`` -- interrupted jobs resume -- then import and build the
+    MCP app on it (in a thread, so the jobs run meanwhile), and serve it.
+
+    A SIGINT or SIGTERM at any point stops it cleanly (exit 0): before the
+    MCP layer is imported, the engine alone; after, ``serve`` is handed the
+    signals caught so far and stops the server at once if there is one.
+    """
+    stop_asked: list[int] = []
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda signum, frame: stop_asked.append(signum))
+    archive = OpenMeteoArchive(settings.open_meteo_url, max_fetches=settings.max_fetches)
+    started = start_engine(engine, archive, label=settings.engine)
+    try:
+        await resumed_first()
+        if stop_asked:
+            return
+        await asyncio.to_thread(_import_mcp_layer)
+        if stop_asked:
+            return
+        from durable_mcp.server import create_server
+
+        stopping = asyncio.Event()
+        app = create_server(settings, engine=started, stopping=stopping)
+        await serve(app, settings, sock, stopping, stop_asked)
+    finally:
+        # The app's lifespan did this already, unless it never ran; both are idempotent.
+        archive.close()
+        await engine.resonate.stop()
+
+
+async def resumed_first(limit: float = RESUME_HEAD_START) -> None:
+    """Return once the event loop is idle -- the work the start resumed has run
+    -- or after ``limit`` seconds, whichever is first.
+
+    Importing the MCP layer takes the CPU (and the GIL) for about a second; the
+    jobs a restart interrupted go first. The port already accepts connections:
+    an early request waits, it is not refused. Idle: a short sleep that ends on
+    time, twice in a row (a busy loop runs its sleepers late).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    quiet = 0
+    while quiet < 2 and loop.time() < deadline:
+        before = loop.time()
+        await asyncio.sleep(IDLE_PROBE)
+        quiet = quiet + 1 if loop.time() - before < IDLE_PROBE * 1.5 else 0
+
+
+def _import_mcp_layer() -> None:
+    import durable_mcp.http
+    import durable_mcp.server  # noqa: F401
 
 
 def list_jobs(args: argparse.Namespace) -> None:
@@ -102,6 +171,8 @@ def list_jobs(args: argparse.Namespace) -> None:
     """
     if args.limit < 1:
         _fail(f"--limit must be 1 or more (got {args.limit})")
+    from durable_mcp.jobs import stored_job_status  # imports FastMCP: only here
+
     try:
         settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
         if settings.pg_dsn:
@@ -132,6 +203,7 @@ def list_jobs(args: argparse.Namespace) -> None:
 
 def list_postgres_jobs(dsn: str, args: argparse.Namespace) -> None:
     """Print the jobs on Postgres, from the server's job index (``postgres_jobs``)."""
+    from durable_mcp.jobs import JobStatus
     from durable_mcp.postgres_jobs import JobListingError, read_jobs  # psycopg: only here
 
     status = JobStatus(args.status) if args.status else None
@@ -203,49 +275,17 @@ def check_postgres(dsn: str) -> None:
     check_database(dsn)
 
 
-class StoppingServer(uvicorn.Server):
-    """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
-
-    uvicorn gives requests still open ``timeout_graceful_shutdown`` to finish,
-    then cancels them (an error response, a traceback in the log); the app's
-    lifespan ends only after that. A waiting await_result told at once answers
-    with its jobs' current statuses instead.
-    """
-
-    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
-        super().__init__(config)
-        self.stopping = stopping
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.stopping.set()
-        await super().shutdown(sockets)
-
-
 async def serve(
-    app: FastMCP, settings: Settings, sock: socket.socket, stopping: asyncio.Event | None = None
+    app: FastMCP,
+    settings: Settings,
+    sock: socket.socket,
+    stopping: asyncio.Event | None = None,
+    stop_asked: list[int] | None = None,
 ) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (exit 0).
+    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (``http.serve``)."""
+    from durable_mcp.http import serve as serve_http
 
-    What FastMCP's ``run_http_async`` does, but on :class:`StoppingServer`.
-    """
-    http_app = app.http_app(
-        # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
-        # from a foreign origin gets 403. On localhost, localhost origins pass.
-        host_origin_protection="auto",
-        allowed_origins=list(settings.allowed_origins),
-        middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
-    )
-    config = uvicorn.Config(
-        http_app, lifespan="on", ws="none", timeout_graceful_shutdown=2, log_level="info"
-    )
-    server = StoppingServer(config, stopping or asyncio.Event())
-    # uvicorn re-raises the signal it stopped on, once stopped, to the handler it
-    # found: the default ones would kill the process that had just stopped cleanly
-    # (SIGTERM: exit -15) or raise KeyboardInterrupt in it (SIGINT: a traceback).
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, lambda signum, frame: None)
-    logger.info("durable-mcp listening on http://%s:%d/mcp", settings.host, settings.port)
-    await server.serve(sockets=[sock])
+    await serve_http(app, settings, sock, stopping, stop_asked)
 
 
 def configure_logging() -> None:

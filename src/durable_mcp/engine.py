@@ -2,21 +2,25 @@
 
 The choice of engine is made here and nowhere else: the job layer and the
 tools only ever see a :class:`Resonate`. The instance is built without
-starting it (``autostart=False``); the server's lifespan starts and stops it.
+starting it (``autostart=False``). Either the server's lifespan starts it
+(``create_server``), or `durable-mcp serve` starts it with :func:`start_engine`
+before it even imports the MCP layer, so that the jobs a restart interrupted
+resume at once; the lifespan then only stops it. Nothing here imports FastMCP.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from resonate.connections.local import LocalConnection
+from resonate.connections.local import DurablePromise, LocalConnection
 from resonate.error import ServerError
 from resonate.heartbeat import AsyncHeartbeat, Heartbeat
 from resonate.observability import BackgroundTaskFailed, Event, logging_observer
@@ -27,6 +31,8 @@ from resonate.transport import Transport
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
+from durable_mcp.functions import FUNCTIONS
+from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.store import (
     STOPPED,
     UNWRITABLE_HINT,
@@ -160,6 +166,14 @@ class Engine:
     state: IndexedState | None = None
     #: Lists the jobs where the engine cannot search its promises (Postgres).
     lister: JobLister | None = None
+    #: Set by :func:`start_engine`: the engine runs, these durable functions
+    #: registered and this archive its dependency, before any MCP app exists.
+    started: bool = False
+    functions: tuple[Callable[..., Any], ...] = ()
+    archive: OpenMeteoArchive | None = None
+    #: The jobs that ended between the start and the job layer's arrival
+    #: (in-process stores): the job layer logs them when it arrives.
+    settled_early: list[DurablePromise] = dataclasses.field(default_factory=list)
 
     @property
     def forget(self) -> Callable[[str], Awaitable[None]] | None:
@@ -270,3 +284,28 @@ def build_engine(
     if isinstance(network, LocalConnection):
         return Engine(resonate, state=network.state)  # type: ignore[arg-type]
     return Engine(resonate, lister=lister)
+
+
+def start_engine(
+    engine: Engine,
+    archive: OpenMeteoArchive,
+    *,
+    functions: Sequence[Callable[..., Any]] = FUNCTIONS,
+    label: str = "",
+) -> Engine:
+    """Register ``functions``, give them ``archive``, and start the engine: from
+    here on the jobs a restart interrupted resume, with no MCP layer yet.
+
+    Needs a running event loop. Returns the started engine, to build the app on
+    (``create_server(settings, engine=...)``), which stops it with its lifespan.
+    """
+    for fn in functions:
+        engine.resonate.register(fn)
+    engine.resonate.with_dependency(archive)
+    started = dataclasses.replace(engine, started=True, functions=tuple(functions), archive=archive)
+    if engine.state is not None:
+        # The job layer logs each job's end; until it exists, keep them for it.
+        engine.state.on_job_settled = started.settled_early.append
+    engine.resonate.start()
+    logger.info("durable-mcp engine started (%s)", label or "engine")
+    return started

@@ -35,7 +35,7 @@ import logging
 import pickle
 import typing
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -216,6 +216,7 @@ class Jobs:
         forget: Callable[[str], Awaitable[None]] | None = None,
         stopping: asyncio.Event | None = None,
         lister: JobLister | None = None,
+        registered: Collection[Callable[..., Any]] = (),
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
         ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
@@ -226,13 +227,16 @@ class Jobs:
         engine answers only what is durable (the embedded store commits before
         it answers), so nothing is reported that a crash could undo.
         ``clock`` (ms since the epoch) and ``sleeper`` are the SDK's time seams:
-        statuses and waits take their time from them.
+        statuses and waits take their time from them. ``registered`` are the
+        durable functions the engine was started with (`durable-mcp serve`):
+        :meth:`register` does not register them again.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
         self.max_running_jobs = max_running_jobs
         self.forget = forget
         self.lister = lister
+        self.registered = tuple(registered)
         self._starting: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -257,7 +261,8 @@ class Jobs:
         timeout error (``DURABLE_MCP_JOB_DEADLINES`` overrides it);
         ``details`` adds fields to its jobs' status objects.
         """
-        self.resonate.register(fn)
+        if fn not in self.registered:
+            self.resonate.register(fn)
         kind = fn.__name__
         self.kinds[kind] = JobKind(self.deadlines.get(kind, deadline), details)
 

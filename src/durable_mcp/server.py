@@ -3,7 +3,9 @@
 ``create_server`` is pure wiring and takes its seams as arguments, so a test
 builds a server on its own store and fake archive without touching process
 state. The engine starts when the app's lifespan starts (the HTTP server, or
-an in-memory ``fastmcp.Client``) and stops with it.
+an in-memory ``fastmcp.Client``) and stops with it -- unless it is given an
+engine already started (`durable-mcp serve`: ``engine.start_engine``, whose
+jobs resumed while this module was importing); the lifespan then only stops it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastmcp import FastMCP
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import build_engine
+from durable_mcp.engine import Engine, build_engine
 from durable_mcp.jobs import Jobs
 from durable_mcp.security import BearerToken, PollingRateLimit
 from durable_mcp.tasks import DurableTasks
@@ -50,6 +52,7 @@ def create_server(
     clock: Clock = now_ms,
     sleeper: Sleeper = sleep,
     writer: Executor | None = None,
+    engine: Engine | None = None,
 ) -> FastMCP:
     """The durable-mcp app for ``settings``; the keywords override the defaults (tests).
 
@@ -57,8 +60,12 @@ def create_server(
     jobs then answer at once (``durable-mcp serve`` sets it). ``clock`` and
     ``sleeper`` are the SDK's time seams, for the engine, its store and the job
     layer's waits alike; ``writer``, the embedded store's disk writes.
+    ``engine``, when given, is the engine ``engine.start_engine`` started,
+    with its archive (``archive`` is then ignored); every durable function
+    ``tools`` register must be among those it started with.
     """
-    engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
+    if engine is None:
+        engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
     state = engine.state
     jobs = Jobs(
         engine.resonate,
@@ -72,18 +79,25 @@ def create_server(
         stopping=stopping,
         clock=clock,
         sleeper=sleeper,
+        registered=engine.functions,
     )
     if state is not None:
         state.on_job_settled = jobs.settled  # one log line as each job ends
+        for promise in engine.settled_early:  # ended before the job layer was here
+            jobs.settled(promise)
+        engine.settled_early.clear()
 
-    open_meteo = archive or weather.OpenMeteoArchive(
-        settings.open_meteo_url, max_fetches=settings.max_fetches
+    open_meteo = (
+        engine.archive
+        or archive
+        or weather.OpenMeteoArchive(settings.open_meteo_url, max_fetches=settings.max_fetches)
     )
 
     @asynccontextmanager
     async def lifespan(server: FastMCP) -> AsyncIterator[dict[str, Any]]:
-        engine.resonate.start()
-        logger.info("durable-mcp engine started (%s)", settings.engine)
+        if not engine.started:
+            engine.resonate.start()
+            logger.info("durable-mcp engine started (%s)", settings.engine)
         try:
             yield {}
         finally:
@@ -102,7 +116,12 @@ def create_server(
         # The embedded store and Postgres remove finished jobs after the retention.
         kept = settings.retention if engine.store is not None or settings.pg_dsn else None
         mcp.add_extension(DurableTasks(jobs, kept))
-    engine.resonate.with_dependency(open_meteo)
+    if not engine.started:
+        engine.resonate.with_dependency(open_meteo)
     for register in tools:
         register(mcp, jobs)
+    late = set(jobs.kinds) - {fn.__name__ for fn in engine.functions}
+    if engine.started and late:
+        # Its jobs could not have resumed: list it in durable_mcp.functions.FUNCTIONS.
+        raise RuntimeError(f"durable functions registered after the engine started: {late}")
     return mcp

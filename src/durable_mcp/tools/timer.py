@@ -3,6 +3,8 @@
 The timer's id is its name, so setting the same timer twice attaches to the
 one already running. The sleep is ``ctx.sleep``: a deadline kept by the store,
 not by this process, so it fires even if the server restarted meanwhile.
+The durable function, ``timer``, lives in ``durable_mcp.functions.timer``
+(no MCP imports: it resumes before the MCP layer is up).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from pydantic import Field
-from resonate.context import Context
 
+from durable_mcp.functions.timer import timer
 from durable_mcp.jobs import InvalidArgument, Jobs, JobStatus, Start, iso
 from durable_mcp.tools.arguments import JobName, NotABoolean
+
+__all__ = ["details", "register", "timer"]
 
 #: The longest timer we accept.
 MAX_TIMER_SECONDS = 30 * 24 * 3600
@@ -33,12 +37,6 @@ Seconds = Annotated[
     ),
     NotABoolean,
 ]
-
-
-async def timer(ctx: Context, timer_name: str, seconds: float) -> str:
-    """Sleep durably for ``seconds``, then return ``"complete"``."""
-    await ctx.sleep(timedelta(seconds=seconds))
-    return "complete"
 
 
 def details(args: list[Any], created_at_ms: int, now_ms: int) -> dict[str, Any]:

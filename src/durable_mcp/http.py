@@ -1,0 +1,90 @@
+"""The HTTP side of `durable-mcp serve`: uvicorn serving the FastMCP app.
+
+Its own module so that ``durable_mcp.cli`` imports no web framework: the
+command opens the store and resumes jobs first, and imports this (uvicorn,
+Starlette, FastMCP) only then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+from fastmcp import FastMCP
+from mcp.server.transport_security import RequestBodyLimitMiddleware
+from starlette.middleware import Middleware
+
+from durable_mcp.config import Settings
+
+logger = logging.getLogger("durable_mcp")
+
+#: The largest request body accepted (413 beyond); a tool call needs a few KB.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
+
+    uvicorn gives requests still open ``timeout_graceful_shutdown`` to finish,
+    then cancels them (an error response, a traceback in the log); the app's
+    lifespan ends only after that. A waiting await_result told at once answers
+    with its jobs' current statuses instead.
+    """
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.stopping.set()
+        await super().shutdown(sockets)
+
+
+async def serve(
+    app: FastMCP,
+    settings: Settings,
+    sock: socket.socket,
+    stopping: asyncio.Event | None = None,
+    stop_asked: list[int] | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (exit 0).
+
+    ``stop_asked`` is where the caller's own signal handler has recorded the
+    stop signals it caught: one that came after the caller last looked stops
+    the server as soon as it has started. What FastMCP's ``run_http_async``
+    does, but on :class:`StoppingServer`.
+    """
+    http_app = app.http_app(
+        # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
+        # from a foreign origin gets 403. On localhost, localhost origins pass.
+        host_origin_protection="auto",
+        allowed_origins=list(settings.allowed_origins),
+        middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
+    )
+    config = uvicorn.Config(
+        http_app, lifespan="on", ws="none", timeout_graceful_shutdown=2, log_level="info"
+    )
+    server = StoppingServer(config, stopping or asyncio.Event())
+    asked = [] if stop_asked is None else stop_asked
+
+    def ask_to_stop(signum: int, frame: FrameType | None) -> None:
+        asked.append(signum)
+        server.should_exit = True
+
+    # Until uvicorn installs its own handlers, a stop signal sets should_exit: a
+    # server not started yet starts and stops at once. When stopped, uvicorn
+    # re-raises the signal to this handler: the default ones would kill the
+    # process that had just stopped cleanly (SIGTERM: exit -15) or raise
+    # KeyboardInterrupt in it (SIGINT: a traceback).
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, ask_to_stop)
+    # Installed first, looked at second: a signal is either recorded here or
+    # caught by ask_to_stop, never lost in between.
+    if asked:
+        server.should_exit = True
+    logger.info("durable-mcp listening on http://%s:%d/mcp", settings.host, settings.port)
+    await server.serve(sockets=[sock])
