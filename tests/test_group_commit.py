@@ -165,3 +165,21 @@ async def test_a_failed_write_undoes_the_changes_made_while_it_ran(
     reopened.open()  # no gap in the journal's numbers, nothing acknowledged lost
     assert set(reopened.state.promises) == {"before", "after"}
     reopened.close()
+
+
+async def test_a_waiter_that_goes_away_leaves_the_others_their_answers(
+    store: EmbeddedStore, writer: Writer, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer.hold()
+    first = asyncio.create_task(store.send(create("first")))
+    await writer.until_held()
+    gone, staying = (asyncio.create_task(store.send(create(name))) for name in ("gone", "stay"))
+    await asyncio.sleep(0)  # both are applied and wait for the same write
+    gone.cancel()  # its client went away
+    writer.release.set()
+    await first
+    assert json.loads(await staying)["head"]["status"] == 201
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert peek_promises(store) == {"first", "gone", "stay"}  # made, so written all the same
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

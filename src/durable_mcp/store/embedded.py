@@ -366,7 +366,7 @@ class EmbeddedStore:
         except ServerError as exc:
             error = exc
         try:
-            await self._batch_of_this_turn().done
+            await self._batch_of_this_turn().written()
         except StoreUnavailable:
             self._note_cut_off(flat)
             raise
@@ -426,7 +426,7 @@ class EmbeddedStore:
         """Wait until no change is waiting for its commit (it was written or undone)."""
         while (batch := self._batch or self._writing) is not None:
             with contextlib.suppress(StoreUnavailable):
-                await batch.done
+                await batch.written()
 
     def _commit(self) -> None:
         """Hand the changes made so far to the writer thread (one write at a time)."""
@@ -614,7 +614,7 @@ class EmbeddedStore:
         self._refuse_if_closed()
         self.state.forget_job(job_id)
         self._write(Forget(job_id=job_id))
-        await self._batch_of_this_turn().done
+        await self._batch_of_this_turn().written()
 
     async def tick(self) -> None:
         """Act on the deadlines that have passed; now and then sweep and snapshot."""
@@ -647,3 +647,11 @@ class _Batch:
     outgoing: list[Any] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # the promises whose records changed
     renewed_leases: bool = False  # holds the renewals after an outage
+
+    async def written(self) -> None:
+        """Wait until the batch is on disk (raises StoreUnavailable if it was undone).
+
+        Shielded: a waiter that is cancelled (its client went away) must not
+        cancel the batch under every other change waiting on it.
+        """
+        await asyncio.shield(self.done)
