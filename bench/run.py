@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -104,22 +105,55 @@ async def sequential(url_or_client: str | Client[Any], call: Call, n: int) -> di
     return latency(seconds)
 
 
-async def paired(urls: list[str], call: Call, n: int) -> list[dict[str, float]]:
-    """``n`` sequential calls to each server, interleaved call by call (the order
-    alternating), so a drift of the machine's speed falls on all of them alike."""
+async def paired(urls: list[str], call: Call | list[Call], n: int) -> list[dict[str, float]]:
+    """``n`` sequential calls to each server (``call``, or each its own), interleaved
+    call by call (the order alternating), so a drift of the machine's speed falls
+    on all of them alike."""
+    calls = call if isinstance(call, list) else [call] * len(urls)
     seconds: list[list[float]] = [[] for _ in urls]
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(url)) for url in urls]
         for i in range(10):  # warm-up
-            for client in clients:
-                await call(client, -1 - i)
+            for client, one in zip(clients, calls, strict=True):
+                await one(client, -1 - i)
         for i in range(n):
-            order = list(enumerate(clients))
-            for k, client in order if i % 2 else reversed(order):
+            order = list(enumerate(zip(clients, calls, strict=True)))
+            for k, (client, one) in order if i % 2 else reversed(order):
                 started = time.perf_counter()
-                await call(client, i)
+                await one(client, i)
                 seconds[k].append(time.perf_counter() - started)
     return [latency(s) for s in seconds]
+
+
+@contextmanager
+def cpu_hog(processes: int = 4) -> Iterator[None]:
+    """``processes`` busy loops beside the bench, as on a shared machine."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            stop(hog)
+
+
+async def under_cpu_hog(root: Path, n: int) -> dict[str, float]:
+    """The floor and an embedded ``set_timer``, called in turn, on a quiet machine
+    and then beside four busy processes: how much slower each gets."""
+    figures: dict[str, float] = {}
+    with server("bare", root / "bare") as (bare, _), server("ours", root / "ours") as (url, _):
+        for label, prefix in (("quiet", "quiet"), ("hog", "hog")):
+            with cpu_hog() if label == "hog" else contextlib.nullcontext():
+                floor, start = await paired([bare, url], [noop, set_timer(prefix)], n)
+            figures[f"floor_{label}_p50_ms"] = floor["p50_ms"]
+            figures[f"set_timer_{label}_p50_ms"] = start["p50_ms"]
+    for figure in ("floor", "set_timer"):
+        figures[f"{figure}_slowdown"] = round(
+            figures[f"{figure}_hog_p50_ms"] / figures[f"{figure}_quiet_p50_ms"], 2
+        )
+    return figures
 
 
 async def concurrent(url: str, call: Call, per_client: int) -> float:
@@ -347,6 +381,7 @@ async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
                 results["proxy_get_timer_status"] = await sequential(
                     Client(proxy), get_status, sizes.calls
                 )
+    results["cpu_hog"] = await under_cpu_hog(root / "hog", sizes.calls)
     with server("ours", root / "timers") as (url, pid):
         results["sleeping_timers"] = await many_timers(url, pid, sizes.timers)
     results["recovery_after_kill_9"] = await recovery(root / "recovery", sizes.in_flight)
@@ -393,6 +428,9 @@ def targets(r: dict[str, Any]) -> list[Row]:
             throughput >= 0.6,
         )
     )
+    hog = r["cpu_hog"]
+    growth = round(hog["set_timer_slowdown"] / hog["floor_slowdown"], 2)
+    check("set_timer / floor slowdown, 4 CPU hogs", growth, "<= 1.0", growth <= 1.0)
     check(
         f"peak RSS MB, {timers['timers']} timers",
         timers["peak_rss_mb"],

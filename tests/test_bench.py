@@ -48,7 +48,8 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert timers["completed"] == timers["timers"] > 0
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
     assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
-    assert len(results["targets"]) == 11
+    assert results["cpu_hog"]["floor_slowdown"] > 0 and results["cpu_hog"]["set_timer_slowdown"] > 0
+    assert len(results["targets"]) == 12
 
 
 @pytest.mark.timeout(300)
