@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from resonate.connections.local import ServerState, wrap_response_envelope
+from resonate.connections.local import OutgoingMessage, ServerState, wrap_response_envelope
 from resonate.context import Context
 from resonate.error import ResonateTimeoutError, ServerError
 from resonate.resonate import Resonate
@@ -26,7 +26,7 @@ from resonate.testing import FakeClock
 from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
-from durable_mcp.store.state import is_job
+from durable_mcp.store.state import IndexedState, is_job
 
 from helpers import STORE_TICK, FakeTime
 
@@ -371,3 +371,33 @@ async def test_requests_after_stop_fail_fast_with_a_connector_error(tmp_path: Pa
     await store.stop()
     with pytest.raises(StoreStopped):
         await store.send(json.dumps({"kind": "promise.get", "id": "x"}))
+
+
+# ── execute messages: queued once per task, as the SDK queues them ──────────
+
+OUTGOING_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("execute"), st.sampled_from("abcd"), st.integers(1, 3)),
+        st.tuples(st.just("unblock"), st.sampled_from("abcd"), st.just(0)),
+        st.tuples(st.just("clear"), st.just(""), st.just(0)),
+        st.tuples(st.just("take"), st.just(""), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@given(OUTGOING_OPS)
+def test_execute_messages_are_upserted_as_the_sdk_does(ops: list[tuple[str, str, int]]) -> None:
+    ours, reference = IndexedState(), ServerState()
+    for op, task, version in ops:
+        for state in (ours, reference):
+            if op == "execute":
+                state.send_execute_message(f"addr-{version}", task, version)
+            elif op == "unblock":
+                message = {"kind": "unblock", "data": {"promise": {"id": task}}}
+                state.outgoing.append(OutgoingMessage(address="sub", message=message))
+            elif op == "clear":
+                state.outgoing.clear()  # as the SDK's LocalConnection does
+            else:
+                state.outgoing = []  # as the embedded store takes them
+        assert msgspec.to_builtins(ours.outgoing) == msgspec.to_builtins(reference.outgoing)

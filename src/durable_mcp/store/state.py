@@ -24,9 +24,11 @@ from typing import Any
 import msgspec
 from resonate.connections.local import (
     DurablePromise,
+    OutgoingMessage,
     PTimeout,
     ServerState,
     TTimeout,
+    _execute_task_id,
     extract_action_data,
 )
 
@@ -255,6 +257,9 @@ class IndexedState(ServerState):
         #: of its task with an older version is the old run's, and refused.
         self.renewed_versions: dict[str, int] = {}
         self.on_job_settled: Callable[[DurablePromise], None] | None = None
+        #: Where each task's execute message is in ``outgoing`` (send_execute_message).
+        self._executes: dict[str, int] = {}
+        self._executes_of: list[OutgoingMessage] | None = None
 
     @property
     def p_timeouts(self) -> list[PTimeout]:
@@ -307,6 +312,41 @@ class IndexedState(ServerState):
 
     def del_t_timeout(self, task_id: str) -> None:
         self._t_timeouts.pop(task_id, None)
+
+    def send_execute_message(self, address: str, task_id: str, version: int) -> None:
+        """The SDK's upsert of a task's execute message, without its scan of every
+        message queued: a tick that resumes 10,000 tasks queued 10,000 of them, and
+        each upsert read them all (50 million comparisons in one tick)."""
+        message = {"kind": "execute", "data": {"task": {"id": task_id, "version": version}}}
+        queued = self._queued_execute(task_id)
+        if queued is not None:
+            queued.address, queued.message = address, message
+        else:
+            self._executes[task_id] = len(self.outgoing)
+            self.outgoing.append(OutgoingMessage(address=address, message=message))
+
+    def _queued_execute(self, task_id: str) -> OutgoingMessage | None:
+        """The execute message of ``task_id`` in ``outgoing``, if one is queued.
+
+        ``_executes`` keeps each one's place; the SDK and the store only append
+        to the queue, empty it or replace it, so a place that no longer holds
+        that task's execute means the queue changed: it is read again.
+        """
+        outgoing = self.outgoing
+        if outgoing is self._executes_of:
+            at = self._executes.get(task_id)
+            if at is None:
+                return None
+            if at < len(outgoing) and _execute_task_id(outgoing[at].message) == task_id:
+                return outgoing[at]
+        self._executes = {
+            task: at
+            for at, queued in enumerate(outgoing)
+            if (task := _execute_task_id(queued.message)) is not None
+        }
+        self._executes_of = outgoing
+        at = self._executes.get(task_id)
+        return outgoing[at] if at is not None else None
 
     def is_due(self, now: int) -> bool:
         """Whether ``tick(now)`` would change anything (the same tests it makes)."""
