@@ -29,6 +29,7 @@ from resonate.timing import now_ms
 from durable_mcp.config import ConfigError, Settings, load_settings
 from durable_mcp.engine import Engine, build_engine, start_engine
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.logs import configure_logging
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
 
@@ -286,17 +287,3 @@ async def serve(
     from durable_mcp.http import serve as serve_http
 
     await serve_http(app, settings, sock, stopping, stop_asked)
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The SDK logs every durable operation at INFO; keep its warnings and errors.
-    logging.getLogger("resonate").setLevel(logging.WARNING)
-    # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
-    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
-    logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
-    # psycopg's pool warns at each failed reconnection attempt (twice a second in
-    # an outage); the Postgres engine logs an outage once, when it starts and ends.
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
