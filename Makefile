@@ -7,13 +7,24 @@ UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
 UV_BOOTSTRAP := $(filter .tools/bin/uv,$(UV))
 ARGS ?=
 
-.PHONY: run proxy test lint format bench pg-schema sync
+.PHONY: run proxy claude-config jobs tasks-client test lint format bench pg-schema sync
 
 run: sync
 	$(UV) run --locked durable-mcp serve $(ARGS)
 
 proxy: sync
 	@$(UV) run --locked --quiet python proxy.py
+
+# Prints the Claude Desktop entry for this checkout (absolute paths): JSON only on stdout.
+claude-config: sync
+	@$(UV) run --locked --quiet durable-mcp claude-config
+
+jobs: sync
+	@$(UV) run --locked --quiet durable-mcp jobs $(ARGS)
+
+# The README's MCP tasks example: a PEP 723 script with its own environment.
+tasks-client: $(UV_BOOTSTRAP)
+	@$(UV) run --quiet --script examples/tasks_client.py $(ARGS)
 
 test: lint
 	$(UV) run --locked pytest $(ARGS)
@@ -46,6 +57,8 @@ resonate.sql:
 sync: $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --quiet
 
+# On stderr, so that what a target prints on stdout (claude-config's JSON) stays clean.
 .tools/bin/uv:
-	python3 -m venv .tools
-	.tools/bin/python -m pip install --quiet uv
+	@echo "installing uv into .tools/" >&2
+	@python3 -m venv .tools
+	@.tools/bin/python -m pip install --quiet uv >&2

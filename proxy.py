@@ -1,6 +1,6 @@
 """stdio -> streamable HTTP relay, so Claude Desktop (stdio only) can use durable-mcp.
 
-Claude Desktop starts this script (``uv --directory ... run proxy.py``) and
+Claude Desktop starts this script (the entry ``make claude-config`` prints) and
 talks MCP to it over stdin/stdout. Each JSON-RPC message read from stdin is
 POSTed to the server at ``DURABLE_MCP_URL`` (default
 ``http://127.0.0.1:5001/mcp``) as it is, with ``DURABLE_MCP_TOKEN`` as its

@@ -23,9 +23,10 @@ from typing import Any
 
 from fastmcp import FastMCP
 
-from durable_mcp.cli import bind, configure_logging, serve
+from durable_mcp.cli import bind, serve
 from durable_mcp.config import load_settings
 from durable_mcp.jobs import Jobs
+from durable_mcp.logs import configure_logging
 from durable_mcp.server import TOOLS, create_server
 
 

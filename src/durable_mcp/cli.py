@@ -1,4 +1,5 @@
-"""The ``durable-mcp`` command: ``serve`` runs the server, ``jobs`` lists its jobs.
+"""The ``durable-mcp`` command: ``serve`` runs the server, ``jobs`` lists its jobs,
+``claude-config`` prints the Claude Desktop entry for this checkout.
 
 Each flag of ``serve`` mirrors one environment variable (see ``config.py``); a
 flag wins.
@@ -17,11 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from resonate.timing import now_ms
@@ -29,6 +33,7 @@ from resonate.timing import now_ms
 from durable_mcp.config import ConfigError, Settings, load_settings
 from durable_mcp.engine import Engine, build_engine, start_engine
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.logs import configure_logging
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
 
@@ -85,9 +90,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     jobs_parser.add_argument("--status", choices=JOB_STATUSES)
     jobs_parser.add_argument("--kind", help="only jobs of this kind, e.g. timer")
     jobs_parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+    commands.add_parser(
+        "claude-config",
+        help="print the Claude Desktop entry that runs this checkout's proxy.py (absolute paths)",
+    )
     args = parser.parse_args(argv)
     if args.command == "jobs":
         list_jobs(args)
+        return
+    if args.command == "claude-config":
+        print(json.dumps(claude_config(), indent=2))
         return
 
     overrides = {
@@ -160,6 +172,29 @@ async def resumed_first(limit: float = RESUME_HEAD_START) -> None:
 def _import_mcp_layer() -> None:
     import durable_mcp.http
     import durable_mcp.server  # noqa: F401
+
+
+def claude_config() -> dict[str, object]:
+    """The ``mcpServers`` entry for Claude Desktop, as ``fastmcp install claude-desktop``
+    writes one: this environment's Python runs this checkout's ``proxy.py``.
+
+    Absolute paths, so Claude Desktop needs nothing on its PATH (not even uv);
+    the proxy's settings are copied from this environment when they are set.
+    """
+    proxy = Path(__file__).resolve().parents[2] / "proxy.py"
+    if not proxy.is_file():
+        _fail(f"no proxy.py at {proxy}: run this from a checkout of durable-mcp")
+    try:
+        port = load_settings().port
+    except ConfigError as exc:
+        _fail(str(exc))
+    env = {"DURABLE_MCP_URL": os.environ.get("DURABLE_MCP_URL") or f"http://127.0.0.1:{port}/mcp"}
+    if token := os.environ.get("DURABLE_MCP_TOKEN"):
+        env["DURABLE_MCP_TOKEN"] = token
+    # The venv's own python (not resolved: the link is what makes it the venv's).
+    python = str(Path(sys.executable).absolute())
+    entry = {"command": python, "args": [str(proxy)], "env": env}
+    return {"mcpServers": {"durable-mcp": entry}}
 
 
 def list_jobs(args: argparse.Namespace) -> None:
@@ -286,17 +321,3 @@ async def serve(
     from durable_mcp.http import serve as serve_http
 
     await serve_http(app, settings, sock, stopping, stop_asked)
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The SDK logs every durable operation at INFO; keep its warnings and errors.
-    logging.getLogger("resonate").setLevel(logging.WARNING)
-    # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
-    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
-    logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
-    # psycopg's pool warns at each failed reconnection attempt (twice a second in
-    # an outage); the Postgres engine logs an outage once, when it starts and ends.
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -65,8 +65,14 @@ async def serve(
         allowed_origins=list(settings.allowed_origins),
         middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
     )
+    # log_config=None: uvicorn adds no handlers, its records go to ours (``logs.py``).
     config = uvicorn.Config(
-        http_app, lifespan="on", ws="none", timeout_graceful_shutdown=2, log_level="info"
+        http_app,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=2,
+        log_config=None,
+        log_level="info",
     )
     server = StoppingServer(config, stopping or asyncio.Event())
     asked = [] if stop_asked is None else stop_asked

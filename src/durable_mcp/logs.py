@@ -1,0 +1,48 @@
+"""One log format for the whole server: ours, FastMCP's, uvicorn's and the SDKs'.
+
+Every line is ``2026-11-24 21:40:01 INFO durable_mcp: message``, written by one
+handler on the root logger to stderr. FastMCP and uvicorn are told not to
+install handlers of their own (FastMCP's are rich, boxed and multi-line), so
+their records reach that one handler too. Nothing here imports either library.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+#: Loggers quieter than INFO, and why.
+QUIET = {
+    # The SDK logs every durable operation at INFO; keep its warnings and errors.
+    "resonate": logging.WARNING,
+    # The MCP SDK logs each session's id at INFO: a credential of sorts, and noise.
+    "mcp.server.streamable_http": logging.WARNING,
+    "mcp.server.streamable_http_manager": logging.WARNING,
+    # psycopg's pool warns at each failed reconnection attempt (twice a second in
+    # an outage); the Postgres engine logs an outage once, when it starts and ends.
+    "psycopg.pool": logging.ERROR,
+}
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send every logger's records to stderr in :data:`FORMAT`, before or after
+    FastMCP is imported (it reads ``FASTMCP_LOG_ENABLED`` once, at import)."""
+    os.environ["FASTMCP_LOG_ENABLED"] = "false"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Imported already (a bench imports it first): undo the handlers its import added.
+    fastmcp_logger = logging.getLogger("fastmcp")
+    for old in fastmcp_logger.handlers[:]:
+        fastmcp_logger.removeHandler(old)
+    fastmcp_logger.propagate = True
+    for name, quiet_level in QUIET.items():
+        logging.getLogger(name).setLevel(quiet_level)

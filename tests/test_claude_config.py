@@ -1,0 +1,64 @@
+"""`make claude-config`: the Claude Desktop entry for this checkout, which runs as printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from fastmcp import Client
+from fastmcp.client.transports import StdioTransport
+
+from helpers import call
+from processes import free_port, running_server
+
+ROOT = Path(__file__).parent.parent
+
+
+def printed_entry(env: dict[str, str]) -> dict[str, object]:
+    printed = subprocess.run(
+        ["make", "--silent", "claude-config"],
+        cwd=ROOT,
+        # Not the DURABLE_MCP_* of whoever runs the tests: only those given here.
+        env={k: v for k, v in os.environ.items() if not k.startswith("DURABLE_MCP_")} | env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    config = json.loads(printed)  # nothing but the JSON on stdout
+    assert list(config["mcpServers"]) == ["durable-mcp"]
+    entry: dict[str, object] = config["mcpServers"]["durable-mcp"]
+    return entry
+
+
+async def test_the_printed_entry_speaks_mcp_over_stdio_without_uv_on_path(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    entry = printed_entry({"DURABLE_MCP_URL": url})
+    command, args, env = entry["command"], entry["args"], entry["env"]
+    assert isinstance(command, str) and isinstance(args, list) and isinstance(env, dict)
+
+    assert Path(command).is_absolute() and os.access(command, os.X_OK)
+    assert args == [str(ROOT.resolve() / "proxy.py")]
+    assert env == {"DURABLE_MCP_URL": url}
+    with running_server(port, tmp_path):
+        # As Claude Desktop starts it: its own small environment, no uv on PATH.
+        transport = StdioTransport(command, args, env={**env, "PATH": "/usr/bin:/bin"})
+        async with Client(transport) as client:
+            tools = {tool.name for tool in await client.list_tools()}
+            assert {"set_timer", "probe_status", "await_result"} <= tools
+            started = await call(client, "set_timer", timer_name="tea", seconds=60)
+            assert started["status"] == "running"
+
+
+def test_the_entry_carries_the_port_and_the_token_of_this_environment() -> None:
+    token = "a-token-of-twenty-chars"
+    entry = printed_entry({"DURABLE_MCP_PORT": "5002", "DURABLE_MCP_TOKEN": token})
+
+    assert entry["env"] == {
+        "DURABLE_MCP_URL": "http://127.0.0.1:5002/mcp",
+        "DURABLE_MCP_TOKEN": token,
+    }
