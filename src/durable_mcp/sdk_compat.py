@@ -70,6 +70,7 @@ the SDK's loggers above.
 
 from __future__ import annotations
 
+import _compat_pickle
 import base64
 import importlib
 import logging
@@ -321,11 +322,19 @@ def pickled_class(pickled: str) -> tuple[str, str] | None:
     """
     strings: list[Any] = []
     memo: dict[int, Any] = {}
+    protocol = 0
     try:
         for opcode, arg, _ in pickletools.genops(base64.b64decode(pickled, validate=True)):
             match opcode.name:
+                case "PROTO":
+                    protocol = int(arg)  # type: ignore[arg-type]
                 case "GLOBAL":  # protocols 0 to 3: "module name"
                     module, _, name = str(arg).partition(" ")
+                    if protocol < 3:  # Python 2's names, mapped back as pickle does
+                        module, name = _compat_pickle.NAME_MAPPING.get(
+                            (module, name), (module, name)
+                        )
+                        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
                     return module, name
                 case "STACK_GLOBAL":  # protocol 4 on: the two strings pushed before it
                     if len(strings) >= 2 and all(isinstance(s, str) for s in strings[-2:]):
