@@ -62,7 +62,7 @@ async def test_a_job_cancelled_mid_fetch_stays_cancelled_and_logs_no_error(
     name = (await call(client, "start_gathering", **place))["job_name"]
     await fake_archive.arrived()  # the fetch is in flight
     assert (await call(client, "cancel_job", job_name=name))["status"] == "cancelled"
-    caplog.set_level(logging.DEBUG, logger="durable_mcp.engine")
+    caplog.set_level(logging.DEBUG, logger="durable_mcp.sdk_compat")
     fake_archive.release()
 
     async def next_step_refused() -> bool | None:

@@ -13,8 +13,9 @@ from resonate.connections.local import LocalConnection
 from resonate.observability import BackgroundTaskFailed
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import RunCountingHeartbeat, build_engine, observe
+from durable_mcp.engine import build_engine, observe
 from durable_mcp.postgres import PostgresEngine
+from durable_mcp.sdk_compat import RunCountingHeartbeat
 from durable_mcp.store import EmbeddedStore
 
 from helpers import STORE_TICK, FakeTime

@@ -20,7 +20,8 @@ from fastmcp import Client
 from mcp.types import CallToolResult
 
 from durable_mcp.config import Settings
-from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE, RunCountingHeartbeat, build_engine
+from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE, build_engine
+from durable_mcp.sdk_compat import RunCountingHeartbeat
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import eventually

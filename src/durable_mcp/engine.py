@@ -13,26 +13,33 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from resonate.connections.local import DurablePromise, LocalConnection
-from resonate.error import ServerError
-from resonate.heartbeat import AsyncHeartbeat, Heartbeat
-from resonate.observability import BackgroundTaskFailed, Event, logging_observer
-from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR, Resonate
-from resonate.send import Sender
+from resonate.heartbeat import Heartbeat
+from resonate.resonate import Resonate
 from resonate.timing import Clock, Sleeper, now_ms, sleep
-from resonate.transport import Transport
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
 from durable_mcp.functions import FUNCTIONS
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.sdk_compat import (
+    CORE_LOGGER,
+    DEFAULT_TTL,
+    HEARTBEAT_INTERVAL_DIVISOR,
+    AsyncHeartbeat,
+    DurablePromise,
+    ExpectedEnds,
+    LocalConnection,
+    RunCountingHeartbeat,
+    Sender,
+    Transport,
+    quiet_observer,
+)
 from durable_mcp.store import (
     STOPPED,
     UNWRITABLE_HINT,
@@ -73,86 +80,16 @@ PG_HEARTBEAT = timedelta(seconds=1)
 logger = logging.getLogger(__name__)
 
 
-def observe(event: Event) -> None:
-    """The SDK's logging observer, minus one false alarm.
+#: The SDK's observer, quiet about a 409 that ends nothing (see quiet_observer), about a
+#: task cut off by the embedded store stopping (it resumes at the next start), and about
+#: work the store could not write (a full disk: the store has said so in one line, and
+#: the work runs again once it can).
+observe = quiet_observer(STOPPED, UNWRITABLE_HINT)
 
-    The store tells workers about a task with an ``execute`` message sent
-    asynchronously; by the time the worker asks to acquire it, the task may be
-    done already -- a short ``ctx.sleep`` whose deadline passed in between, or
-    another worker that won it. The store then answers 409 and the SDK, which
-    has nobody to hand that answer to, logs it as a failed background task.
-    Nothing failed: the work is done or in other hands. Likewise a task cut
-    off by the embedded store stopping: it resumes at the next start. Both are
-    logged at debug level. So is work the store could not write (a full disk):
-    the store has said so in one line, and the work runs again once it can.
-    """
-    if isinstance(event, BackgroundTaskFailed) and any(
-        marker in event.cause for marker in ("(code=409)", STOPPED, UNWRITABLE_HINT)
-    ):
-        logger.debug("background task ended early, nothing lost: %s", event.cause)
-        return
-    logging_observer(event)
-
-
-class ExpectedEnds(logging.Filter):
-    """Quiet the SDK's tracebacks for an execution that was meant to stop.
-
-    When a running job is cancelled (or passes its deadline), its promise
-    settles while the function is still executing. The function's next durable
-    step is then refused with 409 -- which is how it stops -- and the SDK logs
-    that refusal, and the release that follows, as errors with tracebacks.
-    The same happens to a job still running when the server shuts down (the
-    store refuses it; the job resumes at the next start), and to one whose
-    store could not write (the store logs that once). All are logged at debug
-    level here.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.exc_info and _expected(record.exc_info[1]):
-            logger.debug("execution stopped as expected: %s", record.getMessage())
-            return False
-        return True
-
-
-def _expected(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(exc, StoreStopped | StoreUnavailable) or (
-            isinstance(exc, ServerError) and exc.code == 409
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-_expected_ends = ExpectedEnds()
-
-
-class RunCountingHeartbeat:
-    """The SDK's heartbeat, told a task is done only when its last run ends.
-
-    ``AsyncHeartbeat`` keeps one entry per task id. A retried job's new run
-    starts while the cancelled run may still be finishing its step; when the
-    old run stopped, its ``stop(id)`` also stopped the new run's beats, whose
-    lease then lapsed and whose work ran a second time.
-    """
-
-    def __init__(self, inner: AsyncHeartbeat) -> None:
-        self.inner = inner
-        self.runs: Counter[str] = Counter()
-
-    def start(self, task_id: str, task_version: int) -> None:
-        self.runs[task_id] += 1
-        self.inner.start(task_id, task_version)  # the newest run's version is beaten
-
-    def stop(self, task_id: str) -> None:
-        self.runs[task_id] -= 1
-        if self.runs[task_id] <= 0:
-            del self.runs[task_id]
-            self.inner.stop(task_id)
-
-    def shutdown(self) -> None:
-        self.runs.clear()
-        self.inner.shutdown()
+#: A job still running when the server shuts down (the store refuses it; the job resumes
+#: at the next start), or whose store could not write (the store logs that once), ends
+#: as planned too.
+_expected_ends = ExpectedEnds(StoreStopped, StoreUnavailable)
 
 
 @dataclass(frozen=True)
@@ -208,7 +145,7 @@ def build_engine(
     (default: a thread of its own; tests on fake time write at once).
     """
     pid = uuid.uuid4().hex
-    core_logger = logging.getLogger("resonate.core")
+    core_logger = logging.getLogger(CORE_LOGGER)
     if _expected_ends not in core_logger.filters:
         core_logger.addFilter(_expected_ends)
     network: Network | None = None

@@ -38,13 +38,20 @@ from typing import Any, cast
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from psycopg_pool.pool_async import AddConnection, MaintenanceTask
 from resonate_pg import PostgresConnection, PsycopgSessions
-from resonate_pg.client import DEFAULT_MAX_POOL_SIZE, PgConn
-from resonate_pg.connection import PROCESS_TIMEOUTS_SQL
-from resonate_pg.wire import outbox_channel
 
 from durable_mcp.config import ConfigError
+from durable_mcp.sdk_compat import (
+    CORE_LOGGER,
+    DEFAULT_MAX_POOL_SIZE,
+    OBSERVER_LOGGER,
+    PERIODIC_LOGGERS,
+    PROCESS_TIMEOUTS_SQL,
+    AddConnection,
+    MaintenanceTask,
+    PgConn,
+    outbox_channel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +295,7 @@ class QuietOutages(logging.Filter):
     debug, since the engine's loops have said it once.
     """
 
-    PERIODIC = ("resonate.resonate", "resonate.heartbeat")
+    PERIODIC = PERIODIC_LOGGERS
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -341,7 +348,7 @@ class PostgresEngine(PostgresConnection):
             "cannot take work from Postgres, retrying",
             "taking work from Postgres again",
         )
-        for name in ("resonate.core", "resonate.observability", *QuietOutages.PERIODIC):
+        for name in (CORE_LOGGER, OBSERVER_LOGGER, *QuietOutages.PERIODIC):
             sdk_logger = logging.getLogger(name)
             if _quiet_outages not in sdk_logger.filters:
                 sdk_logger.addFilter(_quiet_outages)

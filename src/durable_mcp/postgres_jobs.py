@@ -31,11 +31,10 @@ from typing import Any, cast
 import psycopg
 from resonate.types import PromiseRecord, PromiseState, Value
 from resonate_base.error import ConnectorError
-from resonate_pg.client import PgConn, PgSessions
-from resonate_pg.connection import RPC_SQL
 
 from durable_mcp.jobs import LISTED, JobStatus, job_status, unknown_cursor
 from durable_mcp.postgres import DatabaseUnreachable, PostgresEngine
+from durable_mcp.sdk_compat import RPC_SQL, PgConn, PgSessions
 from durable_mcp.store.state import is_job
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from resonate.connections.local import (
+from resonate.error import DecodingError, ServerError
+from resonate.timing import Clock, Sleeper, now_ms, sleep
+from resonate_base.error import ConnectorError
+
+from durable_mcp.events import job_event
+from durable_mcp.sdk_compat import (
     DurablePromise,
     PTimeout,
     ScheduleStub,
@@ -46,13 +51,9 @@ from resonate.connections.local import (
     Task,
     TTimeout,
     unwrap_request_envelope,
+    without_null_values,
     wrap_response_envelope,
 )
-from resonate.error import DecodingError, ServerError
-from resonate.timing import Clock, Sleeper, now_ms, sleep
-from resonate_base.error import ConnectorError
-
-from durable_mcp.events import job_event
 from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError, Write
 from durable_mcp.store.state import IndexedState, is_job
 
@@ -204,21 +205,6 @@ def expired_roots(state: ServerState, cutoff: int) -> list[str]:
 def sweep(state: IndexedState, cutoff: int) -> None:
     """Remove jobs settled before ``cutoff``, with their steps, tasks and timeouts."""
     state.remove_jobs(set(expired_roots(state, cutoff)))
-
-
-def _without_null_values(message: Any) -> Any:
-    """Drop ``"value": null`` from an unblock's promise, as the SDK does for responses.
-
-    A promise that timed out has no value, and the SDK's parser for pushed
-    messages rejects ``null`` there: the unblock was dropped with a warning
-    and whoever awaited the job was never woken.
-    """
-    promise = message.get("data", {}).get("promise") if message.get("kind") == "unblock" else None
-    if isinstance(promise, dict):
-        for key in ("param", "value"):
-            if promise.get(key, 0) is None:
-                del promise[key]
-    return message
 
 
 def changes_state(state: ServerState, now: int, req: Any) -> bool:
@@ -590,7 +576,7 @@ class EmbeddedStore:
         for message in outgoing:
             if self._is_stale(message.message):
                 continue
-            text = msgspec.json.encode(_without_null_values(message.message)).decode()
+            text = msgspec.json.encode(without_null_values(message.message)).decode()
             for receiver in list(self._receivers):
                 receiver(text)
 

@@ -22,13 +22,14 @@ from itertools import islice
 from typing import Any
 
 import msgspec
-from resonate.connections.local import (
+
+from durable_mcp.sdk_compat import (
     DurablePromise,
     OutgoingMessage,
     PTimeout,
     ServerState,
     TTimeout,
-    _execute_task_id,
+    execute_task_id,
     extract_action_data,
 )
 
@@ -337,12 +338,12 @@ class IndexedState(ServerState):
             at = self._executes.get(task_id)
             if at is None:
                 return None
-            if at < len(outgoing) and _execute_task_id(outgoing[at].message) == task_id:
+            if at < len(outgoing) and execute_task_id(outgoing[at].message) == task_id:
                 return outgoing[at]
         self._executes = {
             task: at
             for at, queued in enumerate(outgoing)
-            if (task := _execute_task_id(queued.message)) is not None
+            if (task := execute_task_id(queued.message)) is not None
         }
         self._executes_of = outgoing
         at = self._executes.get(task_id)
