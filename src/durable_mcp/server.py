@@ -106,7 +106,7 @@ def create_server(
 
     mcp = FastMCP(
         "durable-mcp",
-        version=version("durable-mcp"),
+        version=version("mcp-durable-jobs"),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         auth=BearerToken(settings.token) if settings.token else None,
