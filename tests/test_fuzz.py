@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
-from durable_mcp.jobs import InvalidArgument, Jobs
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import InvalidArgument, Jobs
 from durable_mcp.server import TOOLS, create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 
