@@ -391,7 +391,7 @@ def test_an_unexpected_exception_in_a_tool_is_flagged_as_a_crash(
     async def broken(self: Jobs, job_id: str) -> dict[str, Any]:
         raise KeyError(job_id)
 
-    monkeypatch.setattr(Jobs, "status", broken)
+    monkeypatch.setattr(Jobs, "read_status", broken)
     _, exc = fuzzer.attempt("probe_status", {"job_names": ["tea"]})
     assert exc is not None
     assert crash(exc) == (

@@ -44,10 +44,6 @@ class JobStatus(StrEnum):
     not_found = "not_found"
 
 
-#: What list_jobs filters on: every status a job in the store can have.
-LISTABLE = tuple(status for status in JobStatus if status != JobStatus.not_found)
-
-
 def status_from_record(
     job_id: str,
     record: PromiseRecord | None,
