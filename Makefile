@@ -56,6 +56,9 @@ resonate.sql:
 
 sync: $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --quiet
+	@# A .venv made before the package was renamed (durable-mcp -> mcp-durable-jobs)
+	@# lost the durable-mcp command when the old name was uninstalled: put it back.
+	@test -x .venv/bin/durable-mcp || $(UV) sync --locked --quiet --reinstall-package mcp-durable-jobs
 
 # On stderr, so that what a target prints on stdout (claude-config's JSON) stays clean.
 .tools/bin/uv:

@@ -32,7 +32,8 @@ from resonate.resonate import Resonate
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from durable_mcp.engine import observe
-from durable_mcp.jobs import Jobs, JobStatus
+from durable_mcp.jobs.service import Jobs
+from durable_mcp.jobs.status import JobStatus
 from durable_mcp.store import EmbeddedStore
 from durable_mcp.store.embedded import SNAPSHOT_EVERY
 

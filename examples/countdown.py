@@ -1,23 +1,21 @@
 from datetime import timedelta
 from typing import Annotated
 
-from fastmcp import FastMCP
 from pydantic import Field
 from resonate.context import Context
 
-from durable_mcp.jobs import Jobs, Start
+from durable_mcp import DurableTools
+
+durable = DurableTools()
 
 
-async def countdown(ctx: Context, seconds: int) -> str:
+@durable.tool(
+    name="start_countdown",
+    job_name=lambda seconds: f"countdown_{seconds}",
+    deadline=timedelta(hours=2),
+)
+async def countdown(ctx: Context, seconds: Annotated[int, Field(ge=1, le=3600)]) -> str:
+    """Start a countdown; returns {"job_name"} at once. Then call await_result."""
     for _ in range(seconds):
         await ctx.sleep(timedelta(seconds=1))  # durable: survives restarts
     return "liftoff"
-
-
-def register(mcp: FastMCP, jobs: Jobs) -> None:
-    jobs.register(countdown, deadline=timedelta(hours=2))
-
-    @jobs.starter(mcp)
-    async def start_countdown(seconds: Annotated[int, Field(ge=1, le=3600)]) -> Start:
-        """Start a countdown; returns {"job_name"} at once. Then call await_result."""
-        return Start(f"countdown_{seconds}", countdown, seconds)

@@ -9,9 +9,9 @@ from fastmcp import Client, FastMCP
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
-from durable_mcp.jobs import Jobs
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import TOOLS, create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import FakeTime

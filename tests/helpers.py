@@ -15,7 +15,7 @@ from resonate.testing import FakeClock
 from resonate.types import PromiseRecord
 
 from durable_mcp.engine import LOCAL_TICK_SECONDS
-from durable_mcp.jobs import Jobs
+from durable_mcp.jobs.service import Jobs
 from durable_mcp.store.embedded import TICK_SECONDS
 
 #: Status fields that depend on the clock.

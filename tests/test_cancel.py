@@ -7,7 +7,7 @@ import logging
 import pytest
 from fastmcp import Client
 
-from durable_mcp.jobs import Jobs
+from durable_mcp.jobs.service import Jobs
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import STORE_TICK, FakeTime, call, core, eventually, steps_of, the_sleep_of

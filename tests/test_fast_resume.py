@@ -19,17 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastmcp import Client, FastMCP
+from fastmcp import Client
 from test_durability import call, sleep_on_disk, until_past
 from test_shutdown import noise
 
 from durable_mcp.cli import JOB_STATUSES
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine, start_engine
-from durable_mcp.functions import FUNCTIONS
+from durable_mcp.functions import BUILT_IN, FUNCTIONS
 from durable_mcp.functions.weather import OpenMeteoArchive
-from durable_mcp.jobs import Jobs, JobStatus, Start
-from durable_mcp.server import TOOLS, create_server
+from durable_mcp.jobs.registry import DurableTools
+from durable_mcp.jobs.status import JobStatus
+from durable_mcp.server import create_server
 from durable_mcp.store.embedded import peek
 from durable_mcp.store.journal import Journal
 
@@ -54,6 +55,9 @@ def loaded_mcp_modules(code: str) -> list[str]:
 @pytest.mark.parametrize(
     "module",
     [
+        "durable_mcp",
+        "durable_mcp.jobs.registry",
+        "durable_mcp.jobs.status",
         "durable_mcp.functions",
         "durable_mcp.functions.timer",
         "durable_mcp.functions.weather",
@@ -178,17 +182,13 @@ async def test_a_stop_signal_between_resuming_and_serving_stops_the_server_clean
     assert peek(server.data_dir).promises["tea"].state == "pending"
 
 
+WITH_COUNTDOWN = DurableTools(BUILT_IN)
+
+
+@WITH_COUNTDOWN.tool(job_name=lambda seconds: f"countdown_{seconds}")
 async def countdown(ctx: object, seconds: int) -> int:
+    """Count down."""
     return seconds
-
-
-def countdown_tool(mcp: FastMCP, jobs: Jobs) -> None:
-    jobs.register(countdown)
-
-    @jobs.starter(mcp)
-    async def start_countdown(seconds: int) -> Start:
-        """Count down."""
-        return Start(f"countdown_{seconds}", countdown, seconds)
 
 
 async def test_an_app_on_a_started_engine_refuses_a_durable_function_it_did_not_start_with(
@@ -200,7 +200,7 @@ async def test_an_app_on_a_started_engine_refuses_a_durable_function_it_did_not_
     try:
         # A countdown job could not have resumed before the app was built.
         with pytest.raises(RuntimeError, match="countdown"):
-            create_server(settings, engine=engine, tools=[*TOOLS, countdown_tool])
+            create_server(settings, engine=engine, durable=WITH_COUNTDOWN)
     finally:
         await engine.resonate.stop()  # and the store with it
 

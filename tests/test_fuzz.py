@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
-from durable_mcp.jobs import InvalidArgument, Jobs
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import InvalidArgument, Jobs
 from durable_mcp.server import TOOLS, create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 
@@ -391,7 +391,7 @@ def test_an_unexpected_exception_in_a_tool_is_flagged_as_a_crash(
     async def broken(self: Jobs, job_id: str) -> dict[str, Any]:
         raise KeyError(job_id)
 
-    monkeypatch.setattr(Jobs, "status", broken)
+    monkeypatch.setattr(Jobs, "read_status", broken)
     _, exc = fuzzer.attempt("probe_status", {"job_names": ["tea"]})
     assert exc is not None
     assert crash(exc) == (

@@ -12,9 +12,9 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
-from durable_mcp.jobs import Jobs
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import STORE_TICK, FakeTime, call, eventually
@@ -149,7 +149,7 @@ async def test_a_failing_log_line_never_breaks_a_job(
     def broken(self: Jobs, promise: object) -> None:
         raise RuntimeError("the log is broken")
 
-    monkeypatch.setattr(Jobs, "settled", broken)
+    monkeypatch.setattr(Jobs, "log_end", broken)
     async with Client(create_server(settings, archive=archive)) as client:
         await call(client, "set_timer", timer_name="tea", seconds=0.05)
         assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}

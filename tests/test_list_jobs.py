@@ -79,7 +79,7 @@ async def test_steps_of_jobs_are_not_listed(client: Client, fake_time: FakeTime)
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"status": "not_found"}, "status not_found names no job"),
+        ({"status": "not_found"}, "status: Input should be 'running', 'completed', 'failed' or"),
         ({"status": "sleeping"}, "status: Input should be 'running'"),
         ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
         ({"cursor": "nope"}, "cursor 'nope' names no job"),
@@ -90,3 +90,11 @@ async def test_bad_filters_are_clear_errors(
 ) -> None:
     with pytest.raises(ToolError, match=message):
         await client.call_tool("list_jobs", arguments)
+
+
+async def test_the_status_filter_offers_only_statuses_a_listed_job_can_have(
+    client: Client,
+) -> None:
+    tool = next(t for t in await client.list_tools() if t.name == "list_jobs")
+    (choice, _null) = tool.input_schema["properties"]["status"]["anyOf"]
+    assert choice["enum"] == ["running", "completed", "failed", "cancelled"]

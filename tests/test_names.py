@@ -11,8 +11,10 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
-from durable_mcp.server import TOOLS, create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
+from durable_mcp.functions import BUILT_IN
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.registry import DurableTools
+from durable_mcp.server import create_server
 
 from helpers import call
 
@@ -22,7 +24,9 @@ import countdown
 
 @pytest.fixture
 async def client(settings: Settings, archive: OpenMeteoArchive) -> AsyncIterator[Client]:
-    server = create_server(settings, archive=archive, tools=[*TOOLS, countdown.register])
+    server = create_server(
+        settings, archive=archive, durable=DurableTools(BUILT_IN, countdown.durable)
+    )
     async with Client(server) as client:
         yield client
 

@@ -1,4 +1,5 @@
-"""The README's "Add your own durable tool" example, run as written."""
+"""The README's "Add your own durable tool" examples, run as written: a
+countdown added to our server, and a report builder, a server of its own."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
-from durable_mcp.server import TOOLS, create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
+from durable_mcp.functions import BUILT_IN
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.registry import DurableTools
+from durable_mcp.server import create_server
 
 from helpers import STORE_TICK, FakeTime, call, core
 from tasks_client import start_task, task_method, tasks_client
@@ -20,10 +23,12 @@ from tasks_client import start_task, task_method, tasks_client
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 import countdown  # noqa: E402
+import report_builder  # noqa: E402
 
 
-def test_the_readme_shows_the_example_as_it_is() -> None:
-    assert (ROOT / "examples" / "countdown.py").read_text() in (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("example", ["countdown.py", "report_builder.py"])
+def test_the_readme_shows_the_example_as_it_is(example: str) -> None:
+    assert (ROOT / "examples" / example).read_text() in (ROOT / "README.md").read_text()
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
     return create_server(
         settings,
         archive=archive,
-        tools=[*TOOLS, countdown.register],
+        durable=DurableTools(BUILT_IN, countdown.durable),
         clock=fake_time.clock,
         sleeper=fake_time.sleep,
         writer=fake_time.writer,
@@ -86,3 +91,51 @@ async def test_a_new_durable_tool_runs_as_a_task_for_a_client_that_asks(
         done = await task_method(client, "tasks/get", "countdown_2")
         assert done["status"] == "completed"
         assert done["result"]["structuredContent"] == {"result": "liftoff"}
+
+
+@pytest.fixture
+async def reports() -> AsyncIterator[Client]:
+    async with Client(report_builder.build(Settings(store="memory"))) as client:
+        yield client
+
+
+async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
+    reports: Client,
+) -> None:
+    assert {tool.name for tool in await reports.list_tools()} == {
+        "build_report",
+        "probe_status",
+        "await_result",
+        "cancel_job",
+        "list_jobs",
+    }
+    started = await call(reports, "build_report", report_id="q3", topic="sales", sections=2)
+    assert started == {"job_name": "report_q3", "status": "running"}
+    report = await call(reports, "await_result", job_names=["report_q3"])
+    assert report == {
+        "report_q3": {
+            "report_id": "q3",
+            "topic": "sales",
+            "sections": ["sales, part 1: 3 words on it.", "sales, part 2: 3 words on it."],
+        }
+    }
+    listed = await call(reports, "list_jobs", kind="build_report")
+    assert [job["job_name"] for job in listed["jobs"]] == ["report_q3"]
+
+
+async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(reports: Client) -> None:
+    with pytest.raises(
+        ToolError, match=r"cannot name a job 'report_a:b': a job name must not contain ':'"
+    ):
+        await call(reports, "build_report", report_id="a:b", topic="sales")
+    listed = await call(reports, "list_jobs")
+    assert listed["jobs"] == []  # nothing was started
+
+
+async def test_its_start_tool_takes_a_retry_and_its_schema_from_the_signature(
+    reports: Client,
+) -> None:
+    tool = next(t for t in await reports.list_tools() if t.name == "build_report")
+    assert set(tool.input_schema["properties"]) == {"report_id", "topic", "sections", "retry"}
+    assert tool.input_schema["required"] == ["report_id", "topic"]
+    assert tool.input_schema["properties"]["sections"]["maximum"] == 20

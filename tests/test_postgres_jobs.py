@@ -17,7 +17,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 from resonate.types import PromiseRecord, Value
 
-from durable_mcp.jobs import LISTED, job_status
+from durable_mcp.jobs.status import LISTED, status_from_record
 from durable_mcp.postgres_jobs import (
     LOCK_SPACE,
     NOW,
@@ -235,7 +235,7 @@ def test_a_listed_job_has_the_status_probe_status_gives(state: str) -> None:
         created_at=1_000,
         settled_at=settled_at,
     )
-    probed = job_status("tea", record, 3_000)
+    probed = status_from_record("tea", record, 3_000)
     assert listed == {key: probed[key] for key in LISTED if key in probed}
 
 

@@ -13,9 +13,8 @@ from fastmcp import Client
 
 from durable_mcp.cli import main
 from durable_mcp.config import Settings
-from durable_mcp.jobs import InvalidArgument
+from durable_mcp.functions.weather import check_month
 from durable_mcp.server import create_server
-from durable_mcp.tools.weather import check_month
 
 from helpers import call
 from processes import DURABLE_MCP
@@ -57,7 +56,7 @@ async def test_true_or_false_for_a_number_is_an_argument_error_and_creates_nothi
 def test_a_month_that_has_not_ended_is_refused_naming_the_latest_whole_month(
     year: int, month: int, today: dt.date, message: str
 ) -> None:
-    with pytest.raises(InvalidArgument, match=message):
+    with pytest.raises(ValueError, match=message):
         check_month(year, month, today)
 
 
@@ -65,7 +64,7 @@ def test_a_month_that_has_not_ended_is_refused_naming_the_latest_whole_month(
 def test_the_month_before_today_is_the_latest_accepted(today: dt.date) -> None:
     last_month = today.replace(day=1) - dt.timedelta(days=1)
     assert check_month(last_month.year, last_month.month, today) is None
-    with pytest.raises(InvalidArgument, match="is not over yet"):
+    with pytest.raises(ValueError, match="is not over yet"):
         check_month(today.year, today.month, today)
 
 

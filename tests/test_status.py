@@ -17,9 +17,11 @@ from resonate.context import Context
 
 from durable_mcp.config import DEFAULT_AWAIT_MAX_SECONDS, Settings
 from durable_mcp.engine import build_engine
-from durable_mcp.jobs import Jobs, iso
+from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import Jobs
+from durable_mcp.jobs.status import iso
 from durable_mcp.server import create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
+from durable_mcp.tools.arguments import MAX_NAMES
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
@@ -196,7 +198,23 @@ async def test_the_polling_hint_grows_with_age_and_is_capped() -> None:
         hints = []
         for age_seconds in (0, 20, 60, 3600):
             clock[0] = (await resonate.promises.get("job")).created_at + age_seconds * 1000
-            hints.append((await jobs.status("job"))["poll_after_seconds"])
+            hints.append((await jobs.read_status("job"))["poll_after_seconds"])
         assert hints == [1.0, 5.0, 15.0, 30.0]
     finally:
         await resonate.stop()
+
+
+async def test_the_job_tools_say_who_chooses_names_and_how_many_they_take() -> None:
+    server = create_server(Settings(store="memory"))
+    async with Client(server) as client:
+        tools = {tool.name: tool for tool in await client.list_tools()}
+    for name in ("probe_status", "await_result"):
+        assert f"at most {MAX_NAMES} names" in (tools[name].description or "")
+        names = tools[name].input_schema["properties"]["job_names"]
+        assert names["maxItems"] == MAX_NAMES
+    timer_name = tools["set_timer"].input_schema["properties"]["timer_name"]
+    assert timer_name["description"].startswith("A name you choose for the timer")
+    assert (
+        "as returned"
+        not in tools["get_timer_status"].input_schema["properties"]["timer_name"]["description"]
+    )

@@ -17,8 +17,8 @@ from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY
 
 from durable_mcp.config import Settings
+from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.server import create_server
-from durable_mcp.tools.weather import OpenMeteoArchive
 
 from fake_open_meteo import FakeOpenMeteo
 from helpers import STORE_TICK, FakeTime, call, eventually

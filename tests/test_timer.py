@@ -12,7 +12,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from durable_mcp.jobs import Jobs, iso
+from durable_mcp.jobs.service import Jobs
+from durable_mcp.jobs.status import iso
 
 from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, steps_of, the_sleep_of
 

@@ -17,7 +17,7 @@ from resonate.types import PromiseRecord
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
-from durable_mcp.jobs import RECHECK, Jobs
+from durable_mcp.jobs.service import RECHECK, Jobs
 
 from helpers import FakeTime
 

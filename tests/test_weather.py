@@ -13,8 +13,8 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.config import Settings
+from durable_mcp.functions.weather import OpenMeteoArchive, canonical, job_name, summarize
 from durable_mcp.server import create_server
-from durable_mcp.tools.weather import OpenMeteoArchive, canonical, job_name, summarize
 
 from fake_open_meteo import FakeOpenMeteo, archive_response
 from helpers import STORE_TICK, FakeTime, call, core

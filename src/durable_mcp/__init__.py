@@ -1,0 +1,37 @@
+"""Durable MCP tools: a start tool answers at once, its job runs on Resonate.
+
+The public API::
+
+    from durable_mcp import DurableTools
+
+    durable = DurableTools()
+
+    @durable.tool(job_name=lambda report_id: f"report_{report_id}")
+    async def build_report(ctx: Context, report_id: str) -> dict[str, Any]: ...
+
+    durable.add_to(mcp)  # mcp: your FastMCP app
+
+Importing this package imports nothing of MCP (see ``jobs.registry``);
+``InvalidArgument`` and ``Jobs`` (which do) load when first named.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from durable_mcp.config import Settings, load_settings
+from durable_mcp.jobs.registry import DurableTools
+from durable_mcp.jobs.status import JobStatus
+
+if TYPE_CHECKING:
+    from durable_mcp.jobs.service import InvalidArgument, Jobs
+
+__all__ = ["DurableTools", "InvalidArgument", "JobStatus", "Jobs", "Settings", "load_settings"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("InvalidArgument", "Jobs"):
+        from durable_mcp.jobs import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'durable_mcp' has no attribute {name!r}")

@@ -206,7 +206,7 @@ def list_jobs(args: argparse.Namespace) -> None:
     """
     if args.limit < 1:
         _fail(f"--limit must be 1 or more (got {args.limit})")
-    from durable_mcp.jobs import stored_job_status  # imports FastMCP: only here
+    from durable_mcp.jobs.status import status_from_promise
 
     try:
         settings = load_settings(overrides={"DURABLE_MCP_DATA_DIR": args.data_dir})
@@ -226,7 +226,7 @@ def list_jobs(args: argparse.Namespace) -> None:
     for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
         if not is_job(promise.id):
             continue  # a step of a job, not a job
-        job = stored_job_status(promise, now)
+        job = status_from_promise(promise, now)
         if args.status in (None, job["status"]) and args.kind in (None, job["kind"]):
             rows.append(
                 (job["job_name"], job["kind"], job["status"], _age(now - promise.created_at))
@@ -238,7 +238,7 @@ def list_jobs(args: argparse.Namespace) -> None:
 
 def list_postgres_jobs(dsn: str, args: argparse.Namespace) -> None:
     """Print the jobs on Postgres, from the server's job index (``postgres_jobs``)."""
-    from durable_mcp.jobs import JobStatus
+    from durable_mcp.jobs.status import JobStatus
     from durable_mcp.postgres_jobs import JobListingError, read_jobs  # psycopg: only here
 
     status = JobStatus(args.status) if args.status else None

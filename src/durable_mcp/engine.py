@@ -50,7 +50,7 @@ from durable_mcp.store import (
 from durable_mcp.store.state import IndexedState
 
 if TYPE_CHECKING:
-    from durable_mcp.jobs import JobLister
+    from durable_mcp.jobs.service import JobLister
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -92,9 +92,41 @@ observe = quiet_observer(STOPPED, UNWRITABLE_HINT)
 _expected_ends = ExpectedEnds(StoreStopped, StoreUnavailable)
 
 
+class JobEnds:
+    """The observer the in-process stores report each job's end to (its settled promise).
+
+    The job layer listens once it exists; the ends before that (jobs resumed
+    by ``start_engine`` before the MCP layer was imported) are kept for it.
+    """
+
+    def __init__(self) -> None:
+        self.early: list[DurablePromise] = []
+        self.listener: Callable[[DurablePromise], None] | None = None
+
+    def __call__(self, promise: DurablePromise) -> None:
+        if self.listener is None:
+            self.early.append(promise)
+        else:
+            self.listener(promise)
+
+    def listen(self, listener: Callable[[DurablePromise], None]) -> None:
+        self.listener = listener
+        for promise in self.early:
+            listener(promise)
+        self.early.clear()
+
+
+def _none_running() -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class Engine:
-    """The Resonate instance, and what the job layer must know of its store."""
+    """The Resonate instance, and what the job layer must know of its store.
+
+    Every field has a default that does nothing, so the job layer is built the
+    same way on every engine.
+    """
 
     resonate: Resonate
     #: The embedded store, when it is the engine.
@@ -103,14 +135,17 @@ class Engine:
     state: IndexedState | None = None
     #: Lists the jobs where the engine cannot search its promises (Postgres).
     lister: JobLister | None = None
+    #: How many jobs run now (the in-process stores count them; elsewhere 0: never busy).
+    running_jobs: Callable[[], int] = _none_running
+    #: Told of each job's end (only the in-process stores report them).
+    job_ends: JobEnds = dataclasses.field(default_factory=JobEnds)
+    #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
+    retention: timedelta | None = None
     #: Set by :func:`start_engine`: the engine runs, these durable functions
     #: registered and this archive its dependency, before any MCP app exists.
     started: bool = False
     functions: tuple[Callable[..., Any], ...] = ()
     archive: OpenMeteoArchive | None = None
-    #: The jobs that ended between the start and the job layer's arrival
-    #: (in-process stores): the job layer logs them when it arrives.
-    settled_early: list[DurablePromise] = dataclasses.field(default_factory=list)
 
     @property
     def forget(self) -> Callable[[str], Awaitable[None]] | None:
@@ -216,11 +251,21 @@ def build_engine(
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )
-    if isinstance(network, EmbeddedStore):
-        return Engine(resonate, store=network, state=network.state)
-    if isinstance(network, LocalConnection):
-        return Engine(resonate, state=network.state)  # type: ignore[arg-type]
-    return Engine(resonate, lister=lister)
+    if isinstance(network, EmbeddedStore | LocalConnection):
+        state: IndexedState = network.state  # type: ignore[assignment]
+        job_ends = JobEnds()
+        state.job_ended = job_ends
+        return Engine(
+            resonate,
+            store=network if isinstance(network, EmbeddedStore) else None,
+            state=state,
+            running_jobs=lambda: state.running_jobs,
+            job_ends=job_ends,
+            retention=settings.retention if isinstance(network, EmbeddedStore) else None,
+        )
+    if settings.pg_dsn:
+        return Engine(resonate, lister=lister, retention=settings.retention)
+    return Engine(resonate)
 
 
 def start_engine(
@@ -240,9 +285,6 @@ def start_engine(
         engine.resonate.register(fn)
     engine.resonate.with_dependency(archive)
     started = dataclasses.replace(engine, started=True, functions=tuple(functions), archive=archive)
-    if engine.state is not None:
-        # The job layer logs each job's end; until it exists, keep them for it.
-        engine.state.on_job_settled = started.settled_early.append
     engine.resonate.start()
     logger.info("durable-mcp engine started (%s)", label or "engine")
     return started

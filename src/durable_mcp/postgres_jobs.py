@@ -32,7 +32,8 @@ import psycopg
 from resonate.types import PromiseRecord, PromiseState, Value
 from resonate_base.error import ConnectorError
 
-from durable_mcp.jobs import LISTED, JobStatus, job_status, unknown_cursor
+from durable_mcp.jobs.service import unknown_cursor
+from durable_mcp.jobs.status import LISTED, JobStatus, status_from_record
 from durable_mcp.postgres import DatabaseUnreachable, PostgresEngine
 from durable_mcp.sdk_compat import RPC_SQL, PgConn, PgSessions
 from durable_mcp.store.state import is_job
@@ -242,7 +243,7 @@ def _listed(
         created_at=created_at,
         settled_at=settled_at,
     )
-    job = job_status(job_id, record, now)  # the status vocabulary, as everywhere
+    job = status_from_record(job_id, record, now)  # the status vocabulary, as everywhere
     return {key: job[key] for key in LISTED if key in job}
 
 

@@ -36,7 +36,8 @@ from mcp_types.jsonrpc import HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILIT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
-from durable_mcp.jobs import Jobs, JobStatus, starting_job
+from durable_mcp.jobs.service import Jobs, starting_job
+from durable_mcp.jobs.status import JobStatus
 from durable_mcp.store.state import is_job
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class DurableTasks(ServerExtension):
                 data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION_ID: {}}}},
             )
         _check_name_header(task_id)
-        job = await self.jobs.status(task_id) if is_job(task_id) else None
+        job = await self.jobs.read_status(task_id) if is_job(task_id) else None
         if job is None or job["status"] == JobStatus.not_found:
             # Unknown, or removed after its retention: the extension's one "not found".
             raise MCPError(code=INVALID_PARAMS, message=f"Task {task_id} not found")

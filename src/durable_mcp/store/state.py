@@ -22,6 +22,7 @@ from itertools import islice
 from typing import Any
 
 import msgspec
+from resonate.ids import ORIGIN_SEP
 
 from durable_mcp.sdk_compat import (
     DurablePromise,
@@ -225,7 +226,11 @@ def bucket_of(promise: DurablePromise) -> tuple[str, str | None]:
 
 def is_job(promise_id: str) -> bool:
     """A job's promise, not one of its steps (``job:1``, ``job:2``, ...)."""
-    return ":" not in promise_id
+    return ORIGIN_SEP not in promise_id
+
+
+def _ignore(promise: DurablePromise) -> None:
+    pass
 
 
 class IndexedState(ServerState):
@@ -238,8 +243,9 @@ class IndexedState(ServerState):
     It also counts the running jobs: pending promises that are jobs, not steps,
     and have a task (as every ``resonate.run`` does). Exactly those have a
     timeout entry while pending, so the count follows the timeout entries. And
-    it calls ``on_job_settled`` with each job's promise as it settles:
-    completed, failed, cancelled or timed out.
+    it reports each job's promise as it settles (completed, failed, cancelled
+    or timed out) to ``job_ended``, an observer the engine gives it (no-op
+    by default): the job layer logs the ends.
     """
 
     _p_timeouts: dict[str, PTimeout]
@@ -257,7 +263,7 @@ class IndexedState(ServerState):
         #: job started again after a forget -> its new task's first version: any request
         #: of its task with an older version is the old run's, and refused.
         self.renewed_versions: dict[str, int] = {}
-        self.on_job_settled: Callable[[DurablePromise], None] | None = None
+        self.job_ended: Callable[[DurablePromise], None] = _ignore
         #: Where each task's execute message is in ``outgoing`` (send_execute_message).
         self._executes: dict[str, int] = {}
         self._executes_of: list[OutgoingMessage] | None = None
@@ -373,7 +379,7 @@ class IndexedState(ServerState):
                 self.awaiting.setdefault(task_id, set()).add(promise.id)
 
     def become(self, other: IndexedState) -> None:
-        """Take ``other``'s state in place (undoing changes), keeping ``on_job_settled``."""
+        """Take ``other``'s state in place (undoing changes), keeping ``job_ended``."""
         if self.promises.jobs is not None:
             other.promises.job_index()  # built now, not by the next list_jobs page
         self.promises, self.awaiting = other.promises, other.awaiting
@@ -535,9 +541,9 @@ class IndexedState(ServerState):
                 p.awaiters.discard(promise_id)
         # A job's task is fulfilled exactly once, when its promise settles.
         settled = self.promises.get(promise_id)
-        if self.on_job_settled is not None and settled is not None and is_job(promise_id):
+        if settled is not None and is_job(promise_id):
             try:
-                self.on_job_settled(settled)
+                self.job_ended(settled)
             except Exception:  # a log line must never break the state machine
                 logger.exception("could not report the end of job %s", promise_id)
 

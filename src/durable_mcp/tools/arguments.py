@@ -7,6 +7,9 @@ validating, while the schema the model reads stays the plain one (a string, a
 list of strings). A value that is still wrong after unwrapping fails with a
 message that says what to fix, before any job exists. One thing is refused
 that pydantic would let through: ``true`` or ``false`` for a number.
+
+Imports nothing of MCP: the durable functions' signatures use these types
+(they are the start tools' schemas). ``argument_errors`` words pydantic's errors.
 """
 
 from __future__ import annotations
@@ -14,15 +17,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import mcp.types as mt
-from fastmcp.exceptions import ValidationError
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
-from fastmcp.tools import ToolResult
 from pydantic import AfterValidator, BeforeValidator, Field
-from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import ErrorDetails
 
-from durable_mcp.jobs import InvalidArgument
+from durable_mcp.jobs.registry import check_job_name
 
 MAX_NAME_LENGTH = 200
 WRAPPER_KEYS = ("timer_name", "job_name", "name", "promise_id")
@@ -37,15 +34,9 @@ def _unwrap_name(value: Any) -> Any:
 
 
 def _check_name(name: str) -> str:
-    if not name.strip():
-        raise ValueError("a job name must not be empty")
+    check_job_name(name)
     if len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"a job name must be at most {MAX_NAME_LENGTH} characters")
-    if not name.isprintable():
-        raise ValueError("a job name must not contain control characters")
-    if ":" in name:
-        # Resonate reserves ':' to separate a job from its durable steps.
-        raise ValueError("a job name must not contain ':'")
     return name
 
 
@@ -83,53 +74,23 @@ JobName = Annotated[
     str,
     BeforeValidator(_unwrap_name),
     AfterValidator(_check_name),
-    Field(description="The job's name, as returned when it was started."),
+    Field(
+        description="A job's name: as a start tool returned it (job_name), or as you chose it "
+        "(a timer's timer_name)."
+    ),
 ]
+
+#: The most names one probe_status or await_result takes.
+MAX_NAMES = 100
 
 JobNames = Annotated[
     list[JobName],
     BeforeValidator(_names_list),
     AfterValidator(_dedupe),
-    Field(min_length=1, max_length=100, description="One or more job names."),
+    Field(
+        min_length=1,
+        max_length=MAX_NAMES,
+        description=f"One or more job names (at most {MAX_NAMES}), as the start tools "
+        "returned them or, for a timer, as you chose them.",
+    ),
 ]
-
-
-class ReadableArgumentErrors(Middleware):
-    """Turn pydantic's argument errors into one short line per bad argument.
-
-    FastMCP passes pydantic's full report to the model, with type codes and
-    documentation links; the model only needs the argument, the rule and what
-    it sent.
-    """
-
-    async def on_call_tool(
-        self,
-        context: MiddlewareContext[mt.CallToolRequestParams],
-        call_next: CallNext[mt.CallToolRequestParams, ToolResult],
-    ) -> ToolResult:
-        try:
-            return await call_next(context)
-        except ValidationError as exc:
-            cause = exc.__cause__
-            if not isinstance(cause, PydanticValidationError):
-                raise
-            problems = "; ".join(_describe(error) for error in cause.errors())
-            raise InvalidArgument(
-                f"invalid arguments for {context.message.name}: {problems}"
-            ) from exc
-
-
-def _describe(error: ErrorDetails) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "arguments"
-    text = f"{where}: {error['msg'].removeprefix('Value error, ')}"
-    if error["type"] in ("missing", "missing_argument"):
-        return text
-    return f"{text} (got {_shown(error['input'])})"
-
-
-def _shown(value: Any) -> str:
-    """What the caller sent, cut to 80 characters (repr refuses ints of 4,300+ digits)."""
-    try:
-        return f"{value!r:.80}"
-    except ValueError:
-        return f"a {type(value).__name__} too large to show"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastmcp import Context, FastMCP
 from pydantic import Field
 
-from durable_mcp.jobs import Jobs, JobStatus
+from durable_mcp.jobs.service import Jobs
+from durable_mcp.jobs.status import JobStatus
 from durable_mcp.tools.arguments import JobName, JobNames, NotABoolean
 
 WaitSeconds = Annotated[
@@ -20,18 +21,21 @@ WaitSeconds = Annotated[
     NotABoolean,
 ]
 
+#: What list_jobs filters on: a status a job in the store has (never not_found).
+ListedStatus = Literal["running", "completed", "failed", "cancelled"]
+
 
 def register(mcp: FastMCP, jobs: Jobs) -> None:
     @mcp.tool
     async def probe_status(job_names: JobNames) -> list[dict[str, Any]]:
-        """Check one or more jobs without waiting.
+        """Check one or more jobs (at most 100 names) without waiting.
 
         Returns [{"job_name", "status"}] per job; status is "running",
         "completed", "failed" (with an "error"), "cancelled" or "not_found".
         For completed jobs call await_result to get their results. For running
         jobs, probe again later rather than in a tight loop.
         """
-        return [_without_result(await jobs.status(name)) for name in job_names]
+        return [_without_result(await jobs.read_status(name)) for name in job_names]
 
     @mcp.tool
     async def cancel_job(job_name: JobName) -> dict[str, Any]:
@@ -45,7 +49,7 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
 
     @mcp.tool
     async def list_jobs(
-        status: JobStatus | None = None,
+        status: ListedStatus | None = None,
         kind: str | None = None,
         limit: Annotated[int, Field(ge=1, le=100), NotABoolean] = 20,
         cursor: str | None = None,
@@ -56,13 +60,13 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         created_at and settled_at. Filter by status and kind; pass next_cursor
         back as cursor for the next page (null when there is none).
         """
-        return await jobs.list(status, kind, limit, cursor)
+        return await jobs.list(JobStatus(status) if status else None, kind, limit, cursor)
 
     @mcp.tool
     async def await_result(
         job_names: JobNames, timeout_seconds: WaitSeconds = None, ctx: Context | None = None
     ) -> dict[str, Any]:
-        """Wait for jobs to finish and return their results.
+        """Wait for jobs (at most 100 names) to finish and return their results.
 
         Returns {job_name: result} for completed jobs and {job_name: {"status": ...}}
         for the others ("failed" with an "error", "cancelled", "not_found").

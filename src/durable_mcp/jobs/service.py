@@ -1,113 +1,59 @@
-"""The job layer: one durable promise per job, addressed by a deterministic id.
+"""The job service: start or attach, cancel, list and wait, on one Resonate instance.
 
-A job is a Resonate durable function started under an id the tool derives
-from its arguments. This module owns what every long-running tool shares:
+A job is a durable function started under an id its start tool derives from
+its arguments (see ``registry``). This module owns what every job shares:
 starting (or attaching to) a job, refusing an id that already names a job with
-other arguments, mapping the promise's state onto the status vocabulary the
-tools speak, cancelling, and waiting with a bound. It holds no job state of
-its own -- everything is read back from the store through Resonate, so a
-restart or a second replica sees the same jobs.
-
-A new durable tool is a durable function plus a start tool::
-
-    jobs.register(countdown, deadline=timedelta(hours=1))
-
-    @jobs.starter(mcp)
-    async def start_countdown(seconds: int) -> Start:
-        # The docstring, as the model's description of the tool, goes here.
-        return Start(f"countdown_{seconds}", countdown, seconds)
-
-``probe_status``, ``await_result``, ``cancel_job`` and ``list_jobs`` then work
-for its jobs as for any other.
+other arguments, cancelling, listing, and waiting with a bound. It holds no job
+state of its own -- everything is read back from the store through Resonate
+(and mapped by ``status``), so a restart or a second replica sees the same jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import contextvars
-import datetime as dt
-import functools
-import inspect
 import json
 import logging
-import pickle
-import typing
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from pydantic import Field
-from resonate.codec import Codec, NoopEncryptor
-from resonate.connections.local import DurablePromise
 from resonate.error import ServerError
 from resonate.resonate import Resonate
-from resonate.send import parse_promise
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
+from durable_mcp.jobs.registry import DEFAULT_DEADLINE, Details, JobKind, check_job_name
+from durable_mcp.jobs.status import (
+    LISTED,
+    JobStatus,
+    describe,
+    invocation_of,
+    status_from_promise,
+    status_from_record,
+)
+from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.state import JOB_TAG, KIND_TAG, STATUS_TAG, is_job
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
 ProgressCallback = Callable[[int, int], Awaitable[None]]
 
-#: Extra status fields for one kind of job: (its args, when it was created in ms, now in ms).
-Details = Callable[[list[Any], int, int], dict[str, Any]]
-
 #: How often a wait reads the store, in case a job's settle was not pushed.
 RECHECK = 1.0
 
-#: How long a job may run when its kind names no deadline.
-DEFAULT_DEADLINE = timedelta(hours=1)
-
-#: Polling hints grow with a job's age: a quarter of it, from 1 s up to 30 s.
-MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
-
 #: When a busy server asks a caller to try a start again.
 BUSY_RETRY_SECONDS = 10
-
-#: The argument every start tool gains (see :meth:`Jobs.starter`).
-RETRY_PARAMETER = inspect.Parameter(
-    "retry",
-    inspect.Parameter.KEYWORD_ONLY,
-    default=False,
-    annotation=Annotated[
-        bool,
-        Field(
-            description="If the job with this name failed or was cancelled, start it again "
-            "(with these arguments). A running or completed job is returned as it is."
-        ),
-    ],
-)
-
-
-#: Decodes the store's promise records the way the SDK does (values are plain JSON).
-_CODEC = Codec(NoopEncryptor())
-
-
-class JobStatus(StrEnum):
-    running = "running"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
-    not_found = "not_found"
-
 
 #: Lists jobs where the engine does not search its promises but keeps an index
 #: of them (Postgres): (status, kind, limit, cursor) -> what :meth:`Jobs.list` answers.
 JobLister = Callable[[JobStatus | None, str | None, int, str | None], Awaitable[dict[str, Any]]]
 
-
-#: What list_jobs shows of each job.
-LISTED = ("job_name", "kind", "status", "created_at", "settled_at")
 
 #: The store's promise state for each job status (``failed`` and ``cancelled``
 #: are both ``rejected_*``, told apart afterwards).
@@ -154,22 +100,6 @@ class EngineUnavailable(ToolError):
         super().__init__(message, log_level=logging.WARNING)
 
 
-class Start:
-    """What a start tool returns: start ``fn(*args)`` as the job ``job_name``.
-
-    ``deadline`` overrides the kind's own for this job (a timer's depends on
-    its length).
-    """
-
-    def __init__(
-        self, job_name: str, fn: Callable[..., Any], *args: Any, deadline: timedelta | None = None
-    ) -> None:
-        self.job_name = job_name
-        self.fn = fn
-        self.args = args
-        self.deadline = deadline
-
-
 @dataclass
 class StartedJob:
     """The status object of the job a start tool started or attached to, once it has."""
@@ -193,10 +123,10 @@ def starting_job() -> Iterator[StartedJob]:
         _started_job.reset(token)
 
 
-@dataclass(frozen=True)
-class JobKind:
-    deadline: timedelta
-    details: Details | None
+def report_started(job: dict[str, Any]) -> None:
+    """Hand the job a start tool started or attached to to :func:`starting_job`'s caller."""
+    if (started := _started_job.get()) is not None:
+        started.job = job
 
 
 class Jobs:
@@ -266,54 +196,6 @@ class Jobs:
         kind = fn.__name__
         self.kinds[kind] = JobKind(self.deadlines.get(kind, deadline), details)
 
-    def starter(
-        self, mcp: FastMCP, *, result: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    ) -> Callable[[Callable[..., Awaitable[Start]]], Callable[..., Awaitable[dict[str, Any]]]]:
-        """Decorate a start tool: its body says which job to start, this starts it.
-
-        The tool keeps its name, docstring and typed arguments (the schema the
-        model reads), gains ``retry`` (start a failed or cancelled job again),
-        and returns ``{"job_name", "status"}`` at once, or ``result(status
-        object)`` when given; a failed or cancelled job adds a ``hint``.
-        """
-
-        def decorate(
-            tool: Callable[..., Awaitable[Start]],
-        ) -> Callable[..., Awaitable[dict[str, Any]]]:
-            @functools.wraps(tool)
-            async def start_tool(*args: Any, retry: bool = False, **kwargs: Any) -> dict[str, Any]:
-                start = await tool(*args, **kwargs)
-                job = await self.start(
-                    start.job_name, start.fn, *start.args, deadline=start.deadline, retry=retry
-                )
-                if (started := _started_job.get()) is not None:
-                    started.job = job
-                out = result(job) if result is not None else _started(job)
-                if job["status"] in (JobStatus.failed, JobStatus.cancelled):
-                    out["hint"] = f"this job is {job['status']}; pass retry=true to run it again"
-                return out
-
-            # FastMCP reads the schema off the signature: the tool's own, resolved
-            # (its module may use string annotations), plus retry, returning a dict.
-            hints = typing.get_type_hints(tool, include_extras=True)
-            signature = inspect.signature(tool)
-            if "retry" in signature.parameters:
-                raise TypeError(f"start tool {tool.__name__} has an argument named retry")
-            parameters = [
-                p.replace(annotation=hints[p.name]) for p in signature.parameters.values()
-            ]
-            parameters.append(RETRY_PARAMETER)
-            hints |= {"retry": RETRY_PARAMETER.annotation, "return": dict[str, Any]}
-            start_tool.__signature__ = signature.replace(  # type: ignore[attr-defined]
-                parameters=parameters, return_annotation=dict[str, Any]
-            )
-            start_tool.__annotations__ = hints
-            del start_tool.__wrapped__
-            mcp.tool(start_tool)
-            return start_tool
-
-        return decorate
-
     async def start(
         self,
         job_id: str,
@@ -324,7 +206,8 @@ class Jobs:
     ) -> dict[str, Any]:
         r"""Start ``fn(*args)`` as job ``job_id``, or attach to the job already there.
 
-        ``fn`` must have been :meth:`register`\ ed. ``deadline`` (default: the
+        ``fn`` must have been :meth:`register`\ ed; ``job_id`` must pass
+        ``registry.check_job_name`` (else :class:`InvalidArgument`). ``deadline`` (default: the
         kind's) bounds the whole job: past it the job fails with a timeout error.
         Returns the job's status object once the job is durably created. The
         same id with the same function and arguments attaches (one execution,
@@ -334,6 +217,10 @@ class Jobs:
         running or completed one is attached to as without it. A name that
         begins with another kind's name and ``_`` is that kind's to use.
         """
+        try:
+            check_job_name(job_id)
+        except ValueError as exc:
+            raise InvalidArgument(f"cannot start job {job_id!r}: {exc}") from exc
         owner = self._owner_of(job_id)
         if owner not in (None, fn.__name__):
             raise InvalidArgument(
@@ -372,27 +259,27 @@ class Jobs:
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
         # Checked after the create as well: a concurrent start may have won the id.
-        existing = _invocation_of(record)
+        existing = invocation_of(record)
         if existing != wanted:
             # retry replaces a failed or cancelled job only (not a running or completed one).
             replaceable = not retry and record.state.startswith("rejected")
             hint = ", or retry=true to replace it" if replaceable else ""
             raise JobConflictError(
                 f"job {job_id!r} already exists with other arguments "
-                f"({_describe(existing)}); use another name, or the same arguments to attach"
+                f"({describe(existing)}); use another name, or the same arguments to attach"
                 f"{hint}"
             )
         if created:
             job_event("started", job_id, kind=fn.__name__)  # on disk by now
-        return self.status_of(job_id, record)
+        return self._status(job_id, record)
 
     def _owner_of(self, job_id: str) -> str | None:
         """The kind whose own names ``job_id`` has (``weather_data_...``), if any."""
         return max((k for k in self.kinds if job_id.startswith(f"{k}_")), key=len, default=None)
 
-    async def status(self, job_id: str) -> dict[str, Any]:
+    async def read_status(self, job_id: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job."""
-        return self.status_of(job_id, await self._get(job_id))
+        return self._status(job_id, await self._get(job_id))
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -405,7 +292,7 @@ class Jobs:
         if record is not None and record.state == "pending":
             with _engine_errors():
                 record = await self.resonate.promises.cancel(job_id, Value())
-        return self.status_of(job_id, record)
+        return self._status(job_id, record)
 
     async def list(
         self,
@@ -449,7 +336,7 @@ class Jobs:
                 cursor = record.id
                 if not is_job(record.id):
                     continue  # a step of a job (its durable sleeps), not a job
-                job = self.status_of(record.id, record)
+                job = self._status(record.id, record)
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):
                     found.append({key: job[key] for key in LISTED if key in job})
                     if len(found) == limit:
@@ -512,7 +399,7 @@ class Jobs:
             stopping.cancel()
             for task in waiters.values():
                 task.cancel()
-        return {job_id: await self.status(job_id) for job_id in job_ids}
+        return {job_id: await self.read_status(job_id) for job_id in job_ids}
 
     async def _all_done_or_slept(
         self, tasks: set[asyncio.Task[Any]], seconds: float, stopping: asyncio.Task[Any]
@@ -532,12 +419,12 @@ class Jobs:
             slept.cancel()
         return {task for task in tasks if not task.done()}
 
-    def status_of(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
-        return job_status(job_id, record, self.clock(), self.kinds)
+    def _status(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
+        return status_from_record(job_id, record, self.clock(), self.kinds)
 
-    def settled(self, promise: DurablePromise) -> None:
-        """Log a job's end (the in-process store calls this as the job's promise settles)."""
-        job = stored_job_status(promise, self.clock())
+    def log_end(self, promise: DurablePromise) -> None:
+        """Log a job's end (the in-process store reports each job's promise as it settles)."""
+        job = status_from_promise(promise, self.clock())
         error = job.get("error") or {}
         job_event(job["status"], promise.id, kind=job["kind"], **error)
 
@@ -568,86 +455,3 @@ def _engine_errors() -> Iterator[None]:
         yield
     except ConnectorError as exc:
         raise EngineUnavailable(str(exc.error)) from exc
-
-
-def job_status(
-    job_id: str,
-    record: PromiseRecord | None,
-    now: int,
-    kinds: Mapping[str, JobKind] | None = None,
-) -> dict[str, Any]:
-    """Map a promise record onto the tools' status object.
-
-    ``result`` is present for completed jobs, ``error`` (type and message)
-    for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
-    suggests when to look again at a running job, later the older it is.
-    """
-    if record is None:
-        return {"job_name": job_id, "status": JobStatus.not_found}
-    kind, args = _invocation_of(record)
-    out: dict[str, Any] = {"job_name": job_id, "kind": kind}
-    out["created_at"] = iso(record.created_at)
-    if record.settled_at is not None:
-        out["settled_at"] = iso(record.settled_at)
-    match record.state:
-        case "pending":
-            out["status"] = JobStatus.running
-            age = max(now - record.created_at, 0) / 1000
-            poll = min(max(age / 4, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
-            job_kind = (kinds or {}).get(kind)
-            if job_kind is not None and job_kind.details is not None:
-                out |= job_kind.details(args or [], record.created_at, now)
-                if "remaining_seconds" in out:  # no point looking before it is due
-                    poll = min(poll, max(out["remaining_seconds"], 0.5))
-            out["poll_after_seconds"] = round(poll, 1)
-        case "resolved":
-            out["status"] = JobStatus.completed
-            out["result"] = record.value.data
-        case "rejected":
-            out["status"] = JobStatus.failed
-            out["error"] = _error_of(record.value.data)
-        case "rejected_timedout":
-            out["status"] = JobStatus.failed
-            out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
-        case "rejected_canceled":
-            out["status"] = JobStatus.cancelled
-    return out
-
-
-def stored_job_status(promise: DurablePromise, now: int) -> dict[str, Any]:
-    """:func:`job_status` of a promise read straight from the in-process state."""
-    record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
-    return job_status(promise.id, record, now)
-
-
-def iso(ms: int) -> str:
-    """A time in ms since the epoch as ISO 8601, UTC."""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
-
-
-def _invocation_of(record: PromiseRecord) -> tuple[Any, ...]:
-    """(function name, JSON args) as the store recorded them when the job started."""
-    data = record.param.data if isinstance(record.param.data, dict) else {}
-    return data.get("func"), data.get("args")
-
-
-def _started(job: dict[str, Any]) -> dict[str, Any]:
-    return {"job_name": job["job_name"], "status": job["status"]}
-
-
-def _describe(invocation: tuple[Any, ...]) -> str:
-    func, args = invocation
-    return f"{func}({', '.join(json.dumps(a) for a in args or [])})"
-
-
-def _error_of(value: Any) -> dict[str, str]:
-    """The ``{"type", "message"}`` of a rejected promise's stored error."""
-    if not isinstance(value, dict):
-        return {"type": "Error", "message": str(value)}
-    error_type = "Error"
-    pickled = value.get("__py_pickle")
-    if isinstance(pickled, str):
-        # The SDK stores the original exception pickled; we only read its type.
-        with contextlib.suppress(Exception):
-            error_type = type(pickle.loads(base64.b64decode(pickled))).__name__
-    return {"type": error_type, "message": str(value.get("message", ""))}

@@ -1,0 +1,53 @@
+"""A report builder: a FastMCP server of its own with one durable tool.
+
+`build_report` returns at once; its job writes an outline, then each section,
+each a checkpointed step: after a crash the job goes on from the last step
+done. probe_status, await_result, cancel_job and list_jobs come with it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastmcp import FastMCP
+from pydantic import Field
+from resonate.context import Context
+
+from durable_mcp import DurableTools, Settings
+
+durable = DurableTools()
+
+
+def outline(ctx: Context, topic: str, sections: int) -> list[str]:
+    return [f"{topic}, part {n}" for n in range(1, sections + 1)]
+
+
+def write_section(ctx: Context, heading: str) -> str:
+    return f"{heading}: {len(heading.split())} words on it."
+
+
+@durable.tool(job_name=lambda report_id: f"report_{report_id}")
+async def build_report(
+    ctx: Context,
+    report_id: str,
+    topic: str,
+    sections: Annotated[int, Field(ge=1, le=20)] = 3,
+) -> dict[str, Any]:
+    """Start building a report on `topic`; returns {"job_name"} at once.
+
+    Then call await_result([job_name]) for the report.
+    """
+    headings = await ctx.run(outline, topic, sections)
+    texts = [await ctx.run(write_section, heading) for heading in headings]
+    return {"report_id": report_id, "topic": topic, "sections": texts}
+
+
+def build(settings: Settings | None = None) -> FastMCP:
+    """The app; ``settings`` default to the DURABLE_MCP_* environment."""
+    mcp = FastMCP("report-builder")
+    durable.add_to(mcp, settings)
+    return mcp
+
+
+if __name__ == "__main__":
+    build().run(transport="http", host="127.0.0.1", port=5002)

@@ -1,0 +1,107 @@
+"""A job's status object, computed from its promise record: pure, no IO.
+
+The store keeps one promise per job; this module maps the promise's state onto
+the status vocabulary the tools speak (``running``, ``completed``, ``failed``,
+``cancelled``, ``not_found``). It reads nothing and imports nothing of MCP, so
+the job service, the tasks extension and `durable-mcp jobs` share it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from resonate.types import PromiseRecord
+
+from durable_mcp.sdk_compat import Codec, NoopEncryptor, error_of, parse_promise
+
+if TYPE_CHECKING:
+    from durable_mcp.jobs.registry import JobKind
+    from durable_mcp.sdk_compat import DurablePromise
+
+#: Polling hints grow with a job's age: a quarter of it, from 1 s up to 30 s.
+MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
+
+#: What list_jobs shows of each job.
+LISTED = ("job_name", "kind", "status", "created_at", "settled_at")
+
+#: Decodes the store's promise records the way the SDK does (values are plain JSON).
+_CODEC = Codec(NoopEncryptor())
+
+
+class JobStatus(StrEnum):
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    not_found = "not_found"
+
+
+def status_from_record(
+    job_id: str,
+    record: PromiseRecord | None,
+    now: int,
+    kinds: Mapping[str, JobKind] | None = None,
+) -> dict[str, Any]:
+    """Map a promise record onto the tools' status object.
+
+    ``result`` is present for completed jobs, ``error`` (type and message)
+    for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
+    suggests when to look again at a running job, later the older it is.
+    """
+    if record is None:
+        return {"job_name": job_id, "status": JobStatus.not_found}
+    kind, args = invocation_of(record)
+    out: dict[str, Any] = {"job_name": job_id, "kind": kind}
+    out["created_at"] = iso(record.created_at)
+    if record.settled_at is not None:
+        out["settled_at"] = iso(record.settled_at)
+    match record.state:
+        case "pending":
+            out["status"] = JobStatus.running
+            age = max(now - record.created_at, 0) / 1000
+            poll = min(max(age / 4, MIN_POLL_SECONDS), MAX_POLL_SECONDS)
+            job_kind = (kinds or {}).get(kind)
+            if job_kind is not None and job_kind.details is not None:
+                out |= job_kind.details(args or [], record.created_at, now)
+                if "remaining_seconds" in out:  # no point looking before it is due
+                    poll = min(poll, max(out["remaining_seconds"], 0.5))
+            out["poll_after_seconds"] = round(poll, 1)
+        case "resolved":
+            out["status"] = JobStatus.completed
+            out["result"] = record.value.data
+        case "rejected":
+            out["status"] = JobStatus.failed
+            out["error"] = error_of(record.value.data)
+        case "rejected_timedout":
+            out["status"] = JobStatus.failed
+            out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
+        case "rejected_canceled":
+            out["status"] = JobStatus.cancelled
+    return out
+
+
+def status_from_promise(promise: DurablePromise, now: int) -> dict[str, Any]:
+    """:func:`status_from_record` of a promise read straight from the in-process state."""
+    record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
+    return status_from_record(promise.id, record, now)
+
+
+def iso(ms: int) -> str:
+    """A time in ms since the epoch as ISO 8601, UTC."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def invocation_of(record: PromiseRecord) -> tuple[Any, ...]:
+    """(function name, JSON args) as the store recorded them when the job started."""
+    data = record.param.data if isinstance(record.param.data, dict) else {}
+    return data.get("func"), data.get("args")
+
+
+def describe(invocation: tuple[Any, ...]) -> str:
+    """An invocation as the model reads it: ``timer("tea", 5)``."""
+    func, args = invocation
+    return f"{func}({', '.join(json.dumps(a) for a in args or [])})"
