@@ -7,7 +7,7 @@ UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
 UV_BOOTSTRAP := $(filter .tools/bin/uv,$(UV))
 ARGS ?=
 
-.PHONY: run proxy claude-config jobs tasks-client test lint format bench pg-schema sync
+.PHONY: run proxy claude-config jobs tasks-client test lint format bench pg-schema sync wheel
 
 run: sync
 	$(UV) run --locked durable-mcp serve $(ARGS)
@@ -53,6 +53,10 @@ pg-schema: resonate.sql
 
 resonate.sql:
 	python3 scripts/pg_schema.py
+
+# The package as a wheel, in dist/ (for `pip install` into another project).
+wheel: $(UV_BOOTSTRAP)
+	$(UV) build --wheel --quiet
 
 sync: $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --quiet
