@@ -314,6 +314,25 @@ async def test_snapshots_keep_the_journal_short(tmp_path: Path) -> None:
     assert len(open_store(tmp_path, FakeClock(START)).state.promises) == 35
 
 
+def journal_entries(data_dir: Path) -> int:
+    with contextlib.closing(sqlite3.connect(data_dir / DB_NAME)) as db:
+        (entries,) = db.execute("SELECT count(*) FROM journal").fetchone()
+    return int(entries)
+
+
+async def test_snapshots_come_less_often_as_the_state_grows(tmp_path: Path) -> None:
+    # A snapshot costs time in proportion to the state: past SNAPSHOT_SHARE x
+    # snapshot_every promises, one is taken every (promises / SNAPSHOT_SHARE) entries.
+    store = open_store(tmp_path, FakeClock(START), snapshot_every=10)
+    for n in range(200):  # 200 promises: a snapshot is due every 50 entries
+        await send(store, {"kind": "promise.create", "id": f"p{n}", "timeoutAt": 10**12})
+        await store.tick()
+    after = journal_entries(tmp_path)
+    assert 10 < after < 50  # not every 10 entries any more, and the journal stays bounded
+    crash(store)
+    assert len(open_store(tmp_path, FakeClock(START)).state.promises) == 200
+
+
 def test_logging_is_quiet_when_opening_a_new_store(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
