@@ -233,12 +233,67 @@ def _ignore(promise: DurablePromise) -> None:
     pass
 
 
+class Deadlines[T: (PTimeout, TTimeout)]:
+    """Timeout entries by id, in insertion order like the reference's list, with a
+    heap to find the due ones without reading them all (100,000 sleeping timers
+    made each tick read 200,000 entries, ten times a second).
+
+    Each entry has a rank, its place in the insertion order, and heap items of
+    ``(timeout, rank, id)``. An item whose entry has gone or moved is stale and
+    dropped when it comes up; the heap is rebuilt when stale items outnumber live.
+    """
+
+    def __init__(self, entries: list[T] | None = None) -> None:
+        self.by_id: dict[str, T] = {}
+        self._rank: dict[str, int] = {}
+        self._heap: list[tuple[int, int, str]] = []
+        self._next_rank = 0
+        for entry in entries or []:
+            self.add(entry)
+
+    def add(self, entry: T) -> None:
+        """A new id, at the end of the order."""
+        self.by_id[entry.id] = entry
+        self._rank[entry.id] = rank = self._next_rank
+        self._next_rank += 1
+        heapq.heappush(self._heap, (entry.timeout, rank, entry.id))
+
+    def moved(self, entry: T) -> None:
+        """``entry.timeout`` changed (its place in the order did not)."""
+        heapq.heappush(self._heap, (entry.timeout, self._rank[entry.id], entry.id))
+        self._compact()
+
+    def remove(self, entry_id: str) -> T | None:
+        self._rank.pop(entry_id, None)
+        entry = self.by_id.pop(entry_id, None)
+        self._compact()
+        return entry
+
+    def _compact(self) -> None:
+        if len(self._heap) > 2 * len(self.by_id) + 1_000:
+            self._heap = [(e.timeout, self._rank[i], i) for i, e in self.by_id.items()]
+            heapq.heapify(self._heap)
+
+    def due(self, now: int) -> list[T]:
+        """The entries due at ``now``, in insertion order (they stay in)."""
+        found: dict[str, tuple[int, T]] = {}
+        while self._heap and self._heap[0][0] <= now:
+            timeout, rank, entry_id = heapq.heappop(self._heap)
+            entry = self.by_id.get(entry_id)
+            if entry is not None and self._rank[entry_id] == rank and entry.timeout == timeout:
+                found[entry_id] = (rank, entry)
+        for rank, entry in found.values():  # still due until removed or moved
+            heapq.heappush(self._heap, (entry.timeout, rank, entry.id))
+        return [entry for _, entry in sorted(found.values(), key=lambda item: item[0])]
+
+
 class IndexedState(ServerState):
     """The reference state machine, with promises indexed by branch and awaiter.
 
     ``p_timeouts``/``t_timeouts`` read as the reference's lists but are kept as
-    dicts by id: a dict keeps insertion order and updates in place, exactly like
-    the reference's scan-and-update of a list with at most one entry per id.
+    :class:`Deadlines`: dicts by id (a dict keeps insertion order and updates in
+    place, exactly like the reference's scan-and-update of a list with at most
+    one entry per id) with a heap, so that a tick reads only the due entries.
 
     It also counts the running jobs: pending promises that are jobs, not steps,
     and have a task (as every ``resonate.run`` does). Exactly those have a
@@ -248,9 +303,11 @@ class IndexedState(ServerState):
     by default): the job layer logs the ends.
     """
 
-    _p_timeouts: dict[str, PTimeout]
-    _t_timeouts: dict[str, TTimeout]
+    _p_timeouts: Deadlines[PTimeout]
+    _t_timeouts: Deadlines[TTimeout]
     running_jobs: int
+    #: While ticking, the due entries: all the reference's tick reads of the lists.
+    _ticking: tuple[list[PTimeout], list[TTimeout]] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -270,31 +327,44 @@ class IndexedState(ServerState):
 
     @property
     def p_timeouts(self) -> list[PTimeout]:
-        return list(self._p_timeouts.values())
+        if self._ticking is not None:
+            return self._ticking[0]
+        return list(self._p_timeouts.by_id.values())
 
     @p_timeouts.setter
     def p_timeouts(self, timeouts: list[PTimeout]) -> None:
-        self._p_timeouts = {pt.id: pt for pt in timeouts}
-        self.running_jobs = sum(map(is_job, self._p_timeouts))
+        self._p_timeouts = Deadlines(timeouts)
+        self.running_jobs = sum(map(is_job, self._p_timeouts.by_id))
 
     @property
     def t_timeouts(self) -> list[TTimeout]:
-        return list(self._t_timeouts.values())
+        if self._ticking is not None:
+            return self._ticking[1]
+        return list(self._t_timeouts.by_id.values())
 
     @t_timeouts.setter
     def t_timeouts(self, timeouts: list[TTimeout]) -> None:
-        self._t_timeouts = {tt.id: tt for tt in timeouts}
+        self._t_timeouts = Deadlines(timeouts)
+
+    def tick(self, now: int) -> None:
+        """The reference's tick, reading only the due entries: it skips the rest."""
+        self._ticking = (self._p_timeouts.due(now), self._t_timeouts.due(now))
+        try:
+            super().tick(now)
+        finally:
+            self._ticking = None
 
     def set_p_timeout(self, promise_id: str, timeout: int) -> None:
-        pt = self._p_timeouts.get(promise_id)
+        pt = self._p_timeouts.by_id.get(promise_id)
         if pt is None:
-            self._p_timeouts[promise_id] = PTimeout(id=promise_id, timeout=timeout)
+            self._p_timeouts.add(PTimeout(id=promise_id, timeout=timeout))
             self.running_jobs += is_job(promise_id)
         else:
             pt.timeout = timeout
+            self._p_timeouts.moved(pt)
 
     def del_p_timeout(self, promise_id: str) -> None:
-        if self._p_timeouts.pop(promise_id, None) is not None:
+        if self._p_timeouts.remove(promise_id) is not None:
             self.running_jobs -= is_job(promise_id)
         # Every settle (by request, by the tick, on the way of a read) drops the
         # promise's timeout right after changing its state in place.
@@ -310,15 +380,16 @@ class IndexedState(ServerState):
                 jobs.settled(p)
 
     def set_t_timeout(self, task_id: str, typ: int, timeout: int) -> None:
-        tt = self._t_timeouts.get(task_id)
+        tt = self._t_timeouts.by_id.get(task_id)
         if tt is None:
-            self._t_timeouts[task_id] = TTimeout(id=task_id, typ=typ, timeout=timeout)
+            self._t_timeouts.add(TTimeout(id=task_id, typ=typ, timeout=timeout))
         else:
             tt.typ = typ
             tt.timeout = timeout
+            self._t_timeouts.moved(tt)
 
     def del_t_timeout(self, task_id: str) -> None:
-        self._t_timeouts.pop(task_id, None)
+        self._t_timeouts.remove(task_id)
 
     def send_execute_message(self, address: str, task_id: str, version: int) -> None:
         """The SDK's upsert of a task's execute message, without its scan of every
@@ -357,16 +428,14 @@ class IndexedState(ServerState):
 
     def is_due(self, now: int) -> bool:
         """Whether ``tick(now)`` would change anything (the same tests it makes)."""
-        for pt in self._p_timeouts.values():
-            if now >= pt.timeout:
-                p = self.promises.get(pt.id)
-                if p is not None and p.state == "pending":
-                    return True
-        for tt in self._t_timeouts.values():
-            if now >= tt.timeout:
-                t = self.tasks.get(tt.id)
-                if t is not None and t.state == ("acquired" if tt.typ == 1 else "pending"):
-                    return True
+        for pt in self._p_timeouts.due(now):
+            p = self.promises.get(pt.id)
+            if p is not None and p.state == "pending":
+                return True
+        for tt in self._t_timeouts.due(now):
+            t = self.tasks.get(tt.id)
+            if t is not None and t.state == ("acquired" if tt.typ == 1 else "pending"):
+                return True
         return False
 
     def load(self, promises: Mapping[str, DurablePromise]) -> None:
