@@ -1,7 +1,7 @@
 """Load and chaos: many MCP clients against one real server, optionally killed with ``kill -9``.
 
 One ``durable-mcp serve`` process (embedded store, a temporary data dir, a free
-port on 127.0.0.1) and the fake Open-Meteo archive from ``tests/``. ``--clients``
+port on 127.0.0.1) and the fake Open-Meteo archive (``durable_mcp_testing``). ``--clients``
 agents, each its own ``fastmcp.Client`` session over streamable HTTP, loop for
 ``--seconds``: start a job (a short timer, or a month of weather for a place
 and month no other job asks for), sometimes start it again with the same
@@ -72,11 +72,9 @@ from urllib.parse import parse_qs
 from fastmcp import Client
 
 from durable_mcp.config import ENV_NAMES
-
-BENCH = Path(__file__).parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-from fake_open_meteo import FakeOpenMeteo  # noqa: E402
-from processes import DURABLE_MCP, free_port, start_server, stop  # noqa: E402
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.figures import percentile
+from durable_mcp_testing.processes import DURABLE_MCP, free_port, start_server, stop
 
 #: The exactly-once rule the run checks (also written to the JSON).
 RULE = (
@@ -845,11 +843,6 @@ def list_with_cli(server: Server) -> dict[str, Any]:
 
 def batches(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def percentile(ms: list[float], q: float) -> float:
-    ordered = sorted(ms)
-    return round(ordered[max(int(len(ordered) * q + 0.5) - 1, 0)], 2)
 
 
 def call_figures(

@@ -12,10 +12,9 @@ from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import TOOLS, create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FakeTime
-from postgres_server import running_postgres
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FakeTime
+from durable_mcp_testing.postgres_server import running_postgres
 
 
 @pytest.fixture

@@ -8,9 +8,16 @@ import pytest
 from fastmcp import Client
 
 from durable_mcp.jobs.service import Jobs
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, core, eventually, steps_of, the_sleep_of
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import (
+    STORE_TICK,
+    FakeTime,
+    call,
+    core,
+    eventually,
+    steps_of,
+    the_sleep_of,
+)
 
 
 async def test_a_cancelled_timer_never_fires(

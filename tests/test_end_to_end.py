@@ -14,8 +14,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
-from fake_open_meteo import FakeOpenMeteo
-from processes import DURABLE_MCP, PROXY, free_port, running_server, stop
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server, stop
 
 TOOLS = {
     "set_timer",

@@ -17,8 +17,7 @@ from durable_mcp.engine import build_engine, observe
 from durable_mcp.postgres import PostgresEngine
 from durable_mcp.sdk_compat import RunCountingHeartbeat
 from durable_mcp.store import EmbeddedStore
-
-from helpers import STORE_TICK, FakeTime
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime
 
 
 def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:

@@ -25,9 +25,8 @@ from resonate.resonate import DEFAULT_MAX_CONCURRENT_TASKS
 
 from durable_mcp.config import Settings
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FakeTime, call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FakeTime, call
 
 SLOTS = 3
 #: As many jobs as the SDK's default execution permits: before the fix, the second wave

@@ -31,8 +31,7 @@ from durable_mcp.store.state import (
     is_job,
     kind_of,
 )
-
-from helpers import FakeTime, call
+from durable_mcp_testing.helpers import FakeTime, call
 
 STATUSES = [None, "running", "completed", "failed", "cancelled"]
 KINDS = [None, "timer", "fetch"]

@@ -15,9 +15,8 @@ from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, eventually
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, eventually
 
 
 async def limited_client(

@@ -6,8 +6,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call
 
 
 async def start_timers(

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+import countdown
 from durable_mcp.config import Settings
 from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
-
-from helpers import call
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
-import countdown
+from durable_mcp_testing.helpers import call
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ countdown added to our server, and a report builder, a server of its own."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,19 +10,17 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
+import countdown
+import report_builder
 from durable_mcp.config import Settings
 from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
-
-from helpers import STORE_TICK, FakeTime, call, core
-from tasks_client import start_task, task_method, tasks_client
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-import countdown  # noqa: E402
-import report_builder  # noqa: E402
 
 
 @pytest.mark.parametrize("example", ["countdown.py", "report_builder.py"])

@@ -12,9 +12,8 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.store import EmbeddedStore
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import call
 
 PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 JOB = "weather_data_53.5_-113.5_2024_3"

@@ -18,7 +18,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
-from processes import DURABLE_MCP, PROXY, free_port, running_server
+from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 ALLOWED_ORIGIN = "https://app.example.com"

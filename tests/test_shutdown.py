@@ -18,7 +18,7 @@ from typing import Any
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from processes import PROXY, free_port, running_server, start_server, stop
+from durable_mcp_testing.processes import PROXY, free_port, running_server, start_server, stop
 
 
 def noise(log: str) -> list[str]:

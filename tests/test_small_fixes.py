@@ -15,9 +15,8 @@ from durable_mcp.cli import main
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import check_month
 from durable_mcp.server import create_server
-
-from helpers import call
-from processes import DURABLE_MCP
+from durable_mcp_testing.helpers import call
+from durable_mcp_testing.processes import DURABLE_MCP
 
 PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 

@@ -22,9 +22,8 @@ from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import iso
 from durable_mcp.server import create_server
 from durable_mcp.tools.arguments import MAX_NAMES
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
 
 
 async def test_probe_reports_each_job_and_never_blocks(client: Client, fake_time: FakeTime) -> None:

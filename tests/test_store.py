@@ -27,8 +27,7 @@ from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState, is_job
-
-from helpers import STORE_TICK, FakeTime
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime
 
 #: Where the stores' fake clocks start, in ms.
 START = 1_000_000

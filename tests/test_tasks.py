@@ -19,10 +19,9 @@ from mcp_types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, eventually
-from tasks_client import start_task, task_method, tasks_client
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, eventually
+from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 WEATHER = {"latitude": 1, "longitude": 2, "year": 2020, "month": 1}
 WEATHER_JOB = "weather_data_1_2_2020_1"

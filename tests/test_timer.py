@@ -14,8 +14,14 @@ from fastmcp.exceptions import ToolError
 
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import iso
-
-from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, steps_of, the_sleep_of
+from durable_mcp_testing.helpers import (
+    FAKE_START_MS,
+    STORE_TICK,
+    FakeTime,
+    call,
+    steps_of,
+    the_sleep_of,
+)
 
 
 def ms(timestamp: str) -> int:

@@ -18,8 +18,7 @@ from resonate.types import PromiseRecord
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
 from durable_mcp.jobs.service import RECHECK, Jobs
-
-from helpers import FakeTime
+from durable_mcp_testing.helpers import FakeTime
 
 
 async def sleep_an_hour(ctx: Context) -> None:

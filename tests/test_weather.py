@@ -15,9 +15,8 @@ from fastmcp.exceptions import ToolError
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive, canonical, job_name, summarize
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo, archive_response
-from helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo, archive_response
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"
