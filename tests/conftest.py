@@ -53,9 +53,7 @@ def server_and_jobs(
         archive=archive,
         tools=[*TOOLS, lambda mcp, jobs: job_layer.append(jobs)],  # registers no tool
         progress_interval_seconds=0.2,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     return server, job_layer[0]
 

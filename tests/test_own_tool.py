@@ -34,9 +34,7 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
         settings,
         archive=archive,
         durable=DurableTools(BUILT_IN, countdown.durable),
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
 
 

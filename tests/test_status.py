@@ -107,9 +107,7 @@ async def default_cap_client(
     server = create_server(
         default,
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with Client(server) as client:
         yield client

@@ -348,9 +348,7 @@ async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> N
         tmp_path,
         pid="p",
         group="g",
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     store.open()
     resonate = Resonate(

@@ -181,9 +181,7 @@ async def test_tasks_can_be_turned_off(
     server = create_server(
         off,
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with tasks_client(server) as client:
         assert await call(client, "set_timer", timer_name="tea", seconds=60) == {

@@ -222,9 +222,7 @@ async def test_a_job_past_its_deadline_fails_with_a_timeout_error(
     server = create_server(
         replace(settings, job_deadlines=deadlines),
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with Client(server) as client:
         await call(client, "start_gathering", **EDMONTON)
