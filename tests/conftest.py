@@ -70,7 +70,7 @@ def jobs(server_and_jobs: tuple[FastMCP, Jobs]) -> Jobs:
 
 
 @pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client]:
+async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
     async with Client(server) as client:
         yield client
 

@@ -97,7 +97,7 @@ class GatedArchive(FakeOpenMeteo):
         return fetches
 
 
-async def start_jobs(client: Client, numbers: range) -> list[str]:
+async def start_jobs(client: Client[Any], numbers: range) -> list[str]:
     """Weather jobs for distinct places, one after the other."""
     names = []
     for n in numbers:
@@ -106,7 +106,7 @@ async def start_jobs(client: Client, numbers: range) -> list[str]:
     return names
 
 
-async def await_all(client: Client, names: list[str]) -> dict[str, Any]:
+async def await_all(client: Client[Any], names: list[str]) -> dict[str, Any]:
     """Every job's await_result answer, once none is running (bounded)."""
     results: dict[str, Any] = {name: {"status": "running"} for name in names}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -39,13 +40,13 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
 
 
 @pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client]:
+async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
     async with Client(server) as client:
         yield client
 
 
 async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     started = await call(client, "start_countdown", seconds=2)
     assert started == {"job_name": "countdown_2", "status": "running"}
@@ -67,7 +68,7 @@ async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
     ]
 
 
-async def test_its_arguments_are_validated_from_the_signature(client: Client) -> None:
+async def test_its_arguments_are_validated_from_the_signature(client: Client[Any]) -> None:
     with pytest.raises(ToolError, match="seconds: Input should be greater than or equal to 1"):
         await call(client, "start_countdown", seconds=0)
     tool = next(t for t in await client.list_tools() if t.name == "start_countdown")
@@ -89,13 +90,13 @@ async def test_a_new_durable_tool_runs_as_a_task_for_a_client_that_asks(
 
 
 @pytest.fixture
-async def reports() -> AsyncIterator[Client]:
+async def reports() -> AsyncIterator[Client[Any]]:
     async with Client(report_builder.build(Settings(store="memory"))) as client:
         yield client
 
 
 async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
-    reports: Client,
+    reports: Client[Any],
 ) -> None:
     assert {tool.name for tool in await reports.list_tools()} == {
         "build_report",
@@ -118,7 +119,9 @@ async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
     assert [job["job_name"] for job in listed["jobs"]] == ["report_q3"]
 
 
-async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(reports: Client) -> None:
+async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(
+    reports: Client[Any],
+) -> None:
     with pytest.raises(
         ToolError, match=r"cannot name a job 'report_a:b': a job name must not contain ':'"
     ):
@@ -128,7 +131,7 @@ async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(reports:
 
 
 async def test_its_start_tool_takes_a_retry_and_its_schema_from_the_signature(
-    reports: Client,
+    reports: Client[Any],
 ) -> None:
     tool = next(t for t in await reports.list_tools() if t.name == "build_report")
     assert set(tool.input_schema["properties"]) == {"report_id", "topic", "sections", "retry"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from mcp.types import CallToolResult
+from fastmcp.client.client import CallToolResult
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE, build_engine

@@ -44,7 +44,7 @@ class CountedJobs:
             self.reads += 1
             return await read(promise_id)
 
-        self.resonate.promises.get = counted_read  # type: ignore[method-assign]
+        self.resonate.promises.get = counted_read  # type: ignore[method-assign, assignment]
 
 
 @pytest.fixture
