@@ -142,7 +142,7 @@ def get_status(client: Client[Any], i: int) -> Awaitable[Any]:
     return client.call_tool("get_timer_status", {"timer_name": "seq0"})
 
 
-#: The bench's `durable-mcp serve`: the limits off, as in ``servers.py``.
+#: The bench's `durable-mcp serve`: the limits off, as in ``bench_servers``.
 SERVE_ENV = {"DURABLE_MCP_RATE_LIMIT": "1000000", "DURABLE_MCP_MAX_RUNNING_JOBS": "1000000"}
 
 

@@ -1,6 +1,6 @@
 """`make bench`: 100,000 sleeping timers in one server process on the embedded store.
 
-One real server (``servers.py ours``, as ``run.py`` starts it) takes 100,000
+One real server (``bench_servers`` ``ours``, as ``run.py`` starts it) takes 100,000
 ``set_timer`` calls from 16 concurrent clients, every timer due after the last
 is set, spread over 100 s (1,000 a second, as ``run.py``'s 10,000 over 10 s):
 

@@ -1,4 +1,4 @@
-"""The Postgres engine (resonate-pg), on real Postgres (see ``postgres_server.py``)."""
+"""The Postgres engine (resonate-pg), on real Postgres (``durable_mcp_testing.postgres_server``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Postgres out of reach: calls fail in one clear line, the server comes back by itself,
-and a database that cannot be used stops the start (see ``postgres_server.py``)."""
+and a database that cannot be used stops the start (see ``durable_mcp_testing.postgres_server``)."""
 
 from __future__ import annotations
 
