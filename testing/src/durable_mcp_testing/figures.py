@@ -8,6 +8,7 @@ from typing import Any
 
 
 def latency(seconds: list[float]) -> dict[str, float]:
+    """p50 and p99 of call times given in seconds, in ms."""
     ms = sorted(s * 1000 for s in seconds)
     return {
         "p50_ms": round(statistics.median(ms), 2),
@@ -16,15 +17,12 @@ def latency(seconds: list[float]) -> dict[str, float]:
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in seconds)
-    return {
-        "calls": len(ms),
-        "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(ms[max(int(len(ms) * 0.99) - 1, 0)], 2),
-    }
+    """:func:`latency`, with the number of calls first."""
+    return {"calls": len(seconds), **latency(seconds)}
 
 
 def percentile(ms: list[float], q: float) -> float:
+    """The ``q`` quantile (0.99: p99) of ``ms``, nearest rank (bench/load.py's figures)."""
     ordered = sorted(ms)
     return round(ordered[max(int(len(ordered) * q + 0.5) - 1, 0)], 2)
 
