@@ -27,11 +27,9 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,14 +37,10 @@ from typing import Any
 
 import psycopg
 from fastmcp import Client
-from run import Target, record_targets
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from processes import free_port, running_server
-
-# The tests' embedded Postgres, imported by name: type-checking it here would
-# check tests/postgres_server.py too, which mypy's strict run does not cover.
-postgres_server = importlib.import_module("postgres_server")
+from durable_mcp_testing import postgres_server
+from durable_mcp_testing.figures import Target, record_targets
+from durable_mcp_testing.processes import free_port, running_server
 
 RESULTS = Path(__file__).parent / "results-pg-outage.json"
 

@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,14 +27,11 @@ from typing import Any
 
 from fastmcp import Client
 
-BENCH = Path(__file__).parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE  # noqa: E402
+from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.processes import Server, stop
 
-from fake_open_meteo import FakeOpenMeteo  # noqa: E402
-from processes import Server, stop  # noqa: E402
-
-RESULTS = BENCH / "results-pg-takeover.json"
+RESULTS = Path(__file__).parent / "results-pg-takeover.json"
 
 #: The goal: a dead replica's job is running again on a live one within this.
 GOAL_SECONDS = 5.0
@@ -79,7 +75,7 @@ async def one_takeover(a: Server, b: Server, fake: FakeOpenMeteo, n: int) -> flo
 
 async def measure(rounds: int, pgdata: Path) -> tuple[list[float], int]:
     """Seconds from each kill to B's fetch; the fetches the archive answered in all."""
-    from postgres_server import running_postgres  # needs RESONATE_PG_SCHEMA set
+    from durable_mcp_testing.postgres_server import running_postgres  # needs RESONATE_PG_SCHEMA
 
     with running_postgres(pgdata) as postgres, FakeOpenMeteo() as fake:
         # A's held fetch is answered after A died: a broken pipe each round, as expected.

@@ -1,6 +1,7 @@
 """`make bench`: speed, memory and recovery of the real server, as ratios in one run.
 
-Every figure comes from real processes on 127.0.0.1 (see ``servers.py``):
+Every figure comes from real processes on 127.0.0.1 (see
+``durable_mcp_testing.bench_servers``):
 
 - floor: a no-op tool on a bare ``FastMCP("floor")`` (no middleware, no auth, no
   extensions) served the same way -- what any MCP call costs -- and beside it the
@@ -25,12 +26,11 @@ import datetime as dt
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +39,12 @@ from typing import Any
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-BENCH = Path(__file__).parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-from processes import PROXY, free_port, start_server, stop, wait_for_port  # noqa: E402
+from durable_mcp_testing.bench_servers import server
+from durable_mcp_testing.figures import latency
+from durable_mcp_testing.processes import PROXY, free_port, start_server, stop
+from durable_mcp_testing.workloads import CLIENTS, Call, concurrent, many_timers
 
-RESULTS = BENCH / "results.json"
+RESULTS = Path(__file__).parent / "results.json"
 
 
 @dataclass(frozen=True)
@@ -56,40 +57,6 @@ class Sizes:
 
 FULL = Sizes(calls=500, concurrent_calls=60, timers=10_000, in_flight=1_000)
 QUICK = Sizes(calls=30, concurrent_calls=5, timers=200, in_flight=50)
-CLIENTS = 16
-
-
-@contextmanager
-def server(kind: str, data_dir: Path, store: str = "embedded") -> Iterator[tuple[str, int]]:
-    """A bench server process; yields its URL and pid."""
-    port = free_port()
-    process = start(kind, port, data_dir, store)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp", process.pid
-    finally:
-        stop(process)
-
-
-def start(kind: str, port: int, data_dir: Path, store: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, str(BENCH / "servers.py"), kind, str(port), str(data_dir), store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_for_port(port, process)
-    return process
-
-
-def latency(seconds: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in seconds)
-    return {
-        "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(ms[max(int(len(ms) * 0.99) - 1, 0)], 2),
-    }
-
-
-Call = Callable[[Client[Any], int], Awaitable[Any]]
 
 
 async def sequential(url_or_client: str | Client[Any], call: Call, n: int) -> dict[str, float]:
@@ -156,19 +123,6 @@ async def under_cpu_hog(root: Path, n: int) -> dict[str, float]:
     return figures
 
 
-async def concurrent(url: str, call: Call, per_client: int) -> float:
-    """Calls per second with CLIENTS clients, each calling ``per_client`` times."""
-
-    async def one(c: int) -> None:
-        async with Client(url) as client:
-            for i in range(per_client):
-                await call(client, c * per_client + i)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(c) for c in range(CLIENTS)))
-    return round(CLIENTS * per_client / (time.perf_counter() - started), 1)
-
-
 def noop(client: Client[Any], i: int) -> Awaitable[Any]:
     return client.call_tool("noop", {})
 
@@ -188,99 +142,7 @@ def get_status(client: Client[Any], i: int) -> Awaitable[Any]:
     return client.call_tool("get_timer_status", {"timer_name": "seq0"})
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """A process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def peak_rss_mb(pid: int) -> float:
-    return rss_mb(pid, "VmHWM")
-
-
-async def many_timers(
-    url: str,
-    pid: int,
-    count: int,
-    *,
-    set_phase: float | None = None,
-    spread: float = 10,
-    settle_within: float = 0,
-    checkpoints: Collection[int] = (),
-    growth: list[dict[str, float]] | None = None,
-) -> dict[str, Any]:
-    """``count`` timers sleeping at once, due over ``spread`` s after they are all set.
-
-    ``set_phase`` is the seconds from now to the first deadline (by default 5 s
-    more than 100 starts a second would take); ``settle_within`` how long to go
-    on probing for timers not completed yet once the last is due (2 s after it).
-    At each of ``checkpoints`` timers set, ``growth`` (the caller's list, kept if
-    a call fails) gets the seconds since the first start and the server's RSS.
-    """
-    if set_phase is None:
-        set_phase = max(count / 100, 5) + 5
-    due = time.time() + set_phase
-    names = [f"many{n}" for n in range(count)]
-
-    def deadline_of(name: str) -> float:
-        return due + spread * int(name.removeprefix("many")) / count
-
-    set_late = [0]
-    done = [0]
-    growth = [] if growth is None else growth
-    marks = set(checkpoints)
-
-    async def start_some(chunk: list[str]) -> None:
-        async with Client(url) as client:
-            for name in chunk:
-                # Past the set phase a timer is due at once (and counted late).
-                seconds = max(round(deadline_of(name) - time.time(), 3), 0)
-                set_late[0] += seconds == 0
-                await client.call_tool("set_timer", {"timer_name": name, "seconds": seconds})
-                done[0] += 1
-                if done[0] in marks:
-                    elapsed = round(time.perf_counter() - started, 2)
-                    growth.append({"jobs": done[0], "seconds": elapsed, "rss_mb": rss_mb(pid)})
-
-    started = time.perf_counter()
-    await asyncio.gather(*(start_some(names[c::CLIENTS]) for c in range(CLIENTS)))
-    set_seconds = time.perf_counter() - started
-    rss_all_set = rss_mb(pid)
-    await asyncio.sleep(max(due + spread - time.time(), 0) + 2)
-    give_up = time.time() + settle_within
-    late = []  # seconds after its deadline that each timer completed
-    pending = names
-    async with Client(url) as client:
-        while True:
-            waiting = []
-            for first in range(0, len(pending), 100):
-                batch = pending[first : first + 100]
-                for status in (await client.call_tool("probe_status", {"job_names": batch})).data:
-                    if status["status"] == "completed":
-                        settled = dt.datetime.fromisoformat(status["settled_at"]).timestamp()
-                        late.append(settled - deadline_of(status["job_name"]))
-                    else:
-                        waiting.append(status["job_name"])
-            pending = waiting
-            if not pending or time.time() >= give_up:
-                break
-            await asyncio.sleep(1)
-    return {
-        "timers": count,
-        "completed": len(late),
-        "set_seconds": round(set_seconds, 1),
-        "set_after_deadline": set_late[0],
-        **({"growth": growth} if checkpoints else {}),
-        "rss_mb_all_set": rss_all_set,
-        "peak_rss_mb": peak_rss_mb(pid),
-        "lateness_p50_s": round(statistics.median(late), 3) if late else None,
-        "lateness_p99_s": round(sorted(late)[int(len(late) * 0.99) - 1], 3) if late else None,
-    }
-
-
-#: The bench's `durable-mcp serve`: the limits off, as in ``servers.py``.
+#: The bench's `durable-mcp serve`: the limits off, as in ``bench_servers``.
 SERVE_ENV = {"DURABLE_MCP_RATE_LIMIT": "1000000", "DURABLE_MCP_MAX_RUNNING_JOBS": "1000000"}
 
 
@@ -445,19 +307,6 @@ def targets(r: dict[str, Any]) -> list[Row]:
     listening = recovery["restart_to_listening_s"]
     check("restart to listening s", listening, "<= 1.2", listening <= 1.2)
     return rows
-
-
-#: A figure of the other benches, with its goal: (name, value, goal, met).
-Target = tuple[str, Any, str, bool]
-
-
-def record_targets(results: dict[str, Any], rows: list[Target]) -> None:
-    """Add ``rows`` to ``results`` as its targets, and print each: its goal, met or MISSED."""
-    results["targets"] = [
-        {"figure": name, "value": value, "goal": goal, "met": ok} for name, value, goal, ok in rows
-    ]
-    for name, value, goal, ok in rows:
-        print(f"{name:<40} {value!s:>8}  goal {goal:<7} {'met' if ok else 'MISSED'}")
 
 
 def print_rows(rows: list[Row]) -> None:

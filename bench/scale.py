@@ -1,6 +1,6 @@
 """`make bench`: 100,000 sleeping timers in one server process on the embedded store.
 
-One real server (``servers.py ours``, as ``run.py`` starts it) takes 100,000
+One real server (``bench_servers`` ``ours``, as ``run.py`` starts it) takes 100,000
 ``set_timer`` calls from 16 concurrent clients, every timer due after the last
 is set, spread over 100 s (1,000 a second, as ``run.py``'s 10,000 over 10 s):
 
@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
-from run import CLIENTS, Target, concurrent, many_timers, peak_rss_mb, record_targets, start
 
 from durable_mcp.engine import GROUP
 from durable_mcp.store import EmbeddedStore
-
-from processes import free_port, stop  # on the path run.py sets
+from durable_mcp_testing.bench_servers import start
+from durable_mcp_testing.figures import Target, peak_rss_mb, record_targets
+from durable_mcp_testing.processes import free_port, stop
+from durable_mcp_testing.workloads import CLIENTS, concurrent, many_timers
 
 RESULTS = Path(__file__).parent / "results-scale.json"
 

@@ -19,8 +19,6 @@ import asyncio
 import base64
 import json
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -30,26 +28,17 @@ from typing import Any
 from resonate.context import Context
 from resonate.resonate import Resonate
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from durable_mcp.engine import observe
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.store import EmbeddedStore
 from durable_mcp.store.embedded import SNAPSHOT_EVERY
+from durable_mcp_testing.figures import percentiles
 
 RESULTS = Path(__file__).parent / "results-store.json"
 
 #: The longest a list_jobs page may take, whatever the number of jobs.
 PAGE_TARGET_MS = 5.0
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in seconds)
-    return {
-        "calls": len(ms),
-        "p50_ms": round(statistics.median(ms), 2),
-        "p99_ms": round(ms[max(int(len(ms) * 0.99) - 1, 0)], 2),
-    }
 
 
 async def timer(ctx: Context, seconds: float) -> str:

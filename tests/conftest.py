@@ -12,10 +12,9 @@ from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import TOOLS, create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FakeTime
-from postgres_server import running_postgres
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FakeTime
+from durable_mcp_testing.postgres_server import running_postgres
 
 
 @pytest.fixture
@@ -54,9 +53,7 @@ def server_and_jobs(
         archive=archive,
         tools=[*TOOLS, lambda mcp, jobs: job_layer.append(jobs)],  # registers no tool
         progress_interval_seconds=0.2,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     return server, job_layer[0]
 
@@ -73,7 +70,7 @@ def jobs(server_and_jobs: tuple[FastMCP, Jobs]) -> Jobs:
 
 
 @pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client]:
+async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
     async with Client(server) as client:
         yield client
 

@@ -15,13 +15,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from fastmcp_tasks import call_tool_task
 
 
-def connect(url: str, via: str) -> Client:
+def connect(url: str, via: str) -> Client[Any]:
     if via == "direct":
         return Client(url)
     keep = {name: os.environ[name] for name in ("PATH", "UV_PYTHON") if name in os.environ}

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from fastmcp import Client
 
 from durable_mcp.jobs.service import Jobs
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, core, eventually, steps_of, the_sleep_of
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import (
+    STORE_TICK,
+    FakeTime,
+    call,
+    core,
+    eventually,
+    steps_of,
+    the_sleep_of,
+)
 
 
 async def test_a_cancelled_timer_never_fires(
-    client: Client, jobs: Jobs, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+    client: Client[Any], jobs: Jobs, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=0.5)
     await the_sleep_of(jobs, "tea")
@@ -31,7 +39,7 @@ async def test_a_cancelled_timer_never_fires(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-async def test_cancel_is_idempotent(client: Client) -> None:
+async def test_cancel_is_idempotent(client: Client[Any]) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=30)
     first = await call(client, "cancel_job", job_name="tea")
     again = await call(client, "cancel_job", job_name={"job_name": "tea"})
@@ -39,7 +47,7 @@ async def test_cancel_is_idempotent(client: Client) -> None:
     assert core(first) == {"job_name": "tea", "kind": "timer", "status": "cancelled"}
 
 
-async def test_cancelling_a_finished_job_returns_its_final_status(client: Client) -> None:
+async def test_cancelling_a_finished_job_returns_its_final_status(client: Client[Any]) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=0)
     assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
     result = await call(client, "cancel_job", job_name="tea")
@@ -47,7 +55,7 @@ async def test_cancelling_a_finished_job_returns_its_final_status(client: Client
     assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
 
 
-async def test_cancelling_an_unknown_job_is_not_found(client: Client) -> None:
+async def test_cancelling_an_unknown_job_is_not_found(client: Client[Any]) -> None:
     assert await call(client, "cancel_job", job_name="nope") == {
         "job_name": "nope",
         "status": "not_found",
@@ -55,7 +63,7 @@ async def test_cancelling_an_unknown_job_is_not_found(client: Client) -> None:
 
 
 async def test_a_job_cancelled_mid_fetch_stays_cancelled_and_logs_no_error(
-    client: Client, fake_archive: FakeOpenMeteo, caplog: pytest.LogCaptureFixture
+    client: Client[Any], fake_archive: FakeOpenMeteo, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_archive.hold()
     place = {"latitude": 1, "longitude": 2, "year": 2020, "month": 1}

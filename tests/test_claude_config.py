@@ -10,8 +10,8 @@ from pathlib import Path
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from helpers import call
-from processes import free_port, running_server
+from durable_mcp_testing.helpers import call
+from durable_mcp_testing.processes import free_port, running_server
 
 ROOT = Path(__file__).parent.parent
 

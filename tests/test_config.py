@@ -11,8 +11,7 @@ import pytest
 
 from durable_mcp.cli import bind
 from durable_mcp.config import ConfigError, Settings, load_settings
-
-from processes import free_port
+from durable_mcp_testing.processes import free_port
 
 
 def test_defaults_are_the_documented_ones() -> None:

@@ -18,8 +18,7 @@ import pytest
 
 from durable_mcp.store import EmbeddedStore, StoreError
 from durable_mcp.store.journal import COMMITTED_NAME, DB_NAME
-
-from processes import DURABLE_MCP, free_port
+from durable_mcp_testing.processes import DURABLE_MCP, free_port
 
 JOBS = 30
 WAL = f"{DB_NAME}-wal"

@@ -25,9 +25,8 @@ from resonate.testing import FakeClock
 
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
-
-from helpers import call
-from processes import DURABLE_MCP, free_port, start_server, stop
+from durable_mcp_testing.helpers import call
+from durable_mcp_testing.processes import DURABLE_MCP, free_port, start_server, stop
 
 FULL = "cannot write to .*database or disk is full; nothing was changed"
 

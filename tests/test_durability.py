@@ -22,10 +22,9 @@ from resonate.timing import now_ms
 
 from durable_mcp.store.embedded import peek
 from durable_mcp.store.state import IndexedState
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import eventually
-from processes import DURABLE_MCP, Server, free_port
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.processes import DURABLE_MCP, Server, free_port
 
 PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 JOB = "weather_data_53.5_-113.5_2024_3"

@@ -8,14 +8,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
-from fake_open_meteo import FakeOpenMeteo
-from processes import DURABLE_MCP, PROXY, free_port, running_server, stop
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server, stop
 
 TOOLS = {
     "set_timer",
@@ -41,7 +42,7 @@ def server(port: int, fake_archive: FakeOpenMeteo, tmp_path: Path) -> Iterator[P
         yield log
 
 
-def proxy_client(port: int) -> Client:
+def proxy_client(port: int) -> Client[Any]:
     transport = StdioTransport(
         command=sys.executable,
         args=[PROXY],
@@ -52,17 +53,17 @@ def proxy_client(port: int) -> Client:
 
 
 @pytest.fixture
-async def proxied(port: int) -> AsyncIterator[Client]:
+async def proxied(port: int) -> AsyncIterator[Client[Any]]:
     async with proxy_client(port) as client:
         yield client
 
 
-async def test_the_proxy_serves_every_tool(server: Path, proxied: Client) -> None:
+async def test_the_proxy_serves_every_tool(server: Path, proxied: Client[Any]) -> None:
     assert {tool.name for tool in await proxied.list_tools()} == TOOLS
 
 
 async def test_a_job_started_through_the_proxy_is_the_servers_job(
-    server: Path, port: int, proxied: Client, fake_archive: FakeOpenMeteo
+    server: Path, port: int, proxied: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     place = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
     started = (await proxied.call_tool("start_gathering", place)).data
@@ -74,7 +75,7 @@ async def test_a_job_started_through_the_proxy_is_the_servers_job(
     assert fake_archive.total_requests == 1
 
 
-async def test_timer_through_the_proxy_completes(server: Path, proxied: Client) -> None:
+async def test_timer_through_the_proxy_completes(server: Path, proxied: Client[Any]) -> None:
     set_result = await proxied.call_tool("set_timer", {"timer_name": "tea", "seconds": 0.5})
     assert set_result.structured_content == {"promise_id": "tea", "status": "running"}
     status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
@@ -86,7 +87,9 @@ async def test_timer_through_the_proxy_completes(server: Path, proxied: Client) 
     assert status.structured_content == {"status": "complete"}
 
 
-async def test_progress_notifications_pass_through_the_proxy(server: Path, proxied: Client) -> None:
+async def test_progress_notifications_pass_through_the_proxy(
+    server: Path, proxied: Client[Any]
+) -> None:
     updates: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -102,7 +105,9 @@ async def test_progress_notifications_pass_through_the_proxy(server: Path, proxi
     assert updates == [0]  # one report after 5 s of waiting: 0 of 1 finished
 
 
-async def test_the_server_log_has_no_errors_in_normal_use(server: Path, proxied: Client) -> None:
+async def test_the_server_log_has_no_errors_in_normal_use(
+    server: Path, proxied: Client[Any]
+) -> None:
     names = [f"t{i}" for i in range(20)]
     for i, name in enumerate(names):
         await proxied.call_tool("set_timer", {"timer_name": name, "seconds": (i % 4) / 100})

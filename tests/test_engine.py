@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client
@@ -17,8 +18,7 @@ from durable_mcp.engine import build_engine, observe
 from durable_mcp.postgres import PostgresEngine
 from durable_mcp.sdk_compat import RunCountingHeartbeat
 from durable_mcp.store import EmbeddedStore
-
-from helpers import STORE_TICK, FakeTime
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime
 
 
 def test_memory_store_runs_on_the_sdks_in_process_connection() -> None:
@@ -54,7 +54,7 @@ def test_other_background_failures_are_still_errors(caplog: pytest.LogCaptureFix
 
 
 async def test_many_short_timers_complete_without_error_logs(
-    client: Client, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+    client: Client[Any], fake_time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Short sleeps whose deadline passes before the worker picks their task up
     # are what made the SDK log "background task failed ... 409": the clock

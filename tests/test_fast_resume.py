@@ -33,9 +33,8 @@ from durable_mcp.jobs.status import JobStatus
 from durable_mcp.server import create_server
 from durable_mcp.store.embedded import peek
 from durable_mcp.store.journal import Journal
-
-from fake_open_meteo import FakeOpenMeteo
-from processes import Server, free_port, stop
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.processes import Server, free_port, stop
 
 #: The MCP layer: none of it may be imported before the engine has started.
 MCP_LAYER = ("fastmcp", "mcp", "mcp_types", "uvicorn", "starlette")

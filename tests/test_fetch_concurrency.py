@@ -25,9 +25,8 @@ from resonate.resonate import DEFAULT_MAX_CONCURRENT_TASKS
 
 from durable_mcp.config import Settings
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FakeTime, call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FakeTime, call
 
 SLOTS = 3
 #: As many jobs as the SDK's default execution permits: before the fix, the second wave
@@ -98,7 +97,7 @@ class GatedArchive(FakeOpenMeteo):
         return fetches
 
 
-async def start_jobs(client: Client, numbers: range) -> list[str]:
+async def start_jobs(client: Client[Any], numbers: range) -> list[str]:
     """Weather jobs for distinct places, one after the other."""
     names = []
     for n in numbers:
@@ -107,7 +106,7 @@ async def start_jobs(client: Client, numbers: range) -> list[str]:
     return names
 
 
-async def await_all(client: Client, names: list[str]) -> dict[str, Any]:
+async def await_all(client: Client[Any], names: list[str]) -> dict[str, Any]:
     """Every job's await_result answer, once none is running (bounded)."""
     results: dict[str, Any] = {name: {"status": "running"} for name in names}
 

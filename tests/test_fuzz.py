@@ -37,8 +37,7 @@ from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.service import InvalidArgument, Jobs
 from durable_mcp.server import TOOLS, create_server
-
-from fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 
 #: The server's cap on any await_result wait: no fuzzed call blocks for longer.
 AWAIT_MAX_SECONDS = 0.05

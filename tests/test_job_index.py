@@ -31,8 +31,7 @@ from durable_mcp.store.state import (
     is_job,
     kind_of,
 )
-
-from helpers import FakeTime, call
+from durable_mcp_testing.helpers import FakeTime, call
 
 STATUSES = [None, "running", "completed", "failed", "cancelled"]
 KINDS = [None, "timer", "fetch"]
@@ -183,7 +182,7 @@ def test_a_cursor_naming_no_promise_is_refused() -> None:
     assert page["status"] == 400
 
 
-async def test_listing_follows_cancel_and_retry(client: Client, fake_time: FakeTime) -> None:
+async def test_listing_follows_cancel_and_retry(client: Client[Any], fake_time: FakeTime) -> None:
     await start_timers(client, fake_time, ["a", "b", "c"])
     await start_timers(client, fake_time, ["quick"], seconds=0)
     await call(client, "await_result", job_names=["quick"])

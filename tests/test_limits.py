@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from fastmcp import Client
@@ -15,21 +16,22 @@ from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, eventually
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, eventually
 
 
 async def limited_client(
-    settings: Settings, archive: OpenMeteoArchive, **limits: float
-) -> AsyncIterator[Client]:
+    settings: Settings, archive: OpenMeteoArchive, **limits: Any
+) -> AsyncIterator[Client[Any]]:
     server = create_server(dataclasses.replace(settings, **limits), archive=archive)
     async with Client(server) as client:
         yield client
 
 
 @pytest.fixture
-async def two_jobs_at_most(settings: Settings, archive: OpenMeteoArchive) -> AsyncIterator[Client]:
+async def two_jobs_at_most(
+    settings: Settings, archive: OpenMeteoArchive
+) -> AsyncIterator[Client[Any]]:
     async for client in limited_client(settings, archive, max_running_jobs=2):
         yield client
 
@@ -37,17 +39,17 @@ async def two_jobs_at_most(settings: Settings, archive: OpenMeteoArchive) -> Asy
 @pytest.fixture
 async def two_polls_a_second(
     settings: Settings, archive: OpenMeteoArchive
-) -> AsyncIterator[Client]:
+) -> AsyncIterator[Client[Any]]:
     async for client in limited_client(settings, archive, rate_limit=2):
         yield client
 
 
-async def job_names(client: Client) -> set[str]:
+async def job_names(client: Client[Any]) -> set[str]:
     return {job["job_name"] for job in (await call(client, "list_jobs", limit=100))["jobs"]}
 
 
 async def test_a_start_past_the_running_cap_is_busy_and_changes_nothing(
-    two_jobs_at_most: Client,
+    two_jobs_at_most: Client[Any],
 ) -> None:
     client = two_jobs_at_most
     await call(client, "set_timer", timer_name="a", seconds=60)
@@ -65,7 +67,7 @@ async def test_a_start_past_the_running_cap_is_busy_and_changes_nothing(
     assert await job_names(client) == {"a", "b", "c"}
 
 
-async def test_finished_jobs_do_not_count_against_the_cap(two_jobs_at_most: Client) -> None:
+async def test_finished_jobs_do_not_count_against_the_cap(two_jobs_at_most: Client[Any]) -> None:
     client = two_jobs_at_most
     for name in ("a", "b", "c", "d"):
         await call(client, "set_timer", timer_name=name, seconds=0)
@@ -74,7 +76,7 @@ async def test_finished_jobs_do_not_count_against_the_cap(two_jobs_at_most: Clie
 
 
 async def test_polling_is_rate_limited_per_client_and_says_when_to_retry(
-    two_polls_a_second: Client,
+    two_polls_a_second: Client[Any],
 ) -> None:
     client = two_polls_a_second
     await call(client, "set_timer", timer_name="tea", seconds=60)
@@ -100,7 +102,7 @@ async def test_polling_is_rate_limited_per_client_and_says_when_to_retry(
         result = await client.call_tool(
             "probe_status", {"job_names": ["tea"]}, raise_on_error=False
         )
-        return None if result.is_error else result.data  # type: ignore[no-any-return]
+        return None if result.is_error else result.data
 
     assert (await eventually(accepted_probe, within=30, every=0.1))[0]["status"] == "running"
 
@@ -110,7 +112,7 @@ def job_events(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_each_job_state_change_is_one_structured_log_line(
-    client: Client,
+    client: Client[Any],
     fake_archive: FakeOpenMeteo,
     fake_time: FakeTime,
     caplog: pytest.LogCaptureFixture,

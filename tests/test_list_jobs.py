@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call
 
 
 async def start_timers(
-    client: Client, fake_time: FakeTime, names: list[str], seconds: float = 60
+    client: Client[Any], fake_time: FakeTime, names: list[str], seconds: float = 60
 ) -> None:
     for name in names:
         await call(client, "set_timer", timer_name=name, seconds=seconds)
@@ -19,7 +21,7 @@ async def start_timers(
 
 
 async def test_jobs_are_listed_newest_first_with_their_times(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     await start_timers(client, fake_time, ["a", "b", "c"])
     listing = await call(client, "list_jobs")
@@ -31,7 +33,7 @@ async def test_jobs_are_listed_newest_first_with_their_times(
 
 
 async def test_jobs_are_filtered_by_status_and_kind(
-    client: Client, fake_archive: FakeOpenMeteo, fake_time: FakeTime
+    client: Client[Any], fake_archive: FakeOpenMeteo, fake_time: FakeTime
 ) -> None:
     await start_timers(client, fake_time, ["done"], seconds=0)
     await start_timers(client, fake_time, ["waiting", "stopped"])
@@ -52,7 +54,7 @@ async def test_jobs_are_filtered_by_status_and_kind(
 
 
 async def test_pages_follow_the_cursor_and_new_jobs_do_not_shift_them(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     names = [f"t{n:02d}" for n in range(12)]
     await start_timers(client, fake_time, names)
@@ -68,7 +70,7 @@ async def test_pages_follow_the_cursor_and_new_jobs_do_not_shift_them(
     assert seen == list(reversed(names))
 
 
-async def test_steps_of_jobs_are_not_listed(client: Client, fake_time: FakeTime) -> None:
+async def test_steps_of_jobs_are_not_listed(client: Client[Any], fake_time: FakeTime) -> None:
     # A timer's durable sleep is a promise of its own ("tea:1"), not a job.
     await start_timers(client, fake_time, ["tea"], seconds=0.2)
     await fake_time.advance(0.2 + STORE_TICK)
@@ -86,14 +88,14 @@ async def test_steps_of_jobs_are_not_listed(client: Client, fake_time: FakeTime)
     ],
 )
 async def test_bad_filters_are_clear_errors(
-    client: Client, arguments: dict[str, object], message: str
+    client: Client[Any], arguments: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ToolError, match=message):
         await client.call_tool("list_jobs", arguments)
 
 
 async def test_the_status_filter_offers_only_statuses_a_listed_job_can_have(
-    client: Client,
+    client: Client[Any],
 ) -> None:
     tool = next(t for t in await client.list_tools() if t.name == "list_jobs")
     (choice, _null) = tool.input_schema["properties"]["status"]["anyOf"]

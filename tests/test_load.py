@@ -8,27 +8,16 @@ really did what it claims (jobs of both kinds, outages the clients saw).
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-
-def _import_load() -> ModuleType:
-    path = Path(__file__).parent.parent / "bench" / "load.py"
-    spec = importlib.util.spec_from_file_location("bench_load", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _import_load()
+from durable_mcp_testing import load
+from durable_mcp_testing.load.chaos import kill_schedule
+from durable_mcp_testing.load.harness import Job, Options, Outages, place_of
+from durable_mcp_testing.load.report import fetch_report
 
 
 def _common(results: dict[str, Any], runs: int) -> None:
@@ -62,7 +51,7 @@ def _common(results: dict[str, Any], runs: int) -> None:
 # A real server under 10 clients: room for a machine several times slower than a quiet one.
 @pytest.mark.timeout(300)
 async def test_plain_load_fails_no_call_and_loses_no_job(tmp_path: Path) -> None:
-    options = load.Options(clients=10, seconds=8, kills=0, seed=2026)
+    options = Options(clients=10, seconds=8, kills=0, seed=2026)
     results = await load.run(options, tmp_path)
     _common(results, runs=1)
     assert results["jobs"]["acknowledged"] >= 20
@@ -75,7 +64,7 @@ async def test_plain_load_fails_no_call_and_loses_no_job(tmp_path: Path) -> None
 
 @pytest.mark.timeout(300)
 async def test_kill_9_twice_and_a_full_disk_under_load_lose_no_job(tmp_path: Path) -> None:
-    options = load.Options(clients=10, seconds=12, kills=2, seed=2026, disk_full=True)
+    options = Options(clients=10, seconds=12, kills=2, seed=2026, disk_full=True)
     results = await load.run(options, tmp_path)
     _common(results, runs=3)
     full = results["disk_full"]
@@ -99,7 +88,7 @@ async def test_kill_9_twice_and_a_full_disk_under_load_lose_no_job(tmp_path: Pat
 
 
 def _weather(name: str, k: int, fetches_when_done: int | None = None) -> Any:
-    job = load.Job(name, "weather", load.place_of(k), acknowledged_at=0.0)
+    job = Job(name, "weather", place_of(k), acknowledged_at=0.0)
     job.fetches_when_done = fetches_when_done
     job.done_seen_at = 0.5 if fetches_when_done is not None else None
     return job
@@ -115,14 +104,14 @@ def test_the_fetch_rule_flags_a_refetch_after_done_and_a_repeat_by_one_server_ru
         _weather("cut_off_by_the_full_disk", 5),
     ]
     runs = {  # the era of each fetch, in order: (server run, disk-full cycles before it)
-        load.place_of(0): [(0, 0), (1, 0)],
-        load.place_of(1): [(1, 0), (1, 0)],
-        load.place_of(2): [(0, 0), (1, 0)],
-        load.place_of(4): [(0, 0)],
-        load.place_of(5): [(1, 0), (1, 1)],
-        load.place_of(99): [(1, 0)],
+        place_of(0): [(0, 0), (1, 0)],
+        place_of(1): [(1, 0), (1, 0)],
+        place_of(2): [(0, 0), (1, 0)],
+        place_of(4): [(0, 0)],
+        place_of(5): [(1, 0), (1, 1)],
+        place_of(99): [(1, 0)],
     }
-    report = load.fetch_report(jobs, runs, kill_times=[3.0])
+    report = fetch_report(jobs, runs, kill_times=[3.0])
     assert [line.split(":")[0] for line in report["refetched_after_done"]] == [
         "done_then_fetched_again"
     ]
@@ -139,7 +128,7 @@ def test_the_fetch_rule_flags_a_refetch_after_done_and_a_repeat_by_one_server_ru
 
 
 def test_a_call_counts_as_an_outage_only_if_it_overlaps_one() -> None:
-    outages = load.Outages()
+    outages = Outages()
     outages.windows = [(10.0, 13.0), (20.0, None)]  # the second: still down
     assert outages.overlaps(9.0, 10.5)  # in flight at the kill
     assert outages.overlaps(12.0, 12.1)  # while down
@@ -149,6 +138,6 @@ def test_a_call_counts_as_an_outage_only_if_it_overlaps_one() -> None:
 
 
 def test_kills_are_spread_over_the_run() -> None:
-    moments = load.kill_schedule(60, 10, random.Random(1))
+    moments = kill_schedule(60, 10, random.Random(1))
     assert len(moments) == 10 and moments == sorted(moments)
     assert 0 < moments[0] < 7 and 52 < moments[-1] < 58

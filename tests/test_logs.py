@@ -9,8 +9,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from helpers import call
-from processes import free_port, running_server
+from durable_mcp_testing.helpers import call
+from durable_mcp_testing.processes import free_port, running_server
 
 #: ``2026-11-24 21:40:01 INFO durable_mcp: message`` (logs.FORMAT).
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: \S")

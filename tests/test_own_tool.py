@@ -3,27 +3,25 @@ countdown added to our server, and a report builder, a server of its own."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
+import countdown
+import report_builder
 from durable_mcp.config import Settings
 from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
-
-from helpers import STORE_TICK, FakeTime, call, core
-from tasks_client import start_task, task_method, tasks_client
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-import countdown  # noqa: E402
-import report_builder  # noqa: E402
 
 
 @pytest.mark.parametrize("example", ["countdown.py", "report_builder.py"])
@@ -37,20 +35,18 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
         settings,
         archive=archive,
         durable=DurableTools(BUILT_IN, countdown.durable),
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
 
 
 @pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client]:
+async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
     async with Client(server) as client:
         yield client
 
 
 async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     started = await call(client, "start_countdown", seconds=2)
     assert started == {"job_name": "countdown_2", "status": "running"}
@@ -72,7 +68,7 @@ async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
     ]
 
 
-async def test_its_arguments_are_validated_from_the_signature(client: Client) -> None:
+async def test_its_arguments_are_validated_from_the_signature(client: Client[Any]) -> None:
     with pytest.raises(ToolError, match="seconds: Input should be greater than or equal to 1"):
         await call(client, "start_countdown", seconds=0)
     tool = next(t for t in await client.list_tools() if t.name == "start_countdown")
@@ -94,13 +90,13 @@ async def test_a_new_durable_tool_runs_as_a_task_for_a_client_that_asks(
 
 
 @pytest.fixture
-async def reports() -> AsyncIterator[Client]:
+async def reports() -> AsyncIterator[Client[Any]]:
     async with Client(report_builder.build(Settings(store="memory"))) as client:
         yield client
 
 
 async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
-    reports: Client,
+    reports: Client[Any],
 ) -> None:
     assert {tool.name for tool in await reports.list_tools()} == {
         "build_report",
@@ -123,7 +119,9 @@ async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
     assert [job["job_name"] for job in listed["jobs"]] == ["report_q3"]
 
 
-async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(reports: Client) -> None:
+async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(
+    reports: Client[Any],
+) -> None:
     with pytest.raises(
         ToolError, match=r"cannot name a job 'report_a:b': a job name must not contain ':'"
     ):
@@ -133,7 +131,7 @@ async def test_a_job_name_rule_that_gives_a_colon_is_a_clear_tool_error(reports:
 
 
 async def test_its_start_tool_takes_a_retry_and_its_schema_from_the_signature(
-    reports: Client,
+    reports: Client[Any],
 ) -> None:
     tool = next(t for t in await reports.list_tools() if t.name == "build_report")
     assert set(tool.input_schema["properties"]) == {"report_id", "topic", "sections", "retry"}

@@ -1,4 +1,4 @@
-"""The Postgres engine (resonate-pg), on real Postgres (see ``postgres_server.py``)."""
+"""The Postgres engine (resonate-pg), on real Postgres (``durable_mcp_testing.postgres_server``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
-from fake_open_meteo import FakeOpenMeteo
-from helpers import eventually
-from postgres_server import needs_schema, restart, stored_sleep
-from processes import free_port, running_server
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.postgres_server import needs_schema, restart, stored_sleep
+from durable_mcp_testing.processes import free_port, running_server
 
 pytestmark = needs_schema
 

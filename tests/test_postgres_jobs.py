@@ -26,11 +26,10 @@ from durable_mcp.postgres_jobs import (
     _listed,
     created_job,
 )
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import eventually
-from postgres_server import needs_schema, stored_sleep
-from processes import DURABLE_MCP, free_port, running_server
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.postgres_server import needs_schema, stored_sleep
+from durable_mcp_testing.processes import DURABLE_MCP, free_port, running_server
 
 pytestmark = needs_schema
 

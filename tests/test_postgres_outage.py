@@ -1,5 +1,5 @@
 """Postgres out of reach: calls fail in one clear line, the server comes back by itself,
-and a database that cannot be used stops the start (see ``postgres_server.py``)."""
+and a database that cannot be used stops the start (see ``durable_mcp_testing.postgres_server``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from fastmcp import Client
 
 from durable_mcp.cli import EXIT_BAD_START
 from durable_mcp.postgres import DatabaseUnreachable, QuietOutages, where
-
-from helpers import eventually
-from postgres_server import needs_schema, start_postgres, stop_postgres, stored_sleep
-from processes import DURABLE_MCP, free_port, running_server
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.postgres_server import (
+    needs_schema,
+    start_postgres,
+    stop_postgres,
+    stored_sleep,
+)
+from durable_mcp_testing.processes import DURABLE_MCP, free_port, running_server
 
 pytestmark = needs_schema
 

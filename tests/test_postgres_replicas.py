@@ -17,16 +17,15 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from mcp.types import CallToolResult
+from fastmcp.client.client import CallToolResult
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE, build_engine
 from durable_mcp.sdk_compat import RunCountingHeartbeat
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import eventually
-from postgres_server import needs_schema
-from processes import Server
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.postgres_server import needs_schema
+from durable_mcp_testing.processes import Server
 
 pytestmark = needs_schema
 

@@ -6,22 +6,22 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.store import EmbeddedStore
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import call
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import call
 
 PLACE = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 JOB = "weather_data_53.5_-113.5_2024_3"
 
 
 async def test_a_failed_weather_job_runs_again_with_retry_once_the_archive_is_back(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     fake_archive.fail_with(500, 500, 500)  # every attempt of the first run
     await call(client, "start_gathering", **PLACE)
@@ -40,7 +40,7 @@ async def test_a_failed_weather_job_runs_again_with_retry_once_the_archive_is_ba
 
 
 async def test_a_cancelled_timer_is_said_to_be_cancelled_and_retry_starts_it_again(
-    client: Client,
+    client: Client[Any],
 ) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=600)
     await call(client, "cancel_job", job_name="tea")
@@ -56,7 +56,7 @@ async def test_a_cancelled_timer_is_said_to_be_cancelled_and_retry_starts_it_aga
 
 
 async def test_retry_changes_nothing_for_a_running_or_completed_job(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=600)
     attached = await call(client, "set_timer", timer_name="tea", seconds=600, retry=True)
@@ -72,7 +72,7 @@ async def test_retry_changes_nothing_for_a_running_or_completed_job(
 
 
 async def test_two_retries_at_once_start_one_job(
-    client: Client, caplog: pytest.LogCaptureFixture
+    client: Client[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="durable_mcp.jobs")
     await call(client, "set_timer", timer_name="tea", seconds=600)

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,7 +19,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
-from processes import DURABLE_MCP, PROXY, free_port, running_server
+from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 ALLOWED_ORIGIN = "https://app.example.com"
@@ -127,7 +128,7 @@ def test_a_body_over_the_limit_gets_413(server: tuple[str, Path]) -> None:
     assert post(url, b" " * 1024, Authorization=bearer(TOKEN)) != 413  # under it: let through
 
 
-def proxy_client(url: str, token: str | None) -> Client:
+def proxy_client(url: str, token: str | None) -> Client[Any]:
     env = {"DURABLE_MCP_URL": url} | ({"DURABLE_MCP_TOKEN": token} if token else {})
     return Client(StdioTransport(command=sys.executable, args=[PROXY], env=env, keep_alive=False))
 

@@ -18,7 +18,7 @@ from typing import Any
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from processes import PROXY, free_port, running_server, start_server, stop
+from durable_mcp_testing.processes import PROXY, free_port, running_server, start_server, stop
 
 
 def noise(log: str) -> list[str]:
@@ -27,7 +27,7 @@ def noise(log: str) -> list[str]:
     return [line for line in log.splitlines() if any(marker in line for marker in markers)]
 
 
-async def await_until_it_waits(client: Client, job_name: str) -> asyncio.Task[Any]:
+async def await_until_it_waits(client: Client[Any], job_name: str) -> asyncio.Task[Any]:
     """Call await_result for ``job_name`` in a task; return it once the server is waiting.
 
     The first progress notification (after the server's 5 s interval) comes from

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from fastmcp import Client
@@ -22,12 +23,13 @@ from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import iso
 from durable_mcp.server import create_server
 from durable_mcp.tools.arguments import MAX_NAMES
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
 
-from fake_open_meteo import FakeOpenMeteo
-from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, core
 
-
-async def test_probe_reports_each_job_and_never_blocks(client: Client, fake_time: FakeTime) -> None:
+async def test_probe_reports_each_job_and_never_blocks(
+    client: Client[Any], fake_time: FakeTime
+) -> None:
     await call(client, "set_timer", timer_name="long", seconds=60)
     await call(client, "set_timer", timer_name="now", seconds=0)
     await call(client, "await_result", job_names=["now"])
@@ -46,20 +48,20 @@ async def test_probe_reports_each_job_and_never_blocks(client: Client, fake_time
     ['["a", "b"]', ["a", "b"], [{"job_name": "a"}, "b"], ["a", "b", "a"]],
 )
 async def test_probe_accepts_names_as_json_string_or_wrapped(
-    client: Client, job_names: object
+    client: Client[Any], job_names: object
 ) -> None:
     statuses = await call(client, "probe_status", job_names=job_names)
     assert [s["job_name"] for s in statuses] == ["a", "b"]
 
 
-async def test_a_single_name_string_is_a_list_of_one(client: Client) -> None:
+async def test_a_single_name_string_is_a_list_of_one(client: Client[Any]) -> None:
     assert await call(client, "probe_status", job_names="a") == [
         {"job_name": "a", "status": "not_found"}
     ]
 
 
 async def test_probe_shows_the_error_of_a_failed_job(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     fake_archive.fail_with(404)
     name = (await call(client, "start_gathering", latitude=1, longitude=2, year=2020, month=1))[
@@ -72,7 +74,9 @@ async def test_probe_shows_the_error_of_a_failed_job(
     assert "HTTP 404" in status["error"]["message"]
 
 
-async def test_await_returns_results_of_finished_jobs(client: Client, fake_time: FakeTime) -> None:
+async def test_await_returns_results_of_finished_jobs(
+    client: Client[Any], fake_time: FakeTime
+) -> None:
     await call(client, "set_timer", timer_name="a", seconds=0.2)
     await call(client, "set_timer", timer_name="b", seconds=0.4)
     await fake_time.advance(0.4 + STORE_TICK)
@@ -84,7 +88,7 @@ async def test_await_returns_results_of_finished_jobs(client: Client, fake_time:
 
 
 async def test_await_is_bounded_and_reports_unfinished_jobs_as_running(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     await call(client, "set_timer", timer_name="slow", seconds=60)
     await call(client, "set_timer", timer_name="quick", seconds=0.1)
@@ -102,22 +106,20 @@ async def test_await_is_bounded_and_reports_unfinished_jobs_as_running(
 @pytest.fixture
 async def default_cap_client(
     settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
-) -> AsyncIterator[Client]:
+) -> AsyncIterator[Client[Any]]:
     """A server with the shipped cap on waits, on fake time."""
     default = dataclasses.replace(settings, await_max_seconds=DEFAULT_AWAIT_MAX_SECONDS)
     server = create_server(
         default,
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with Client(server) as client:
         yield client
 
 
 async def test_await_never_waits_past_the_server_cap(
-    default_cap_client: Client, fake_time: FakeTime
+    default_cap_client: Client[Any], fake_time: FakeTime
 ) -> None:
     client = default_cap_client
     await call(client, "set_timer", timer_name="slow", seconds=3600)
@@ -130,7 +132,9 @@ async def test_await_never_waits_past_the_server_cap(
     assert DEFAULT_AWAIT_MAX_SECONDS <= waited < 3600
 
 
-async def test_await_sends_progress_while_it_waits(client: Client, fake_time: FakeTime) -> None:
+async def test_await_sends_progress_while_it_waits(
+    client: Client[Any], fake_time: FakeTime
+) -> None:
     updates: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -160,14 +164,14 @@ async def test_await_sends_progress_while_it_waits(client: Client, fake_time: Fa
     ],
 )
 async def test_await_rejects_bad_input(
-    client: Client, arguments: dict[str, object], message: str
+    client: Client[Any], arguments: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ToolError, match=message):
         await client.call_tool("await_result", arguments)
 
 
 async def test_probe_gives_times_and_for_timers_the_deadline(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=60)
     await call(client, "set_timer", timer_name="now", seconds=0)

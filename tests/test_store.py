@@ -27,8 +27,7 @@ from durable_mcp.store import EmbeddedStore, StoreError, StoreStopped
 from durable_mcp.store.embedded import SWEEP_EVERY
 from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState, is_job
-
-from helpers import STORE_TICK, FakeTime
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime
 
 #: Where the stores' fake clocks start, in ms.
 START = 1_000_000
@@ -349,9 +348,7 @@ async def test_a_job_that_times_out_wakes_whoever_awaits_it(tmp_path: Path) -> N
         tmp_path,
         pid="p",
         group="g",
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     store.open()
     resonate = Resonate(

@@ -19,10 +19,9 @@ from mcp_types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo
-from helpers import STORE_TICK, FakeTime, call, eventually
-from tasks_client import start_task, task_method, tasks_client
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, eventually
+from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 WEATHER = {"latitude": 1, "longitude": 2, "year": 2020, "month": 1}
 WEATHER_JOB = "weather_data_1_2_2020_1"
@@ -182,9 +181,7 @@ async def test_tasks_can_be_turned_off(
     server = create_server(
         off,
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with tasks_client(server) as client:
         assert await call(client, "set_timer", timer_name="tea", seconds=60) == {

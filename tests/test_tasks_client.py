@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from fastmcp import Client
 
-from fake_open_meteo import FakeOpenMeteo
-from helpers import eventually
-from processes import Server
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.processes import Server
 
 #: The uv that runs the tests (``uv run`` sets it); the scripts run with it too.
 UV = os.environ.get("UV", "uv")

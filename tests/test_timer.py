@@ -7,6 +7,7 @@ the clock past its deadline, and the store's records say when that was.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from fastmcp import Client
@@ -14,8 +15,14 @@ from fastmcp.exceptions import ToolError
 
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import iso
-
-from helpers import FAKE_START_MS, STORE_TICK, FakeTime, call, steps_of, the_sleep_of
+from durable_mcp_testing.helpers import (
+    FAKE_START_MS,
+    STORE_TICK,
+    FakeTime,
+    call,
+    steps_of,
+    the_sleep_of,
+)
 
 
 def ms(timestamp: str) -> int:
@@ -23,7 +30,7 @@ def ms(timestamp: str) -> int:
 
 
 async def test_set_timer_returns_the_name_as_promise_id_at_once(
-    client: Client, fake_time: FakeTime
+    client: Client[Any], fake_time: FakeTime
 ) -> None:
     # The clock never moves: an answer that waited for the timer would never come.
     result = await call(client, "set_timer", timer_name="tea", seconds=30)
@@ -32,7 +39,7 @@ async def test_set_timer_returns_the_name_as_promise_id_at_once(
 
 
 async def test_timer_runs_until_its_deadline_then_completes(
-    client: Client, jobs: Jobs, fake_time: FakeTime
+    client: Client[Any], jobs: Jobs, fake_time: FakeTime
 ) -> None:
     await call(client, "set_timer", timer_name="egg", seconds=60)
     deadline = FAKE_START_MS + 60_000
@@ -55,7 +62,7 @@ async def test_timer_runs_until_its_deadline_then_completes(
 
 
 async def test_setting_the_same_timer_twice_attaches_to_one_timer(
-    client: Client, jobs: Jobs, fake_time: FakeTime
+    client: Client[Any], jobs: Jobs, fake_time: FakeTime
 ) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=0.8)
     first = await the_sleep_of(jobs, "tea")
@@ -72,34 +79,34 @@ async def test_setting_the_same_timer_twice_attaches_to_one_timer(
     assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
 
 
-async def test_setting_a_finished_timer_again_returns_it_complete(client: Client) -> None:
+async def test_setting_a_finished_timer_again_returns_it_complete(client: Client[Any]) -> None:
     await call(client, "set_timer", timer_name="done", seconds=0)
     assert await call(client, "await_result", job_names=["done"]) == {"done": "complete"}
     again = await call(client, "set_timer", timer_name="done", seconds=0)
     assert again == {"promise_id": "done", "status": "completed"}
 
 
-async def test_same_name_with_other_seconds_is_a_conflict(client: Client) -> None:
+async def test_same_name_with_other_seconds_is_a_conflict(client: Client[Any]) -> None:
     await call(client, "set_timer", timer_name="tea", seconds=30)
     with pytest.raises(ToolError, match=r"already exists with other arguments.*timer\(\"tea\", 30"):
         await call(client, "set_timer", timer_name="tea", seconds=60)
     assert await call(client, "get_timer_status", timer_name="tea") == {"status": "running"}
 
 
-async def test_status_of_an_unknown_timer_is_not_found(client: Client) -> None:
+async def test_status_of_an_unknown_timer_is_not_found(client: Client[Any]) -> None:
     assert await call(client, "get_timer_status", timer_name="nope") == {"status": "not_found"}
 
 
 @pytest.mark.parametrize("wrapped", [{"timer_name": "tea"}, {"job_name": "tea"}])
 async def test_a_name_wrapped_in_a_dict_is_accepted(
-    client: Client, wrapped: dict[str, str]
+    client: Client[Any], wrapped: dict[str, str]
 ) -> None:
     result = await call(client, "set_timer", timer_name=wrapped, seconds=30)
     assert result == {"promise_id": "tea", "status": "running"}
     assert await call(client, "get_timer_status", timer_name=wrapped) == {"status": "running"}
 
 
-async def test_seconds_given_as_a_string_is_accepted(client: Client) -> None:
+async def test_seconds_given_as_a_string_is_accepted(client: Client[Any]) -> None:
     result = await call(client, "set_timer", timer_name="tea", seconds="30")
     assert result == {"promise_id": "tea", "status": "running"}
 
@@ -121,7 +128,7 @@ async def test_seconds_given_as_a_string_is_accepted(client: Client) -> None:
     ],
 )
 async def test_bad_input_is_a_clear_tool_error_and_creates_nothing(
-    client: Client, arguments: dict[str, object], message: str
+    client: Client[Any], arguments: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ToolError, match=f"invalid arguments for set_timer: {message}"):
         await client.call_tool("set_timer", arguments)

@@ -18,8 +18,7 @@ from resonate.types import PromiseRecord
 from durable_mcp.config import Settings
 from durable_mcp.engine import build_engine
 from durable_mcp.jobs.service import RECHECK, Jobs
-
-from helpers import FakeTime
+from durable_mcp_testing.helpers import FakeTime
 
 
 async def sleep_an_hour(ctx: Context) -> None:
@@ -45,7 +44,7 @@ class CountedJobs:
             self.reads += 1
             return await read(promise_id)
 
-        self.resonate.promises.get = counted_read  # type: ignore[method-assign]
+        self.resonate.promises.get = counted_read  # type: ignore[method-assign, assignment]
 
 
 @pytest.fixture

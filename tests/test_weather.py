@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -15,21 +16,20 @@ from fastmcp.exceptions import ToolError
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive, canonical, job_name, summarize
 from durable_mcp.server import create_server
-
-from fake_open_meteo import FakeOpenMeteo, archive_response
-from helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo, archive_response
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"
 
 
-async def test_start_gathering_returns_the_deterministic_job_name(client: Client) -> None:
+async def test_start_gathering_returns_the_deterministic_job_name(client: Client[Any]) -> None:
     result = await call(client, "start_gathering", **EDMONTON)
     assert result["job_name"] == EDMONTON_JOB
 
 
 async def test_the_result_has_the_daily_series_and_a_summary(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     await call(client, "start_gathering", **EDMONTON)
     result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
@@ -47,7 +47,7 @@ async def test_the_result_has_the_daily_series_and_a_summary(
 
 
 def test_summary_means_totals_and_wettest_day_skip_missing_days() -> None:
-    daily = {
+    daily: dict[str, list[Any]] = {
         "time": ["2024-03-01", "2024-03-02", "2024-03-03"],
         "temperature_2m_max": [10.0, None, 14.0],
         "temperature_2m_min": [-1.0, 1.0, None],
@@ -81,9 +81,9 @@ def test_canonical_numbers(number: float, text: str) -> None:
 
 
 async def test_the_same_place_in_other_spellings_is_one_job_and_one_fetch(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
-    spellings = [
+    spellings: list[dict[str, Any]] = [
         {"latitude": "53.5", "longitude": -113.5},
         {"latitude": 53.5, "longitude": "-113.50"},
         {"latitude": 53.50, "longitude": -113.5},
@@ -100,7 +100,7 @@ async def test_the_same_place_in_other_spellings_is_one_job_and_one_fetch(
 
 
 async def test_concurrent_starts_of_one_job_fetch_once(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     starts = [call(client, "start_gathering", **EDMONTON) for _ in range(10)]
     results = await asyncio.gather(*starts)
@@ -110,7 +110,7 @@ async def test_concurrent_starts_of_one_job_fetch_once(
 
 
 async def test_the_timezone_is_sent_to_the_archive(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     await call(client, "start_gathering", **EDMONTON, timezone="Europe/Berlin")
     result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
@@ -120,7 +120,7 @@ async def test_the_timezone_is_sent_to_the_archive(
 
 
 async def test_the_default_timezone_is_the_places_own(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     await call(client, "start_gathering", **EDMONTON)
     await call(client, "await_result", job_names=[EDMONTON_JOB])
@@ -128,7 +128,7 @@ async def test_the_default_timezone_is_the_places_own(
     assert parse_qs(query)["timezone"] == ["auto"]
 
 
-async def test_same_place_with_another_timezone_is_a_conflict(client: Client) -> None:
+async def test_same_place_with_another_timezone_is_a_conflict(client: Client[Any]) -> None:
     await call(client, "start_gathering", **EDMONTON)
     with pytest.raises(ToolError, match=r"already exists with other arguments .*\"auto\""):
         await call(client, "start_gathering", **EDMONTON, timezone="UTC")
@@ -136,7 +136,7 @@ async def test_same_place_with_another_timezone_is_a_conflict(client: Client) ->
 
 @pytest.mark.parametrize("failures", [(503, 503), (429, 500)])
 async def test_transient_failures_are_retried(
-    client: Client, fake_archive: FakeOpenMeteo, failures: tuple[int, ...]
+    client: Client[Any], fake_archive: FakeOpenMeteo, failures: tuple[int, ...]
 ) -> None:
     fake_archive.fail_with(*failures)
     await call(client, "start_gathering", **EDMONTON)
@@ -146,7 +146,7 @@ async def test_transient_failures_are_retried(
 
 
 async def test_a_refused_request_fails_at_once_with_the_reason(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     fake_archive.fail_with(400)
     await call(client, "start_gathering", **EDMONTON)
@@ -159,7 +159,7 @@ async def test_a_refused_request_fails_at_once_with_the_reason(
 
 
 async def test_retries_are_bounded_then_the_job_fails(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     fake_archive.fail_with(500, 500, 500, 500)
     await call(client, "start_gathering", **EDMONTON)
@@ -173,7 +173,7 @@ async def test_retries_are_bounded_then_the_job_fails(
 
 
 async def test_an_unreachable_archive_fails_the_job_with_a_clear_error(
-    client: Client, fake_archive: FakeOpenMeteo
+    client: Client[Any], fake_archive: FakeOpenMeteo
 ) -> None:
     fake_archive.__exit__()  # nothing listens there any more
     await call(client, "start_gathering", **EDMONTON)
@@ -202,7 +202,7 @@ NEXT_YEAR = dt.date.today().year + 1
     ],
 )
 async def test_bad_input_is_a_clear_tool_error_and_fetches_nothing(
-    client: Client, fake_archive: FakeOpenMeteo, change: dict[str, object], message: str
+    client: Client[Any], fake_archive: FakeOpenMeteo, change: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ToolError, match=message):
         await client.call_tool("start_gathering", {**EDMONTON, **change})
@@ -223,9 +223,7 @@ async def test_a_job_past_its_deadline_fails_with_a_timeout_error(
     server = create_server(
         replace(settings, job_deadlines=deadlines),
         archive=archive,
-        clock=fake_time.clock,
-        sleeper=fake_time.sleep,
-        writer=fake_time.writer,
+        **fake_time.seams,
     )
     async with Client(server) as client:
         await call(client, "start_gathering", **EDMONTON)

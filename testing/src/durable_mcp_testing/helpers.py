@@ -8,10 +8,11 @@ import heapq
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from fastmcp import Client
 from resonate.testing import FakeClock
+from resonate.timing import Clock, Sleeper
 from resonate.types import PromiseRecord
 
 from durable_mcp.engine import LOCAL_TICK_SECONDS
@@ -38,19 +39,28 @@ def core(status: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in status.items() if key not in TIMES}
 
 
+class Seams(TypedDict):
+    """The keywords that put a server or an embedded store on fake time."""
+
+    clock: Clock
+    sleeper: Sleeper
+    writer: concurrent.futures.Executor
+
+
 class FakeTime:
     """The SDK's :class:`FakeClock`, and a sleeper that sleeps on it: time moves when a test says.
 
-    Pass ``clock`` and ``sleep`` to ``create_server`` (or the SDK). The SDK's own
+    Pass ``**fake_time.seams`` to ``create_server`` or ``EmbeddedStore`` (``clock``
+    and ``sleep`` alone to the SDK). The SDK's own
     sleepers do not fit a whole server: ``RecordingSleeper`` returns at once (the
     store's tick loop would spin) and ``ManualSleeper`` wakes sleepers in call
     order, not by time. Here each sleeper waits until the clock reaches its
     wake-up time, so the store's deadlines, the job layer's wait bounds and
     progress reports all follow :meth:`advance`.
 
-    Pass ``writer`` too (to ``create_server`` or ``EmbeddedStore``): the
-    embedded store's disk writes then happen at once instead of on a thread,
-    so that loop turns are all that work under way waits for.
+    ``seams`` holds ``writer`` too: the embedded store's disk writes then happen
+    at once instead of on a thread, so that loop turns are all that work under
+    way waits for.
     """
 
     #: Event-loop turns given to woken sleepers (and whatever they set off) per step.
@@ -63,6 +73,10 @@ class FakeTime:
         self._order = itertools.count()
         self._slept = asyncio.Event()  # a task went to sleep
         self.writer = WriteAtOnce()
+
+    @property
+    def seams(self) -> Seams:
+        return Seams(clock=self.clock, sleeper=self.sleep, writer=self.writer)
 
     @property
     def now(self) -> int:

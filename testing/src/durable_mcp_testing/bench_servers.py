@@ -1,4 +1,4 @@
-"""The servers `make bench` measures, each run as its own process.
+"""The servers `make bench` measures, each run as its own process (:func:`start`).
 
 - ``ours PORT DATA_DIR STORE``: durable-mcp as `durable-mcp serve` runs it, plus
   a ``noop`` tool. Calling ``noop`` on this very server and transport is the
@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from durable_mcp.config import load_settings
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.logs import configure_logging
 from durable_mcp.server import TOOLS, create_server
+from durable_mcp_testing.processes import free_port, stop, wait_for_port
 
 
 def noop_tool(mcp: FastMCP, jobs: Jobs) -> None:
@@ -77,6 +81,30 @@ def baseline_server() -> FastMCP:
     return mcp
 
 
+@contextmanager
+def server(kind: str, data_dir: Path, store: str = "embedded") -> Iterator[tuple[str, int]]:
+    """A bench server process; yields its URL and pid."""
+    port = free_port()
+    process = start(kind, port, data_dir, store)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp", process.pid
+    finally:
+        stop(process)
+
+
+def start(kind: str, port: int, data_dir: Path, store: str) -> subprocess.Popen[bytes]:
+    """One of the servers above, as its own process on ``port``, listening."""
+    module = "durable_mcp_testing.bench_servers"
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, kind, str(port), str(data_dir), store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for_port(port, process)
+    return process
+
+
 def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> None:
     configure_logging()
     env = {
@@ -100,5 +128,4 @@ def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> N
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     main(*sys.argv[1:])

@@ -14,7 +14,8 @@ from pathlib import Path
 
 #: The console script installed with the project, next to the running Python.
 DURABLE_MCP = str(Path(sys.executable).parent / "durable-mcp")
-PROXY = str(Path(__file__).parent.parent / "proxy.py")
+#: The checkout's proxy.py: this package is installed editable from testing/src/.
+PROXY = str(Path(__file__).parents[3] / "proxy.py")
 
 
 def free_port() -> int:

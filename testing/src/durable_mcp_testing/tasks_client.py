@@ -71,5 +71,5 @@ async def task_method(client: Client[Any], method: str, task_id: str) -> dict[st
         else TaskParams(task_id=task_id)
     )
     request = TaskMethod(method=method, params=params)
-    answer = await client.session.send_request(request, TaskState)  # type: ignore[arg-type]
+    answer = await client.session.send_request(request, TaskState)
     return answer.model_dump(by_alias=True, exclude_unset=True)

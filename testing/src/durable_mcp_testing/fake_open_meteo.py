@@ -16,7 +16,7 @@ import json
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 
@@ -67,7 +67,7 @@ class FakeOpenMeteo:
         if not await asyncio.to_thread(wait):
             raise AssertionError(f"{count} requests did not arrive within {within} s")
 
-    def __enter__(self) -> FakeOpenMeteo:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
