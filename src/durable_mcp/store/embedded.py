@@ -421,9 +421,9 @@ class EmbeddedStore:
 
     def _commit(self) -> None:
         """Hand the changes made so far to the writer thread (one write at a time)."""
+        if self._batch is None or self._writing is not None:
+            return  # nothing to write, or it goes once the writer is done
         batch, self._batch = self._batch, None
-        if batch is None or self._writing is not None:
-            return
         self._writing = batch
         pending = self._journal.take()
         try:
