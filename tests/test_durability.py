@@ -81,6 +81,17 @@ async def until_past(deadline_ms: int) -> None:
     await asyncio.sleep(max(deadline_ms - now_ms(), 0) / 1000 + 0.2)
 
 
+async def timer_due_while_down(server: Server, timer_name: str) -> DurablePromise:
+    """Set a 1 s timer, ``kill -9`` the server once its sleep is on disk, and let
+    the deadline pass while it is down; return the sleep."""
+    server.start()
+    await call(server, "set_timer", timer_name=timer_name, seconds=1)
+    sleep = await sleep_on_disk(server, timer_name)
+    server.kill()
+    await until_past(sleep.timeout_at)
+    return sleep
+
+
 async def test_a_sleeping_timer_fires_on_its_original_deadline_after_kill_9(
     server: Server,
 ) -> None:
@@ -102,11 +113,7 @@ async def test_a_sleeping_timer_fires_on_its_original_deadline_after_kill_9(
 
 
 async def test_a_timer_whose_deadline_passed_while_down_fires_at_once(server: Server) -> None:
-    server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=1)
-    sleep = await sleep_on_disk(server, "tea")
-    server.kill()
-    await until_past(sleep.timeout_at)
+    await timer_due_while_down(server, "tea")
     restarted_at = now_ms()
     server.start()
     assert await await_done(server, ["tea"]) == {"tea": "complete"}

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from test_durability import call, sleep_on_disk, until_past
+from test_durability import call, sleep_on_disk, timer_due_while_down
 from test_shutdown import noise
 
 from durable_mcp.cli import JOB_STATUSES
@@ -71,7 +71,8 @@ def test_the_durable_functions_engine_and_command_import_no_mcp_layer(module: st
 
 
 #: Run in a fresh interpreter on a data dir a kill -9 left with an interrupted
-#: timer: start the engine alone and wait (bounded) for the timer to end.
+#: timer: start the engine alone and await the timer's end (bounded) through
+#: the SDK's handle, as await_result does.
 RESUME_WITHOUT_MCP = """
 import asyncio, sys
 from durable_mcp.config import load_settings
@@ -84,10 +85,9 @@ engine = build_engine(settings)
 async def main():
     archive = OpenMeteoArchive(settings.open_meteo_url)
     start_engine(engine, archive)
-    for _ in range(600):
-        if engine.state.promises["tea"].state != "pending":
-            break
-        await asyncio.sleep(0.1)
+    handle = await engine.resonate.get("tea")
+    async with asyncio.timeout(60):  # a hang guard, not a claim about speed
+        await handle.result()
     archive.close()
     await engine.resonate.stop()
 
@@ -103,11 +103,7 @@ def server(tmp_path: Path, fake_archive: FakeOpenMeteo) -> Iterator[Server]:
 
 
 async def test_a_job_interrupted_by_kill_9_completes_on_the_engine_alone(server: Server) -> None:
-    server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=1)
-    sleep = await sleep_on_disk(server, "tea")
-    server.kill()
-    await until_past(sleep.timeout_at)
+    await timer_due_while_down(server, "tea")
     loaded = loaded_mcp_modules(
         f"import sys; sys.argv[1:] = [{str(server.data_dir)!r}]\n{RESUME_WITHOUT_MCP}"
     )
