@@ -43,6 +43,7 @@ from durable_mcp.sdk_compat import (
     AsyncHeartbeat,
     Codec,
     DurablePromise,
+    LocalConnection,
     NoopEncryptor,
     OutgoingMessage,
     PTimeout,
@@ -63,6 +64,7 @@ from durable_mcp.sdk_compat import (
     without_null_values,
     wrap_response_envelope,
 )
+from durable_mcp.store.memory import MemoryStore
 from durable_mcp.store.state import IndexedState
 
 
@@ -92,6 +94,15 @@ def test_server_state_still_has_each_method_we_override_with_our_arguments(metho
     ours, sdks = getattr(IndexedState, method), getattr(ServerState, method)
     assert ours is not sdks
     assert parameters(ours) == parameters(sdks)
+
+
+def test_local_connection_still_dispatches_through_the_method_the_memory_store_overrides() -> None:
+    ours, sdks = MemoryStore._dispatch_messages, LocalConnection._dispatch_messages
+    assert ours is not sdks
+    assert parameters(ours) == parameters(sdks)
+    # Called after each request and each tick (tests/test_job_ends.py checks both ways).
+    assert "_dispatch_messages" in inspect.getsource(LocalConnection.send)
+    assert "_dispatch_messages" in inspect.getsource(LocalConnection._tick_loop)
 
 
 def test_server_state_keeps_the_fields_we_snapshot_and_index() -> None:

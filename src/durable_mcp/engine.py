@@ -34,7 +34,6 @@ from durable_mcp.sdk_compat import (
     AsyncHeartbeat,
     DurablePromise,
     ExpectedEnds,
-    LocalConnection,
     RunCountingHeartbeat,
     Sender,
     Transport,
@@ -47,6 +46,7 @@ from durable_mcp.store import (
     StoreStopped,
     StoreUnavailable,
 )
+from durable_mcp.store.memory import MemoryStore
 from durable_mcp.store.state import IndexedState
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ _expected_ends = ExpectedEnds(StoreStopped, StoreUnavailable)
 
 
 class JobEnds:
-    """The observer the in-process stores report each job's end to (its settled promise).
+    """The observer the engine gives its in-process store: each job's end (its
+    settled promise) goes to the job layer.
 
     The job layer listens once it exists; the ends before that (jobs resumed
     by ``start_engine`` before the MCP layer was imported) are kept for it.
@@ -137,7 +138,7 @@ class Engine:
     lister: JobLister | None = None
     #: How many jobs run now (the in-process stores count them; elsewhere 0: never busy).
     running_jobs: Callable[[], int] = _none_running
-    #: Told of each job's end (only the in-process stores report them).
+    #: The store's job-end observer (only the in-process stores report ends).
     job_ends: JobEnds = dataclasses.field(default_factory=JobEnds)
     #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
     retention: timedelta | None = None
@@ -187,6 +188,7 @@ def build_engine(
     heartbeat: Heartbeat | None = None  # the SDK's own, for a Resonate Server
     lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
     lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
+    job_ends = JobEnds()  # the in-process stores tell it of each job's end
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -210,14 +212,19 @@ def build_engine(
             clock=clock,
             sleeper=sleeper,
             writer=writer,
+            on_job_end=job_ends,
         )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
     else:
-        network = LocalConnection(
-            pid=pid, group=GROUP, clock=clock, sleeper=sleeper, tick_interval=LOCAL_TICK_SECONDS
+        network = MemoryStore(
+            pid=pid,
+            group=GROUP,
+            clock=clock,
+            sleeper=sleeper,
+            tick_interval=LOCAL_TICK_SECONDS,
+            on_job_end=job_ends,
         )
-        network.state = IndexedState()  # the same state machine, with search (list_jobs)
     if network is not None:
         # The in-process stores' leases lapse like any store's (the SDK would not
         # heartbeat the memory store at all), and a job's old and new runs may
@@ -251,10 +258,8 @@ def build_engine(
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
     )
-    if isinstance(network, EmbeddedStore | LocalConnection):
-        state: IndexedState = network.state  # type: ignore[assignment]
-        job_ends = JobEnds()
-        state.job_ended = job_ends
+    if isinstance(network, EmbeddedStore | MemoryStore):
+        state = network.state
         return Engine(
             resonate,
             store=network if isinstance(network, EmbeddedStore) else None,

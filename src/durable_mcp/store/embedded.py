@@ -20,7 +20,9 @@ protocol semantics are the SDK's own, not a re-implementation. What it adds:
 * on start, it rebuilds the state and releases the leases of the process that
   died, so interrupted jobs resume at once instead of after their 60 s lease;
 * settled jobs older than the retention period are removed, keeping the
-  state and the files bounded.
+  state and the files bounded;
+* it tells its ``on_job_end`` observer of each job that ended, once that is
+  on disk (see ``job_ends.py``).
 
 It refuses to be anything more: no scheduling of its own, no second index.
 """
@@ -53,6 +55,12 @@ from durable_mcp.sdk_compat import (
     unwrap_request_envelope,
     without_null_values,
     wrap_response_envelope,
+)
+from durable_mcp.store.job_ends import (
+    JobEndObserver,
+    ignore_job_end,
+    settled_jobs,
+    tell_job_ends,
 )
 from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError, Write
 from durable_mcp.store.state import IndexedState, is_job
@@ -247,9 +255,13 @@ class EmbeddedStore:
         tick_seconds: float = TICK_SECONDS,
         snapshot_every: int = SNAPSHOT_EVERY,
         writer: Executor | None = None,
+        on_job_end: JobEndObserver = ignore_job_end,
     ) -> None:
         """``writer`` runs the journal's writes, one at a time (default: a thread
-        of the store's own); tests on fake time pass one that writes at once."""
+        of the store's own); tests on fake time pass one that writes at once.
+        ``on_job_end`` is told of each job's settled promise once its end is on
+        disk (completed, failed, cancelled or timed out)."""
+        self.on_job_end = on_job_end
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -402,6 +414,7 @@ class EmbeddedStore:
         batch.outgoing += self._take_outgoing()
         changed = self.state.promises.changed
         if changed:
+            batch.ended += settled_jobs(self.state.promises, changed)
             batch.changed |= changed
             changed.clear()
 
@@ -477,6 +490,7 @@ class EmbeddedStore:
             self._send_executes_again()  # what waited to run meanwhile
         batch.done.set_result(None)
         self._dispatch(batch.outgoing)
+        tell_job_ends(self.on_job_end, batch.ended)
 
     def _undo(self, exc: JournalWriteError) -> None:
         """Put the state back to what is on disk; ticks wait a second before trying again."""
@@ -638,6 +652,7 @@ class _Batch:
     done: asyncio.Future[None]
     outgoing: list[Any] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # the promises whose records changed
+    ended: list[DurablePromise] = field(default_factory=list)  # the jobs settled
     renewed_leases: bool = False  # holds the renewals after an outage
 
     async def written(self) -> None:

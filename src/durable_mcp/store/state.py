@@ -15,9 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-import logging
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -34,8 +33,6 @@ from durable_mcp.sdk_compat import (
     extract_action_data,
 )
 
-logger = logging.getLogger(__name__)
-
 
 class PromiseTable(dict[str, DurablePromise]):
     """``id -> promise``, also indexed by branch (in insertion order, like the dict),
@@ -43,8 +40,9 @@ class PromiseTable(dict[str, DurablePromise]):
 
     When ``changed`` is a set, the id of every promise whose record (what
     ``promise.get`` answers) changes is added to it: created, settled or
-    removed. The embedded store uses it to answer a read at once when the
-    promise read has no change waiting for the disk.
+    removed. The stores read it to tell of the jobs that ended
+    (``job_ends.py``), and the embedded store to answer a read at once
+    when the promise read has no change waiting for the disk.
     """
 
     def __init__(self, promises: Mapping[str, DurablePromise] | None = None) -> None:
@@ -229,10 +227,6 @@ def is_job(promise_id: str) -> bool:
     return ORIGIN_SEP not in promise_id
 
 
-def _ignore(promise: DurablePromise) -> None:
-    pass
-
-
 class Deadlines[T: (PTimeout, TTimeout)]:
     """Timeout entries by id, in insertion order like the reference's list, with a
     heap to find the due ones without reading them all (100,000 sleeping timers
@@ -320,7 +314,6 @@ class IndexedState(ServerState):
         #: job started again after a forget -> its new task's first version: any request
         #: of its task with an older version is the old run's, and refused.
         self.renewed_versions: dict[str, int] = {}
-        self.job_ended: Callable[[DurablePromise], None] = _ignore
         #: Where each task's execute message is in ``outgoing`` (send_execute_message).
         self._executes: dict[str, int] = {}
         self._executes_of: list[OutgoingMessage] | None = None
@@ -448,7 +441,7 @@ class IndexedState(ServerState):
                 self.awaiting.setdefault(task_id, set()).add(promise.id)
 
     def become(self, other: IndexedState) -> None:
-        """Take ``other``'s state in place (undoing changes), keeping ``job_ended``."""
+        """Take ``other``'s state in place (undoing changes)."""
         if self.promises.jobs is not None:
             other.promises.job_index()  # built now, not by the next list_jobs page
         self.promises, self.awaiting = other.promises, other.awaiting
@@ -608,13 +601,6 @@ class IndexedState(ServerState):
             p = self.promises.get(awaited_id)
             if p is not None:
                 p.awaiters.discard(promise_id)
-        # A job's task is fulfilled exactly once, when its promise settles.
-        settled = self.promises.get(promise_id)
-        if settled is not None and is_job(promise_id):
-            try:
-                self.job_ended(settled)
-            except Exception:  # a log line must never break the state machine
-                logger.exception("could not report the end of job %s", promise_id)
 
 
 #: Task requests that carry the run's version, which the reference checks only on fence.
