@@ -137,3 +137,11 @@ async def test_its_start_tool_takes_a_retry_and_its_schema_from_the_signature(
     assert set(tool.input_schema["properties"]) == {"report_id", "topic", "sections", "retry"}
     assert tool.input_schema["required"] == ["report_id", "topic"]
     assert tool.input_schema["properties"]["sections"]["maximum"] == 20
+
+
+def test_durable_tools_are_added_to_an_app_once() -> None:
+    mcp = report_builder.build(Settings(store="memory"))
+    before = mcp.providers[:]
+    with pytest.raises(RuntimeError, match="already added to this app"):
+        DurableTools(countdown.durable).add_to(mcp, Settings(store="memory"))
+    assert mcp.providers == before  # nothing was added

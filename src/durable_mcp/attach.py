@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import typing
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
@@ -33,6 +34,9 @@ from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status
 
 logger = logging.getLogger("durable_mcp")
+
+#: The apps durable tools were added to: one engine (one job service) per app.
+_attached: weakref.WeakSet[FastMCP] = weakref.WeakSet()
 
 #: The argument every start tool gains.
 RETRY_PARAMETER = inspect.Parameter(
@@ -74,6 +78,12 @@ def attach(
     set when the server starts shutting down: waits for jobs answer at once.
     ``clock``, ``sleeper`` and ``writer`` are the engine's seams (tests).
     """
+    if mcp in _attached:
+        # A second engine would find the data dir taken (by this very process).
+        raise RuntimeError(
+            "durable tools were already added to this app: declare them all on one "
+            "DurableTools and add that once"
+        )
     if settings is None:
         settings = load_settings()
     if engine is None:
@@ -108,6 +118,7 @@ def attach(
         add_start_tool(mcp, jobs, tool)
 
     tools.listen(add)
+    _attached.add(mcp)
     return jobs
 
 
