@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 from fastmcp import Client
-from test_durability import call, sleep_on_disk, timer_due_while_down
-from test_shutdown import noise
 
 from durable_mcp.cli import JOB_STATUSES
 from durable_mcp.config import Settings
@@ -34,8 +32,9 @@ from durable_mcp.jobs.status import JobStatus
 from durable_mcp.server import create_server
 from durable_mcp.store.embedded import peek
 from durable_mcp.store.journal import Journal
+from durable_mcp_testing.crashes import call, sleep_on_disk, timer_due_while_down
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
-from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.helpers import eventually, noise
 from durable_mcp_testing.processes import Server, free_port, stop
 
 #: The MCP layer: none of it may be imported before the engine has started.

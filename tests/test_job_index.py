@@ -16,8 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from resonate.connections.local import DurablePromise
 from resonate.testing import FakeClock
-from test_list_jobs import start_timers
-from test_store import START, crash, open_store, request, send
 
 from durable_mcp.store import EmbeddedStore
 from durable_mcp.store.embedded import SWEEP_EVERY
@@ -31,7 +29,8 @@ from durable_mcp.store.state import (
     is_job,
     kind_of,
 )
-from durable_mcp_testing.helpers import FakeTime, call
+from durable_mcp_testing.helpers import FakeTime, call, start_timers
+from durable_mcp_testing.store_protocol import START, crash, open_store, request, send
 
 STATUSES = [None, "running", "completed", "failed", "cancelled"]
 KINDS = [None, "timer", "fetch"]

@@ -9,15 +9,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
-from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call
-
-
-async def start_timers(
-    client: Client[Any], fake_time: FakeTime, names: list[str], seconds: float = 60
-) -> None:
-    for name in names:
-        await call(client, "set_timer", timer_name=name, seconds=seconds)
-        await fake_time.advance(0.001)  # distinct creation times
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, start_timers
 
 
 async def test_jobs_are_listed_newest_first_with_their_times(

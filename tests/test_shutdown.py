@@ -18,13 +18,8 @@ from typing import Any
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
+from durable_mcp_testing.helpers import noise
 from durable_mcp_testing.processes import PROXY, free_port, running_server, start_server, stop
-
-
-def noise(log: str) -> list[str]:
-    """The log's lines that should never appear when nothing went wrong."""
-    markers = ("ERROR", "Traceback", "Task exception was never retrieved")
-    return [line for line in log.splitlines() if any(marker in line for marker in markers)]
 
 
 async def await_until_it_waits(client: Client[Any], job_name: str) -> asyncio.Task[Any]:

@@ -196,3 +196,17 @@ async def the_sleep_of(jobs: Jobs, timer_name: str) -> PromiseRecord:
         return sleeps[0] if sleeps else None
 
     return await eventually(made, within=30, every=0.01)
+
+
+async def start_timers(
+    client: Client[Any], fake_time: FakeTime, names: list[str], seconds: float = 60
+) -> None:
+    for name in names:
+        await call(client, "set_timer", timer_name=name, seconds=seconds)
+        await fake_time.advance(0.001)  # distinct creation times
+
+
+def noise(log: str) -> list[str]:
+    """The log's lines that should never appear when nothing went wrong."""
+    markers = ("ERROR", "Traceback", "Task exception was never retrieved")
+    return [line for line in log.splitlines() if any(marker in line for marker in markers)]

@@ -1,0 +1,71 @@
+"""Helpers for the tests that `kill -9` a real server process: call its tools,
+await its jobs, read its data dir while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastmcp import Client
+from resonate.timing import now_ms
+
+from durable_mcp.sdk_compat import DurablePromise
+from durable_mcp.store.embedded import peek
+from durable_mcp.store.state import IndexedState
+from durable_mcp_testing.helpers import eventually
+from durable_mcp_testing.processes import Server
+
+
+async def call(server: Server, tool: str, **arguments: object) -> Any:
+    async with Client(server.url) as client:
+        return (await client.call_tool(tool, arguments)).data
+
+
+async def await_done(server: Server, names: list[str], within: float = 240) -> dict[str, Any]:
+    """Every job's result, calling await_result (45 s at most a call) until none is running."""
+    results: dict[str, Any] = {}
+
+    async def all_done() -> dict[str, Any] | None:
+        running = [name for name in names if _running(results.get(name, {"status": "running"}))]
+        results.update(await call(server, "await_result", job_names=running))
+        return None if any(_running(results[name]) for name in names) else results
+
+    return await eventually(all_done, within=within, every=0)
+
+
+def _running(result: object) -> bool:
+    return isinstance(result, dict) and result.get("status") == "running"
+
+
+def saved(server: Server) -> IndexedState:
+    """What the server's store has on disk (readable while the server runs)."""
+    return peek(server.data_dir)
+
+
+async def sleep_on_disk(server: Server, timer_name: str) -> DurablePromise:
+    """The timer's durable sleep, once its worker has made it and the store has journaled it."""
+
+    async def on_disk() -> DurablePromise | None:
+        return saved(server).promises.get(f"{timer_name}:1")
+
+    return await eventually(on_disk)
+
+
+async def until_past(deadline_ms: int) -> None:
+    """Wait for the wall clock to pass a deadline recorded by a real server process.
+
+    The one place these tests sleep: the behaviour under test is a server that
+    was down while its deadline passed, and a real process has no clock seam.
+    """
+    await asyncio.sleep(max(deadline_ms - now_ms(), 0) / 1000 + 0.2)
+
+
+async def timer_due_while_down(server: Server, timer_name: str) -> DurablePromise:
+    """Set a 1 s timer, ``kill -9`` the server once its sleep is on disk, and let
+    the deadline pass while it is down; return the sleep."""
+    server.start()
+    await call(server, "set_timer", timer_name=timer_name, seconds=1)
+    sleep = await sleep_on_disk(server, timer_name)
+    server.kill()
+    await until_past(sleep.timeout_at)
+    return sleep
