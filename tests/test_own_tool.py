@@ -1,8 +1,11 @@
 """The README's "Add your own durable tool" examples, run as written: a
-countdown added to our server, and a report builder, a server of its own."""
+countdown added to our server, and a report builder, a server of its own,
+which also survives kill -9 without repeating a step it finished."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
-from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core, eventually
+from durable_mcp_testing.processes import free_port, start_listening, stop
 from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 ROOT = Path(__file__).parent.parent
@@ -145,3 +149,49 @@ def test_durable_tools_are_added_to_an_app_once() -> None:
     with pytest.raises(RuntimeError, match="already added to this app"):
         DurableTools(countdown.durable).add_to(mcp, Settings(store="memory"))
     assert mcp.providers == before  # nothing was added
+
+
+async def test_the_report_builder_survives_kill_9_and_repeats_no_finished_step(
+    tmp_path: Path,
+) -> None:
+    # The example, as a real process on the embedded store, its steps counted
+    # in `steps` (durable_mcp_testing/held_report_builder.py); the first
+    # process holds the second section until it is killed.
+    port, steps, log = free_port(), tmp_path / "steps", tmp_path / "server.log"
+    env = {"DURABLE_MCP_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT / "examples")}
+    command = [sys.executable, "-m", "durable_mcp_testing.held_report_builder", str(port)]
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    def ran() -> list[str]:
+        return steps.read_text().splitlines() if steps.exists() else []
+
+    async def holding() -> bool | None:
+        return True if "section sales, part 2" in ran() else None
+
+    first = start_listening([*command, str(steps), "sales, part 2"], port, env, log)
+    try:
+        async with Client(url) as client:
+            started = await call(client, "build_report", report_id="q3", topic="sales")
+        assert started == {"job_name": "report_q3", "status": "running"}
+        await eventually(holding)  # the outline and part 1 are done, and on disk
+    finally:
+        stop(first, signal.SIGKILL)
+
+    second = start_listening([*command, str(steps)], port, env, log)
+    try:
+        async with Client(url) as client:
+            report = await call(client, "await_result", job_names=["report_q3"])
+    finally:
+        stop(second)
+    assert report["report_q3"]["sections"] == [
+        f"sales, part {n}: 3 words on it." for n in (1, 2, 3)
+    ]
+    # Each finished step ran once; the one cut off by the kill ran again.
+    assert ran() == [
+        "outline sales",
+        "section sales, part 1",
+        "section sales, part 2",
+        "section sales, part 2",
+        "section sales, part 3",
+    ]
+    assert "Traceback" not in log.read_text()

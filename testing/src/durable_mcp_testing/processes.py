@@ -41,9 +41,17 @@ def start_server(
     port: int, data_dir: Path, env: Mapping[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     """``durable-mcp serve`` on ``port`` and ``data_dir`` in its own process group, listening."""
+    command = [DURABLE_MCP, "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    return start_listening(command, port, env, log)
+
+
+def start_listening(
+    command: list[str], port: int, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``command`` in its own process group, once it listens on ``port``."""
     with open(log, "ab") if log is not None else open(os.devnull, "wb") as output:
         process = subprocess.Popen(
-            [DURABLE_MCP, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            command,
             env={**os.environ, **(env or {})},
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,48 @@
+"""``examples/report_builder.py`` as a real server, its steps counted, for the
+kill -9 test: ``python -m durable_mcp_testing.held_report_builder PORT STEPS [HOLD]``.
+
+The example runs unchanged except that its two steps first write a line to the
+file STEPS (``outline <topic>``, ``section <heading>``), so that the test can
+see what ran, in every process. The section whose heading is HOLD, if given,
+never returns: the job stops there until the process is killed. The example
+must be importable (``PYTHONPATH=examples``); settings come from the
+DURABLE_MCP_* environment, as the example's own ``build()`` reads them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from resonate.context import Context
+
+import report_builder
+
+
+def main() -> None:
+    port, steps = int(sys.argv[1]), sys.argv[2]
+    hold = sys.argv[3] if len(sys.argv) > 3 else None
+    outline, write_section = report_builder.outline, report_builder.write_section
+
+    def note(line: str) -> None:
+        with open(steps, "a") as file:  # written at once: a kill -9 keeps it
+            file.write(line + "\n")
+
+    def counted_outline(ctx: Context, topic: str, sections: int) -> Any:
+        note(f"outline {topic}")
+        return outline(ctx, topic, sections)
+
+    def counted_section(ctx: Context, heading: str) -> Any:
+        note(f"section {heading}")
+        if heading == hold:
+            threading.Event().wait()  # until the process is killed
+        return write_section(ctx, heading)
+
+    # The job calls its steps by these module names, so it runs the counted ones.
+    report_builder.outline, report_builder.write_section = counted_outline, counted_section
+    report_builder.build().run(transport="http", host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main()
