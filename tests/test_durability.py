@@ -19,7 +19,7 @@ from resonate.timing import now_ms
 
 from durable_mcp_testing.crashes import (
     await_done,
-    call,
+    call_server,
     saved,
     sleep_on_disk,
     timer_due_while_down,
@@ -44,7 +44,7 @@ async def test_a_sleeping_timer_fires_on_its_original_deadline_after_kill_9(
     server: Server,
 ) -> None:
     server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=3)
+    await call_server(server, "set_timer", timer_name="tea", seconds=3)
     sleep = await sleep_on_disk(server, "tea")
     server.kill()
     server.start()
@@ -71,18 +71,18 @@ async def test_a_timer_whose_deadline_passed_while_down_fires_at_once(server: Se
 
 async def test_a_repeated_start_after_restart_attaches(server: Server) -> None:
     server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=60)
+    await call_server(server, "set_timer", timer_name="tea", seconds=60)
     server.kill()
     server.start()
-    again = await call(server, "set_timer", timer_name="tea", seconds=60)
+    again = await call_server(server, "set_timer", timer_name="tea", seconds=60)
     assert again == {"promise_id": "tea", "status": "running"}
 
 
 async def test_a_cancelled_timer_stays_cancelled_after_kill_9(server: Server) -> None:
     server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=1)
+    await call_server(server, "set_timer", timer_name="tea", seconds=1)
     sleep = await sleep_on_disk(server, "tea")
-    await call(server, "cancel_job", job_name="tea")
+    await call_server(server, "cancel_job", job_name="tea")
     server.kill()
     await until_past(sleep.timeout_at)
     server.start()
@@ -91,7 +91,9 @@ async def test_a_cancelled_timer_stays_cancelled_after_kill_9(server: Server) ->
         return True if saved(server).promises[sleep.id].state == "resolved" else None
 
     await eventually(sleep_ended)
-    assert await call(server, "get_timer_status", timer_name="tea") == {"status": "cancelled"}
+    assert await call_server(server, "get_timer_status", timer_name="tea") == {
+        "status": "cancelled"
+    }
     assert saved(server).promises["tea"].state == "rejected_canceled"
 
 
@@ -99,13 +101,13 @@ async def test_a_finished_fetch_is_not_repeated_after_kill_9(
     server: Server, fake_archive: FakeOpenMeteo
 ) -> None:
     server.start()
-    await call(server, "start_gathering", **PLACE)
+    await call_server(server, "start_gathering", **PLACE)
     await await_done(server, [JOB])
     server.kill()
     server.start()
-    again = await call(server, "start_gathering", **PLACE)
+    again = await call_server(server, "start_gathering", **PLACE)
     assert again == {"job_name": JOB, "status": "completed"}
-    result = (await call(server, "await_result", job_names=[JOB]))[JOB]
+    result = (await call_server(server, "await_result", job_names=[JOB]))[JOB]
     assert result["summary"]["days"] == 31
     assert fake_archive.total_requests == 1
 
@@ -115,12 +117,12 @@ async def test_a_fetch_interrupted_by_kill_9_runs_again_after_restart(
 ) -> None:
     fake_archive.hold()  # the fetch hangs until released: the crash lands mid-fetch
     server.start()
-    await call(server, "start_gathering", **PLACE)
+    await call_server(server, "start_gathering", **PLACE)
     await fake_archive.arrived()  # the fetch is in flight
     server.kill()
     fake_archive.release()
     server.start()
-    result = (await call(server, "await_result", job_names=[JOB]))[JOB]
+    result = (await call_server(server, "await_result", job_names=[JOB]))[JOB]
     assert result["summary"]["days"] == 31
     # One log line per state change, across the crash.
     log = (server.data_dir.parent / "server.log").read_text()
@@ -164,13 +166,13 @@ async def test_random_kills_lose_no_job_and_repeat_no_finished_fetch(
     for round_ in range(kills):
         for n in range(3):
             name = f"r{round_}_{n}"
-            await call(server, "set_timer", timer_name=name, seconds=rng.uniform(0, 1.5))
+            await call_server(server, "set_timer", timer_name=name, seconds=rng.uniform(0, 1.5))
             acknowledged[name] = "complete"
         place = {**PLACE, "month": round_ % 12 + 1, "year": 2000 + round_ // 12}
-        job = (await call(server, "start_gathering", **place))["job_name"]
+        job = (await call_server(server, "start_gathering", **place))["job_name"]
         acknowledged[job] = place
         await asyncio.sleep(rng.uniform(0, 0.6))  # a random moment to kill at, not a wait
-        for status in await call(server, "probe_status", job_names=list(acknowledged)):
+        for status in await call_server(server, "probe_status", job_names=list(acknowledged)):
             name = status["job_name"]
             if name.startswith("weather") and status["status"] == "completed":
                 fetches_when_done.setdefault(name, _fetches(fake_archive, acknowledged[name]))

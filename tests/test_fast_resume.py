@@ -32,7 +32,7 @@ from durable_mcp.jobs.status import JobStatus
 from durable_mcp.server import create_server
 from durable_mcp.store.embedded import peek
 from durable_mcp.store.journal import Journal
-from durable_mcp_testing.crashes import call, sleep_on_disk, timer_due_while_down
+from durable_mcp_testing.crashes import call_server, sleep_on_disk, timer_due_while_down
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import eventually, noise
 from durable_mcp_testing.processes import Server, free_port, stop
@@ -111,7 +111,7 @@ async def test_a_job_interrupted_by_kill_9_completes_on_the_engine_alone(server:
     assert tea.state == "resolved"
     # ... and the server, started again, reports it done.
     server.start()
-    assert await call(server, "get_timer_status", timer_name="tea") == {"status": "complete"}
+    assert await call_server(server, "get_timer_status", timer_name="tea") == {"status": "complete"}
 
 
 #: `durable-mcp serve` in a fresh interpreter, sending itself a stop signal at
@@ -164,7 +164,7 @@ async def test_a_stop_signal_between_resuming_and_serving_stops_the_server_clean
 ) -> None:
     # A data dir a kill -9 left with a job in flight: the start resumes it.
     server.start()
-    await call(server, "set_timer", timer_name="tea", seconds=600)
+    await call_server(server, "set_timer", timer_name="tea", seconds=600)
     await sleep_on_disk(server, "tea")
     server.kill()
     log = server.data_dir.parent / "stopped.log"

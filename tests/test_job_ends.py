@@ -179,7 +179,9 @@ async def test_the_embedded_store_tells_of_an_end_only_once_it_is_on_disk(
         asyncio.ensure_future(store.send(settle("job", "rejected"))),
     ]
     await fake_time.turns()
-    assert writer.held and ends == []  # applied, waiting for the disk: nobody told
+    assert store.state.promises["job"].state == "rejected"  # applied ...
+    assert writer.held and not any(task.done() for task in settling)  # ... not on disk
+    assert ends == []  # so nobody is told yet
     writer.holding = False
     writer.release()
     await asyncio.gather(*settling)
@@ -198,3 +200,66 @@ async def test_the_embedded_store_tells_nothing_of_an_end_it_could_not_write(
     assert json.loads(await store.send(create("job")))["data"]["promise"]["state"] == "pending"
     await store.send(settle("job"))  # the disk takes it now
     assert ends == [("job", "resolved")]
+
+
+async def test_the_embedded_store_tells_of_a_job_its_tick_timed_out(
+    gate: tuple[EmbeddedStore, GateWriter, Ends], fake_time: FakeTime
+) -> None:
+    store, _, ends = gate
+    deadline = fake_time.now + 5_000
+    await store.send(create("slow", deadline, **{"resonate:target": "embedded://any@g"}))
+    fake_time.clock.advance(4_999)
+    await store.tick()
+    assert ends == []
+    fake_time.clock.advance(1)
+    await store.tick()
+    assert ends == [("slow", "rejected_timedout")]
+
+
+async def test_a_job_forgotten_and_started_again_before_its_end_is_written_ends_once(
+    gate: tuple[EmbeddedStore, GateWriter, Ends], fake_time: FakeTime
+) -> None:
+    store, writer, ends = gate
+    await store.send(create("job"))
+    writer.holding = True
+    changes = [
+        asyncio.ensure_future(store.send(settle("job", "rejected"))),
+        asyncio.ensure_future(store.forget("job")),
+        asyncio.ensure_future(store.send(create("job"))),  # the retry's new run
+    ]
+    await fake_time.turns()
+    assert store.state.promises["job"].state == "pending"  # the new run, before the end is written
+    writer.holding = False
+    writer.release()
+    await asyncio.gather(*changes)
+    assert ends == [("job", "rejected")]  # the old run's end, once; the new run goes on
+    assert store.state.promises["job"].state == "pending"
+
+
+async def test_an_observer_that_fails_leaves_the_store_going(
+    tmp_path: Path, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    told = Ends()
+
+    def failing_once(promise: DurablePromise) -> None:
+        told(promise)
+        if len(told) == 1:
+            raise RuntimeError("the observer broke")
+
+    store = EmbeddedStore(
+        tmp_path / "data",
+        pid="p",
+        group="g",
+        clock=fake_time.clock,
+        writer=fake_time.writer,
+        on_job_end=failing_once,
+    )
+    store.open()
+    try:
+        for name in ("a", "b"):
+            await store.send(create(name))
+            await store.send(settle(name))
+    finally:
+        await store.stop()
+    assert told == [("a", "resolved"), ("b", "resolved")]
+    assert "could not report the end of job a" in caplog.text

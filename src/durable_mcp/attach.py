@@ -106,6 +106,7 @@ def attach(
     if not engine.started:
         for dependency in dependencies:
             engine.resonate.with_dependency(dependency)
+    _attached.add(mcp)  # from its first change on: a second try would add all again
     mcp.add_provider(EngineLifespan(engine, settings.engine, on_stop))
     if settings.tasks:
         mcp.add_extension(DurableTasks(jobs, engine.retention))
@@ -118,7 +119,6 @@ def attach(
         add_start_tool(mcp, jobs, tool)
 
     tools.listen(add)
-    _attached.add(mcp)
     return jobs
 
 

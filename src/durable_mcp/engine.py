@@ -97,7 +97,9 @@ class JobEnds:
     settled promise) goes to the job layer.
 
     The job layer listens once it exists; the ends before that (jobs resumed
-    by ``start_engine`` before the MCP layer was imported) are kept for it.
+    by ``start_engine`` before the MCP layer was imported) are kept for it. An
+    engine that no app ever listens to (a script on the engine alone) keeps
+    them all: a promise per job that ended.
     """
 
     def __init__(self) -> None:

@@ -42,8 +42,9 @@ their classes; the tests check the SDK still has each, with our arguments):
   as dicts: indexes instead of scans (``tests/test_store.py`` checks it against
   the SDK's own ``ServerState``).
 - ``MemoryStore`` (``store/memory.py``) overrides ``LocalConnection``'s
-  ``_dispatch_messages`` (called after every request and every tick: where it
-  tells of the jobs that ended) and replaces its ``state`` with ours.
+  ``_dispatch_messages`` (called after every request it answers and every
+  tick: where it tells of the jobs that ended) and replaces its ``state``
+  with ours.
 - ``PostgresEngine`` (``postgres.py``) overrides resonate-pg's ``_drain`` and
   ``_listen_loop`` (outages logged once, LISTEN retried every second) and reads
   ``_sessions``, ``_running``, ``_stopped``, ``_sleeper``, ``_unicast``,

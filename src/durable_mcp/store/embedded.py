@@ -260,7 +260,7 @@ class EmbeddedStore:
         """``writer`` runs the journal's writes, one at a time (default: a thread
         of the store's own); tests on fake time pass one that writes at once.
         ``on_job_end`` is told of each job's settled promise once its end is on
-        disk (completed, failed, cancelled or timed out)."""
+        disk (completed, failed, cancelled or timed out): see ``job_ends.py``."""
         self.on_job_end = on_job_end
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
@@ -489,8 +489,10 @@ class EmbeddedStore:
                 self._renew_leases_and_release_cut_off()
             self._send_executes_again()  # what waited to run meanwhile
         batch.done.set_result(None)
-        self._dispatch(batch.outgoing)
-        tell_job_ends(self.on_job_end, batch.ended)
+        try:
+            self._dispatch(batch.outgoing)
+        finally:
+            tell_job_ends(self.on_job_end, batch.ended)
 
     def _undo(self, exc: JournalWriteError) -> None:
         """Put the state back to what is on disk; ticks wait a second before trying again."""

@@ -5,6 +5,10 @@ settled promise (completed, failed, cancelled or timed out) once the end
 holds: for the embedded store, once it is on disk. The state machine knows
 nothing of it: after each change, the store reads which promises changed
 (``PromiseTable.changed``) and picks the jobs among them that settled.
+
+An end is told at most once, in the process where it happened: one killed
+between its commit and the telling does not tell it after a restart. The
+observer logs; the store's state, not the log, is what a status reads.
 """
 
 from __future__ import annotations

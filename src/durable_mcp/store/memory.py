@@ -36,15 +36,17 @@ class MemoryStore(LocalConnection):
             pid=pid, group=group, clock=clock, sleeper=sleeper, tick_interval=tick_interval
         )
         self.state: IndexedState = IndexedState()
-        self._changed: set[str] = set()
-        self.state.promises.changed = self._changed
+        self.state.promises.changed = set()
         self.on_job_end = on_job_end
 
     def _dispatch_messages(self, messages: list[OutgoingMessage]) -> None:
-        # LocalConnection calls this after every request and every tick, with
-        # no await since the change: the jobs they ended are told here.
-        changed = self._changed
+        # LocalConnection calls this after every request it answers and every
+        # tick, with no await since the change: the jobs they ended are told
+        # here (those of a refused request, with the next one).
+        changed = self.state.promises.changed or set()
         ended = settled_jobs(self.state.promises, changed)
         changed.clear()
-        super()._dispatch_messages(messages)
-        tell_job_ends(self.on_job_end, ended)
+        try:
+            super()._dispatch_messages(messages)
+        finally:
+            tell_job_ends(self.on_job_end, ended)

@@ -16,7 +16,8 @@ from durable_mcp_testing.helpers import eventually
 from durable_mcp_testing.processes import Server
 
 
-async def call(server: Server, tool: str, **arguments: object) -> Any:
+async def call_server(server: Server, tool: str, **arguments: object) -> Any:
+    """Call ``tool`` on the server process, on a client of its own."""
     async with Client(server.url) as client:
         return (await client.call_tool(tool, arguments)).data
 
@@ -27,7 +28,7 @@ async def await_done(server: Server, names: list[str], within: float = 240) -> d
 
     async def all_done() -> dict[str, Any] | None:
         running = [name for name in names if _running(results.get(name, {"status": "running"}))]
-        results.update(await call(server, "await_result", job_names=running))
+        results.update(await call_server(server, "await_result", job_names=running))
         return None if any(_running(results[name]) for name in names) else results
 
     return await eventually(all_done, within=within, every=0)
@@ -64,7 +65,7 @@ async def timer_due_while_down(server: Server, timer_name: str) -> DurablePromis
     """Set a 1 s timer, ``kill -9`` the server once its sleep is on disk, and let
     the deadline pass while it is down; return the sleep."""
     server.start()
-    await call(server, "set_timer", timer_name=timer_name, seconds=1)
+    await call_server(server, "set_timer", timer_name=timer_name, seconds=1)
     sleep = await sleep_on_disk(server, timer_name)
     server.kill()
     await until_past(sleep.timeout_at)

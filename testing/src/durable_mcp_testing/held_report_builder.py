@@ -1,9 +1,9 @@
 """``examples/report_builder.py`` as a real server, its steps counted, for the
 kill -9 test: ``python -m durable_mcp_testing.held_report_builder PORT STEPS [HOLD]``.
 
-The example runs unchanged except that its two steps first write a line to the
-file STEPS (``outline <topic>``, ``section <heading>``), so that the test can
-see what ran, in every process. The section whose heading is HOLD, if given,
+The example runs with its two step functions wrapped: each first writes a
+line to the file STEPS (``outline <topic>``, ``section <heading>``), so that
+the test can see what ran, in every process. The section whose heading is HOLD, if given,
 never returns: the job stops there until the process is killed. The example
 must be importable (``PYTHONPATH=examples``); settings come from the
 DURABLE_MCP_* environment, as the example's own ``build()`` reads them.
