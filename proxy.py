@@ -290,6 +290,10 @@ class Relay:
         self.write(json.dumps(error).encode())
 
 
+#: The handshake's messages, sent before the lines after them are read (a line
+#: that merely contains one of these strings waits too, which is harmless).
+HANDSHAKE = (b'"initialize"', b'"notifications/initialized"')
+
 _ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 _STREAM = {"accept": "text/event-stream"}
 
@@ -317,6 +321,9 @@ async def main() -> None:
                 task = asyncio.create_task(relay.forward(line.strip()))
                 running.add(task)
                 task.add_done_callback(running.discard)
+                if any(method in line for method in HANDSHAKE):
+                    # What follows needs the session the handshake opens: it goes first.
+                    await asyncio.wait([task])
         for task in running:
             task.cancel()  # the client has gone: nobody reads the answers
 

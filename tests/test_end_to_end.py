@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -165,6 +166,52 @@ async def test_a_handshake_era_client_keeps_its_session_across_a_server_restart(
             with running_server(port, tmp_path, env):
                 status = await proxied.call_tool("get_timer_status", {"timer_name": "tea"})
                 assert status.structured_content == {"status": "running"}
+
+
+async def test_a_client_that_sends_its_handshake_and_a_call_at_once_gets_the_call_answered(
+    server: Path, port: int
+) -> None:
+    # Lines written together, before any answer: the call needs the session the
+    # initialize opens, so the proxy sends the handshake first, in order.
+    lines = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "eager", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "set_timer", "arguments": {"timer_name": "tea", "seconds": 60}},
+        },
+    ]
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable,
+        PROXY,
+        env={"DURABLE_MCP_URL": f"http://127.0.0.1:{port}/mcp"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proxy.stdin is not None and proxy.stdout is not None
+    proxy.stdin.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    await proxy.stdin.drain()
+    try:
+        answers: dict[Any, Any] = {}
+        while len(answers) < 2:
+            answer = json.loads(await proxy.stdout.readline())
+            answers[answer["id"]] = answer
+    finally:
+        proxy.stdin.close()
+        await proxy.wait()
+    assert answers[1]["result"]["serverInfo"]["name"] == "durable-mcp"
+    assert answers[2]["result"]["structuredContent"] == {"promise_id": "tea", "status": "running"}
 
 
 async def test_the_jobs_command_lists_the_stores_jobs_while_the_server_runs(
