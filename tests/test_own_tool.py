@@ -151,8 +151,11 @@ def test_durable_tools_are_added_to_an_app_once() -> None:
     assert mcp.providers == before  # nothing was added
 
 
-async def test_the_report_builder_survives_kill_9_and_repeats_no_finished_step(
-    tmp_path: Path,
+# SIGTERM too: FastMCP's `mcp.run(transport="http")` ends the process on it
+# before its lifespans stop (FastMCP #4927), which is a crash for the store.
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["kill_9", "sigterm"])
+async def test_the_report_builder_survives_a_kill_and_repeats_no_finished_step(
+    tmp_path: Path, kill: signal.Signals
 ) -> None:
     # The example, as a real process on the embedded store, its steps counted
     # in `steps` (durable_mcp_testing/held_report_builder.py); the first
@@ -175,7 +178,7 @@ async def test_the_report_builder_survives_kill_9_and_repeats_no_finished_step(
         assert started == {"job_name": "report_q3", "status": "running"}
         await eventually(holding)  # the outline and part 1 are done, and on disk
     finally:
-        stop(first, signal.SIGKILL)
+        stop(first, kill)
 
     second = start_listening([*command, str(steps)], port, env, log)
     try:
