@@ -1,9 +1,9 @@
 """Builds our FastMCP app: the built-in durable tools, served as any app serves them.
 
-``create_server`` makes a ``FastMCP`` and hands it ``durable_mcp.functions.BUILT_IN``
-with ``DurableTools.add_to`` (``attach``), the public API a user's own server
-uses; it adds only what is ours: the timer's status tool, the archive the
-weather jobs call, bearer auth, rate limits. It takes its seams as arguments,
+``create_server`` makes a ``FastMCP`` and adds ``durable_mcp.functions.BUILT_IN``
+to it with ``DurableTools.add_to``, the public API a user's own server uses;
+it adds only what is ours: the timer's status tool, the archive the weather
+jobs call, bearer auth, rate limits. It takes its seams as arguments,
 so a test builds a server on its own store and fake archive without touching
 process state. The engine starts with the app's lifespan and stops with it --
 unless it is given an engine already started (`durable-mcp serve`:
@@ -20,7 +20,6 @@ from importlib.metadata import version
 from fastmcp import FastMCP
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
-from durable_mcp.attach import attach
 from durable_mcp.config import Settings
 from durable_mcp.engine import Engine, build_engine
 from durable_mcp.functions import BUILT_IN
@@ -83,9 +82,8 @@ def create_server(
         auth=BearerToken(settings.token) if settings.token else None,
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
-    jobs = attach(
+    jobs = durable.add_to(
         mcp,
-        durable,
         settings,
         engine=engine,
         dependencies=[open_meteo],

@@ -176,7 +176,8 @@ class DurableTools:
             listener(tool)
 
     def add_to(self, mcp: FastMCP, settings: Settings | None = None, **seams: Any) -> Jobs:
-        """Serve these tools on ``mcp``: see :func:`durable_mcp.attach.attach`.
+        """Serve these tools on ``mcp``, once per app: see :func:`durable_mcp.attach.attach`,
+        which takes ``seams`` too (an engine already started, dependencies, fake time).
 
         ``settings`` default to the DURABLE_MCP_* environment, as for `durable-mcp serve`.
         """
