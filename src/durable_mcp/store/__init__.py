@@ -1,4 +1,6 @@
-"""The embedded durable store (the default engine): see ``embedded.py``."""
+"""The in-process stores: the embedded durable store (the default engine, see
+``embedded.py``) and the memory store (``memory.py``), on one state machine
+(``state.py``)."""
 
 from durable_mcp.store.embedded import (
     STOPPED,

@@ -31,7 +31,7 @@ from durable_mcp.config import load_settings
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.logs import configure_logging
 from durable_mcp.server import TOOLS, create_server
-from durable_mcp_testing.processes import free_port, stop, wait_for_port
+from durable_mcp_testing.processes import free_port, start_listening, stop
 
 
 def noop_tool(mcp: FastMCP, jobs: Jobs) -> None:
@@ -95,14 +95,8 @@ def server(kind: str, data_dir: Path, store: str = "embedded") -> Iterator[tuple
 def start(kind: str, port: int, data_dir: Path, store: str) -> subprocess.Popen[bytes]:
     """One of the servers above, as its own process on ``port``, listening."""
     module = "durable_mcp_testing.bench_servers"
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, kind, str(port), str(data_dir), store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_for_port(port, process)
-    return process
+    command = [sys.executable, "-m", module, kind, str(port), str(data_dir), store]
+    return start_listening(command, port)
 
 
 def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> None:
