@@ -28,7 +28,7 @@ from typing import Any
 from resonate.context import Context
 from resonate.resonate import Resonate
 
-from durable_mcp.engine import observe
+from durable_mcp.engine import observe, quiet_expected_ends
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.store import EmbeddedStore
@@ -51,6 +51,7 @@ async def fill(data_dir: Path, crashed: Path, operations: int, snapshot_every: i
     ``crashed`` gets the data dir as a crash then would leave it (no final snapshot)."""
     store = EmbeddedStore(data_dir, pid="bench", group="g", snapshot_every=snapshot_every)
     store.open()
+    quiet_expected_ends()  # the timers still sleeping when it stops, as the server does
     resonate = Resonate(
         network=store,
         group="g",

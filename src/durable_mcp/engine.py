@@ -92,6 +92,13 @@ observe = quiet_observer(STOPPED, UNWRITABLE_HINT)
 _expected_ends = ExpectedEnds(StoreStopped, StoreUnavailable)
 
 
+def quiet_expected_ends() -> None:
+    """Keep the SDK's core logger from logging those ends as errors (once per process)."""
+    core_logger = logging.getLogger(CORE_LOGGER)
+    if _expected_ends not in core_logger.filters:
+        core_logger.addFilter(_expected_ends)
+
+
 class JobEnds:
     """The observer the engine gives its in-process store: each job's end (its
     settled promise) goes to the job layer.
@@ -183,9 +190,7 @@ def build_engine(
     (default: a thread of its own; tests on fake time write at once).
     """
     pid = uuid.uuid4().hex
-    core_logger = logging.getLogger(CORE_LOGGER)
-    if _expected_ends not in core_logger.filters:
-        core_logger.addFilter(_expected_ends)
+    quiet_expected_ends()
     network: Network | None = None
     heartbeat: Heartbeat | None = None  # the SDK's own, for a Resonate Server
     lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
