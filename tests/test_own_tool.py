@@ -4,6 +4,7 @@ which also survives kill -9 without repeating a step it finished."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -198,3 +199,29 @@ async def test_the_report_builder_survives_a_kill_and_repeats_no_finished_step(
         "section sales, part 3",
     ]
     assert "Traceback" not in log.read_text()
+
+
+async def test_an_app_of_its_own_logs_its_jobs_but_not_every_sdk_request(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a fresh process has it: nobody set the SDK's level (the suite's other
+    # tests may have); the app logs at INFO.
+    monkeypatch.setattr(logging.getLogger("resonate"), "level", logging.NOTSET)
+    caplog.set_level(logging.INFO)
+    async with Client(report_builder.build(Settings(store="memory"))) as client:
+        await call(client, "build_report", report_id="q3", topic="sales")
+        await call(client, "await_result", job_names=["report_q3"])
+    names = {record.name for record in caplog.records}
+    assert "durable_mcp.jobs" in names  # job.started, job.completed
+    assert not any(name.startswith("resonate") for name in names)
+
+
+async def test_an_app_that_sets_the_sdks_level_keeps_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.getLogger("resonate"), "level", logging.INFO)
+    caplog.set_level(logging.INFO)
+    async with Client(report_builder.build(Settings(store="memory"))) as client:
+        await call(client, "build_report", report_id="q3", topic="sales")
+        await call(client, "await_result", job_names=["report_q3"])
+    assert any(record.name == "resonate.validation" for record in caplog.records)

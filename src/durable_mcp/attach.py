@@ -30,6 +30,7 @@ from durable_mcp.engine import Engine, build_engine
 from durable_mcp.jobs.registry import DEFAULT_DEADLINE, DurableTool, DurableTools, call_with
 from durable_mcp.jobs.service import InvalidArgument, Jobs, report_started
 from durable_mcp.jobs.status import JobStatus
+from durable_mcp.logs import quiet_the_sdk
 from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status
 
@@ -86,6 +87,7 @@ def attach(
         )
     if settings is None:
         settings = load_settings()
+    quiet_the_sdk()
     if engine is None:
         engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
     jobs = Jobs(

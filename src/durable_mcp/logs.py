@@ -46,3 +46,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     fastmcp_logger.propagate = True
     for name, quiet_level in QUIET.items():
         logging.getLogger(name).setLevel(quiet_level)
+
+
+def quiet_the_sdk() -> None:
+    """In an app of one's own: keep the SDK to its warnings (it logs every
+    durable operation at INFO, two lines a request), unless the app set the
+    ``resonate`` logger's level itself."""
+    sdk = logging.getLogger("resonate")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(QUIET["resonate"])
