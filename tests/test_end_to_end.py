@@ -17,6 +17,7 @@ from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.helpers import INITIALIZE
 from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server, stop
 
 TOOLS = {
@@ -174,16 +175,7 @@ async def test_a_client_that_sends_its_handshake_and_a_call_at_once_gets_the_cal
     # Lines written together, before any answer: the call needs the session the
     # initialize opens, so the proxy sends the handshake first, in order.
     lines = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "eager", "version": "1"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",

@@ -201,17 +201,25 @@ async def test_the_report_builder_survives_a_kill_and_repeats_no_finished_step(
     assert "Traceback" not in log.read_text()
 
 
-async def test_an_app_of_its_own_logs_its_jobs_but_not_every_sdk_request(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As a fresh process has it: nobody set the SDK's level (the suite's other
-    # tests may have); the app logs at INFO.
-    monkeypatch.setattr(logging.getLogger("resonate"), "level", logging.NOTSET)
+async def logged_while_building_a_report(
+    sdk_level: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> set[str]:
+    """The loggers that logged at INFO while an app of its own built a report,
+    the SDK's logger at ``sdk_level`` before the app was built."""
+    monkeypatch.setattr(logging.getLogger("resonate"), "level", sdk_level)
     caplog.set_level(logging.INFO)
     async with Client(report_builder.build(Settings(store="memory"))) as client:
         await call(client, "build_report", report_id="q3", topic="sales")
         await call(client, "await_result", job_names=["report_q3"])
-    names = {record.name for record in caplog.records}
+    return {record.name for record in caplog.records}
+
+
+async def test_an_app_of_its_own_logs_its_jobs_but_not_every_sdk_request(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a fresh process has it: nobody set the SDK's level (the suite's other
+    # tests may have).
+    names = await logged_while_building_a_report(logging.NOTSET, caplog, monkeypatch)
     assert "durable_mcp.jobs" in names  # job.started, job.completed
     assert not any(name.startswith("resonate") for name in names)
 
@@ -219,9 +227,5 @@ async def test_an_app_of_its_own_logs_its_jobs_but_not_every_sdk_request(
 async def test_an_app_that_sets_the_sdks_level_keeps_it(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(logging.getLogger("resonate"), "level", logging.INFO)
-    caplog.set_level(logging.INFO)
-    async with Client(report_builder.build(Settings(store="memory"))) as client:
-        await call(client, "build_report", report_id="q3", topic="sales")
-        await call(client, "await_result", job_names=["report_q3"])
-    assert any(record.name == "resonate.validation" for record in caplog.records)
+    names = await logged_while_building_a_report(logging.INFO, caplog, monkeypatch)
+    assert "resonate.validation" in names

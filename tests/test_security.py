@@ -19,23 +19,13 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
+from durable_mcp_testing import helpers
 from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 ALLOWED_ORIGIN = "https://app.example.com"
 
-INITIALIZE = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
-).encode()
+INITIALIZE = json.dumps(helpers.INITIALIZE).encode()
 
 
 @pytest.fixture(scope="module")

@@ -210,3 +210,16 @@ def noise(log: str) -> list[str]:
     """The log's lines that should never appear when nothing went wrong."""
     markers = ("ERROR", "Traceback", "Task exception was never retrieved")
     return [line for line in log.splitlines() if any(marker in line for marker in markers)]
+
+
+#: A handshake-era client's first message, as it writes it.
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"},
+    },
+}
