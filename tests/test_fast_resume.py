@@ -131,7 +131,7 @@ def signalled(serve):
     return serve_after_a_stop_signal
 
 if point == "before serve":
-    cli.serve = signalled(cli.serve)
+    http.serve = signalled(http.serve)
 else:
     http.StoppingServer.serve = signalled(http.StoppingServer.serve)
 cli.main(sys.argv[3:])

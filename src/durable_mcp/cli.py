@@ -26,7 +26,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from resonate.timing import now_ms
 
@@ -36,9 +36,6 @@ from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.logs import configure_logging
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
-
-if TYPE_CHECKING:
-    from fastmcp import FastMCP
 
 EXIT_BAD_START = 2
 
@@ -140,6 +137,7 @@ async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
         await asyncio.to_thread(_import_mcp_layer)
         if stop_asked:
             return
+        from durable_mcp.http import serve
         from durable_mcp.server import create_server
 
         stopping = asyncio.Event()
@@ -308,16 +306,3 @@ def check_postgres(dsn: str) -> None:
     from durable_mcp.postgres import check_database  # psycopg takes ~0.3 s to import
 
     check_database(dsn)
-
-
-async def serve(
-    app: FastMCP,
-    settings: Settings,
-    sock: socket.socket,
-    stopping: asyncio.Event | None = None,
-    stop_asked: list[int] | None = None,
-) -> None:
-    """Serve ``app`` on ``sock`` until SIGINT or SIGTERM, then stop cleanly (``http.serve``)."""
-    from durable_mcp.http import serve as serve_http
-
-    await serve_http(app, settings, sock, stopping, stop_asked)

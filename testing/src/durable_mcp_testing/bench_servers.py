@@ -26,8 +26,9 @@ from typing import Any
 
 from fastmcp import FastMCP
 
-from durable_mcp.cli import bind, serve
+from durable_mcp.cli import bind
 from durable_mcp.config import load_settings
+from durable_mcp.http import serve
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.logs import configure_logging
 from durable_mcp.server import TOOLS, create_server
