@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
-from durable_mcp.sdk_compat import LocalConnection, OutgoingMessage
+from durable_mcp.sdk_compat import DurablePromise, LocalConnection, OutgoingMessage
 from durable_mcp.store.job_ends import (
     JobEndObserver,
     ignore_job_end,
@@ -43,9 +43,10 @@ class MemoryStore(LocalConnection):
         # LocalConnection calls this after every request it answers and every
         # tick, with no await since the change: the jobs they ended are told
         # here (those of a refused request, with the next one).
-        changed = self.state.promises.changed or set()
-        ended = settled_jobs(self.state.promises, changed)
-        changed.clear()
+        ended: list[DurablePromise] = []
+        if changed := self.state.promises.changed:
+            ended = settled_jobs(self.state.promises, changed)
+            changed.clear()
         try:
             super()._dispatch_messages(messages)
         finally:
