@@ -9,8 +9,9 @@ protocol semantics are the SDK's own, not a re-implementation. What it adds:
   the disk. Changes group-commit: those made while a commit is under way
   share the next one, however many sessions made them. Nothing is told before
   it is on disk: a change is answered, and its messages (wake-ups, work to
-  execute) are sent, once its commit is done; a read waits until no commit is
-  pending, so it never answers what a crash could undo;
+  execute) are sent, once its commit is done; a read waits for the commits
+  under way unless it reads a promise with no change waiting for the disk, so
+  it never answers what a crash could undo;
 * a commit that fails (a full disk) is undone in memory too: the state goes
   back to what is on disk and every change of that commit fails with
   :class:`StoreUnavailable`, as do the changes made while it was under way.
