@@ -1,29 +1,32 @@
 # durable-mcp: `make run` starts the server, `make test` runs every check.
-# Both bootstrap uv (into .tools/) when it is not installed, then the project's
-# environment (.venv/) from uv.lock; nothing else needs installing first.
+# Every uv command goes through scripts/run_uv.py, which installs uv (into .tools/)
+# when it is not installed, and finds a Python >= 3.12 on this machine (pyenv's
+# too) before uv may download one; uv then makes the environment (.venv/) from
+# uv.lock. Nothing else needs installing first.
 
 SHELL := /bin/bash
-UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo .tools/bin/uv)
-UV_BOOTSTRAP := $(filter .tools/bin/uv,$(UV))
+UV := python3 scripts/run_uv.py
 ARGS ?=
 
 .PHONY: run proxy claude-config jobs tasks-client test lint format bench pg-schema sync wheel
 
+# In a process group of its own that holds the terminal: Ctrl-C stops the server
+# (cleanly, exit 0) and make with it, instead of killing make (scripts/foreground.py).
 run: sync
-	$(UV) run --locked durable-mcp serve $(ARGS)
+	@python3 scripts/foreground.py $(UV) run --locked durable-mcp serve $(ARGS)
 
 proxy: sync
 	@$(UV) run --locked --quiet python proxy.py
 
 # Prints the Claude Desktop entry for this checkout (absolute paths): JSON only on stdout.
 claude-config: sync
-	@$(UV) run --locked --quiet durable-mcp claude-config
+	@$(UV) run --locked --quiet durable-mcp claude-config $(ARGS)
 
 jobs: sync
 	@$(UV) run --locked --quiet durable-mcp jobs $(ARGS)
 
 # The README's MCP tasks example: a PEP 723 script with its own environment.
-tasks-client: $(UV_BOOTSTRAP)
+tasks-client:
 	@$(UV) run --quiet --script examples/tasks_client.py $(ARGS)
 
 test: lint
@@ -55,17 +58,11 @@ resonate.sql:
 	python3 scripts/pg_schema.py
 
 # The package as a wheel, in dist/ (for `pip install` into another project).
-wheel: $(UV_BOOTSTRAP)
+wheel:
 	$(UV) build --wheel --quiet
 
-sync: $(UV_BOOTSTRAP)
+sync:
 	@$(UV) sync --locked --quiet
 	@# A .venv made before the package was renamed (durable-mcp -> mcp-durable-jobs)
 	@# lost the durable-mcp command when the old name was uninstalled: put it back.
 	@test -x .venv/bin/durable-mcp || $(UV) sync --locked --quiet --reinstall-package mcp-durable-jobs
-
-# On stderr, so that what a target prints on stdout (claude-config's JSON) stays clean.
-.tools/bin/uv:
-	@echo "installing uv into .tools/" >&2
-	@python3 -m venv .tools
-	@.tools/bin/python -m pip install --quiet uv >&2
