@@ -7,15 +7,19 @@ done. probe_status, await_result, cancel_job and list_jobs come with it.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from pydantic import Field
 from resonate.context import Context
 
-from durable_mcp import DurableTools, Settings
+from durable_mcp import DurableTools, Settings, load_settings
 
 durable = DurableTools()
+
+#: Its own store, beside `make run`'s ./.durable-mcp: one server process owns a data dir.
+DATA_DIR = "./.report-builder"
 
 
 def outline(ctx: Context, topic: str, sections: int) -> list[str]:
@@ -43,9 +47,10 @@ async def build_report(
 
 
 def build(settings: Settings | None = None) -> FastMCP:
-    """The app; ``settings`` default to the DURABLE_MCP_* environment."""
+    """The app; ``settings`` default to the DURABLE_MCP_* environment, and
+    the data dir to DATA_DIR."""
     mcp = FastMCP("report-builder")
-    durable.add_to(mcp, settings)
+    durable.add_to(mcp, settings or load_settings({"DURABLE_MCP_DATA_DIR": DATA_DIR, **os.environ}))
     return mcp
 
 

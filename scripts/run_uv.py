@@ -12,9 +12,11 @@ then it downloads a Python, which fails without network. So, in order:
 3. pyenv's installed versions (``$(pyenv root)/versions``), active or not;
 4. the usual system places (/usr/local/bin, /usr/bin, Homebrew, python.org).
 
-The first found is given to uv as ``UV_PYTHON``. Only when none exists does uv
-download one; if that fails, one line says what to install (uv's own output
-goes to .tools/python-download.log). ``UV_PYTHON`` set by the user wins.
+The first found is given to uv as ``UV_PYTHON``, and remembered in
+.tools/python: the next run checks that it still works and skips the search.
+Only when none exists does uv download one; if that fails, one line says what
+to install (uv's own output goes to .tools/python-download.log). ``UV_PYTHON``
+set by the user wins.
 
 It runs on whatever ``python3`` the machine has (3.8 and newer), and imports
 nothing outside the standard library.
@@ -50,16 +52,33 @@ SYSTEM_PLACES = (
 PROBE = f"import sys; print(sys.executable) if sys.version_info >= {MINIMUM!r} else sys.exit(1)"
 
 DOWNLOAD_LOG = TOOLS / "python-download.log"
+FOUND = TOOLS / "python"
 
 
 def main(args: list[str]) -> None:
     uv = find_uv()
     env = dict(os.environ)
-    if not env.get("UV_PYTHON") and not uv_finds_python(uv):
-        python = find_python() or download_python(uv)
+    if not env.get("UV_PYTHON"):
+        python = python_for_uv(uv)
         if python is not None:
             env["UV_PYTHON"] = python
     os.execve(uv, [uv, *args], env)
+
+
+def python_for_uv(uv: str) -> str | None:
+    """The Python to give uv, or None where uv finds one itself."""
+    if FOUND.exists():
+        remembered = probe(FOUND.read_text().strip())
+        if remembered is not None:
+            return remembered
+    if uv_finds_python(uv):
+        return None
+    python = find_python()
+    if python is None:
+        download_python(uv)
+        return None  # uv finds the one it installed by itself
+    FOUND.write_text(python + "\n")
+    return python
 
 
 def find_uv() -> str:
@@ -72,7 +91,7 @@ def find_uv() -> str:
         print("installing uv into .tools/", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(TOOLS)], check=True)
         subprocess.run(
-            [str(TOOLS / "bin" / "python"), "-m", "pip", "install", "--quiet", "uv"],
+            [str(TOOLS / "bin" / "python"), "-m", "pip", "install", "-qq", "uv"],
             check=True,
             stdout=sys.stderr,  # make's stdout stays clean (claude-config prints JSON)
         )
@@ -113,7 +132,9 @@ def candidates(path: str | None, pyenv_root: str | None, places: tuple[str, ...]
     root = pyenv_root if pyenv_root is not None else find_pyenv_root()
     if root:
         for version in VERSIONS:
-            found += sorted(glob.glob(f"{root}/versions/{version}*/bin/python{version}"), reverse=True)
+            found += sorted(
+                glob.glob(f"{root}/versions/{version}*/bin/python{version}"), reverse=True
+            )
     for place in places:
         for directory in sorted(glob.glob(place), reverse=True):
             found += [f"{directory}/python{version}" for version in VERSIONS]
@@ -140,21 +161,20 @@ def probe(program: str) -> str | None:
     return lines[-1] if answer.returncode == 0 and lines else None
 
 
-def download_python(uv: str) -> str | None:
+def download_python(uv: str, log_path: Path = DOWNLOAD_LOG) -> None:
     """Let uv download a Python; on failure, say in one line what to install, and exit."""
-    TOOLS.mkdir(exist_ok=True)
-    with open(DOWNLOAD_LOG, "w") as log:
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w") as log:
         installed = subprocess.run(
             [uv, "python", "install", VERSIONS[0]], stdout=log, stderr=log, check=False
         )
     if installed.returncode != 0:
         sys.exit(
-            f"no Python {'.'.join(map(str, MINIMUM))} or newer on this machine (looked on "
-            "PATH, in pyenv and in /usr/local/bin, /usr/bin), and uv could not download one "
-            f"(see {DOWNLOAD_LOG.relative_to(ROOT)}): install Python 3.12 or newer (your "
-            "package manager, `pyenv install 3.13`, or python.org), then run make again"
+            "durable-mcp: no Python 3.12 or newer on this machine (looked on PATH, in pyenv "
+            f"and in /usr/local/bin, /usr/bin), and uv could not download one (see {log_path}): "
+            "install Python 3.12 or newer (your package manager, `pyenv install 3.13`, or "
+            "python.org), then run make again"
         )
-    return None  # uv finds the one it installed by itself
 
 
 def version_request() -> str:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from durable_mcp.cli import bind
-from durable_mcp.config import ConfigError, Settings, load_settings
-from durable_mcp_testing.processes import free_port
+from durable_mcp.config import OPTIONS, ConfigError, Settings, load_settings
+from durable_mcp_testing.processes import DURABLE_MCP, free_port
+
+#: The environment variable behind each flag.
+FLAGS_BY_NAME = {option.flag: option.env for option in OPTIONS if option.flag}
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -116,7 +122,7 @@ def test_max_fetches_is_read_from_env_and_flag() -> None:
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["durable-mcp", "serve", *args],
+        [DURABLE_MCP, "serve", *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -133,20 +139,36 @@ def test_tasks_are_on_unless_turned_off(value: str, on: bool) -> None:
     assert load_settings(env={}, overrides={"DURABLE_MCP_TASKS": value}).tasks is on
 
 
-def test_serve_with_a_bad_flag_exits_2_with_one_line() -> None:
+def test_serve_with_a_bad_flag_exits_2_with_one_line_that_names_the_flag() -> None:
     result = run_serve("--port", "abc")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "durable-mcp: DURABLE_MCP_PORT: must be a whole number from 1 to 65535, got 'abc'"
+        "durable-mcp: --port: must be a whole number from 1 to 65535, got 'abc'"
     ]
 
 
-def test_serve_has_a_max_fetches_flag() -> None:
-    result = run_serve("--max-fetches", "0")
+def test_a_bad_environment_variable_is_named_as_such() -> None:
+    result = run_serve(env={**os.environ, "DURABLE_MCP_STORE": "foo"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "durable-mcp: DURABLE_MCP_MAX_FETCHES: must be a whole number from 1 to 256, got '0'"
+        "durable-mcp: DURABLE_MCP_STORE: must be one of memory, embedded, got 'foo'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--store", "foo", "--store: must be one of memory, embedded, got 'foo'"),
+        ("--max-fetches", "0", "--max-fetches: must be a whole number from 1 to 256, got '0'"),
+        ("--retention", "soon", "--retention: must be a positive duration"),
+        ("--job-deadlines", "x", "--job-deadlines: expected kind=duration pairs"),
+        ("--tasks", "maybe", "--tasks: must be on or off, got 'maybe'"),
+        ("--open-meteo-url", "ftp://x", "--open-meteo-url: must be an http:// or https:// URL"),
+    ],
+)
+def test_a_flags_error_names_the_flag(flag: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(env={}, overrides={FLAGS_BY_NAME[flag]: value})
 
 
 def test_serve_on_a_taken_port_exits_2_with_one_line() -> None:
@@ -157,9 +179,7 @@ def test_serve_on_a_taken_port_exits_2_with_one_line() -> None:
         result = run_serve("--port", port)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(
-        f"durable-mcp: DURABLE_MCP_HOST/DURABLE_MCP_PORT: cannot listen on 127.0.0.1:{port}"
-    )
+    assert line.startswith(f"durable-mcp: cannot listen on 127.0.0.1:{port}: ")
 
 
 def test_the_listening_socket_disables_nagle() -> None:
@@ -169,3 +189,48 @@ def test_the_listening_socket_disables_nagle() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_version_prints_the_installed_version() -> None:
+    shown = subprocess.run([DURABLE_MCP, "--version"], capture_output=True, text=True)
+
+    assert shown.returncode == 0
+    assert shown.stdout == f"durable-mcp {version('mcp-durable-jobs')}\n"
+
+
+def test_help_opens_with_whole_sentences_without_markup() -> None:
+    shown = subprocess.run([DURABLE_MCP, "--help"], capture_output=True, text=True).stdout
+
+    description = shown.split("\n\n")[1]
+    assert description.startswith("durable-mcp: long-running MCP tools as durable jobs.")
+    assert description.rstrip().endswith(".")
+    assert "``" not in shown
+
+
+def test_serve_help_gives_each_settings_meaning_default_and_environment_variable() -> None:
+    shown = subprocess.run([DURABLE_MCP, "serve", "--help"], capture_output=True, text=True)
+    text = "".join(shown.stdout.split())  # argparse wraps lines, at hyphens too
+
+    for option in OPTIONS:
+        if option.flag is None:
+            assert option.env in text  # said to be read from the environment only
+            continue
+        help_text = f"{option.flag} {_metavar(option.flag)} {option.meaning}. "
+        assert "".join(help_text.split()) in text
+        assert "".join(f"Default: {option.default}. Env: {option.env}.".split()) in text
+
+
+def _metavar(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_").upper()
+
+
+def test_the_readmes_settings_table_is_the_one_the_server_reads() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.*?) \| (.*?) \| .* \|$", readme, re.MULTILINE)
+    table = {env: (flag, default.strip("`")) for env, flag, default in rows}
+
+    for option in OPTIONS:
+        flag = (
+            f"`{option.flag}`" if option.flag else "(none: a command line is visible to all users)"
+        )
+        assert table[option.env] == (flag, option.default), option.env

@@ -195,3 +195,19 @@ def _fetches(fake: FakeOpenMeteo, place: object) -> int:
     assert isinstance(place, dict)
     month = f"{place['year']}-{place['month']:02d}-01"
     return sum(count for query, count in fake.requests.items() if month in query)
+
+
+async def test_a_start_says_it_resumes_only_the_jobs_still_running(server: Server) -> None:
+    log = server.data_dir.parent / "server.log"
+    server.start()
+    await call_server(server, "set_timer", timer_name="tea", seconds=600)
+    await call_server(server, "cancel_job", job_name="tea")
+    server.close()  # a clean stop: the cancelled timer's sleep is still waiting for its deadline
+    server.start()
+    assert "resuming" not in log.read_text()
+
+    await call_server(server, "set_timer", timer_name="coffee", seconds=600)
+    server.close()
+    server.start()
+    resuming = [line for line in log.read_text().splitlines() if "resuming" in line]
+    assert [line.split(": ", 1)[1] for line in resuming] == ["resuming 1 interrupted job"]

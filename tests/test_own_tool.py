@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
+from durable_mcp.store import EmbeddedStore
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core, eventually
 from durable_mcp_testing.processes import free_port, start_listening, stop
 from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
@@ -229,3 +231,62 @@ async def test_an_app_that_sets_the_sdks_level_keeps_it(
 ) -> None:
     names = await logged_while_building_a_report(logging.INFO, caplog, monkeypatch)
     assert "resonate.validation" in names
+
+
+def run_example(cwd: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run with the examples importable, in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "examples"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def running_servers_store(tmp_path: Path) -> Iterator[Path]:
+    """./.durable-mcp in ``tmp_path``, held as `make run`'s server holds it."""
+    store = EmbeddedStore(tmp_path / ".durable-mcp", pid="make-run", group="durable-mcp")
+    store.open()
+    try:
+        yield store.data_dir
+    finally:
+        store.close()
+
+
+def test_the_report_builder_runs_beside_make_run_on_a_data_dir_of_its_own(
+    tmp_path: Path, running_servers_store: Path
+) -> None:
+    built = run_example(tmp_path, "import report_builder; report_builder.build(); print('built')")
+
+    assert built.returncode == 0 and built.stdout == "built\n", built.stderr
+    assert (tmp_path / ".report-builder" / "journal.sqlite3").is_file()
+
+
+def test_a_data_dir_in_use_stops_an_app_of_ones_own_with_one_line(
+    tmp_path: Path, running_servers_store: Path
+) -> None:
+    refused = run_example(
+        tmp_path,
+        "import report_builder; report_builder.build()",
+        DURABLE_MCP_DATA_DIR=str(running_servers_store),
+    )
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"durable-mcp: data dir {running_servers_store} is in use by another durable-mcp process"
+    )
+    assert refused.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_a_bad_setting_stops_an_app_of_ones_own_with_one_line(tmp_path: Path) -> None:
+    refused = run_example(
+        tmp_path, "import report_builder; report_builder.build()", DURABLE_MCP_STORE="embeded"
+    )
+
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "durable-mcp: DURABLE_MCP_STORE: must be one of memory, embedded, got 'embeded'\n"
+    )

@@ -323,3 +323,14 @@ def test_execute_messages_are_upserted_as_the_sdk_does(ops: list[tuple[str, str,
             else:
                 state.outgoing = []  # as the embedded store takes them
         assert msgspec.to_builtins(ours.outgoing) == msgspec.to_builtins(reference.outgoing)
+
+
+async def test_the_stores_files_are_not_executable(tmp_path: Path) -> None:
+    store = open_store(tmp_path, FakeClock(START))
+    await send(store, {"kind": "promise.create", "id": "p", "timeoutAt": 10**12})
+    await store.stop()
+
+    files = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+
+    assert "committed" in files and "journal.sqlite3" in files
+    assert {name: mode for name, mode in files.items() if mode & 0o111} == {}

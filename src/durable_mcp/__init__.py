@@ -17,16 +17,29 @@ Importing this package imports nothing of MCP (see ``jobs.registry``);
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-from durable_mcp.config import Settings, load_settings
+from durable_mcp.config import Settings, StartError, load_settings
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.jobs.status import JobStatus
 
 if TYPE_CHECKING:
     from durable_mcp.jobs.service import InvalidArgument, Jobs
 
-__all__ = ["DurableTools", "InvalidArgument", "JobStatus", "Jobs", "Settings", "load_settings"]
+#: The distribution this package is installed as (``pip install mcp-durable-jobs``).
+DISTRIBUTION = "mcp-durable-jobs"
+__version__ = version(DISTRIBUTION)
+
+__all__ = [
+    "DurableTools",
+    "InvalidArgument",
+    "JobStatus",
+    "Jobs",
+    "Settings",
+    "StartError",
+    "load_settings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,12 +25,13 @@ from fastmcp.server.providers import Provider
 from pydantic import Field
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
-from durable_mcp.config import Settings, load_settings
+from durable_mcp.config import Settings, StartError, load_settings
 from durable_mcp.engine import Engine, build_engine
 from durable_mcp.jobs.registry import DEFAULT_DEADLINE, DurableTool, DurableTools, call_with
 from durable_mcp.jobs.service import InvalidArgument, Jobs, report_started
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.logs import quiet_the_sdk
+from durable_mcp.store import StoreError
 from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status
 
@@ -78,6 +79,8 @@ def attach(
     ``on_stop`` runs as the app stops, before the engine does. ``stopping`` is
     set when the server starts shutting down: waits for jobs answer at once.
     ``clock``, ``sleeper`` and ``writer`` are the engine's seams (tests).
+    A bad setting (``ConfigError``), or a data dir in use or damaged, raises
+    :class:`StartError`: one line, not a traceback, if the app lets it end the process.
     """
     if mcp in _attached:
         # A second engine would find the data dir taken (by this very process).
@@ -85,11 +88,14 @@ def attach(
             "durable tools were already added to this app: declare them all on one "
             "DurableTools and add that once"
         )
-    if settings is None:
-        settings = load_settings()
+    try:
+        if settings is None:
+            settings = load_settings()
+        if engine is None:
+            engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
+    except StoreError as exc:
+        raise StartError(str(exc)) from exc
     quiet_the_sdk()
-    if engine is None:
-        engine = build_engine(settings, clock=clock, sleeper=sleeper, writer=writer)
     jobs = Jobs(
         engine.resonate,
         await_max_seconds=settings.await_max_seconds,

@@ -30,7 +30,15 @@ from typing import NoReturn
 
 from resonate.timing import now_ms
 
-from durable_mcp.config import ConfigError, Settings, load_settings
+from durable_mcp import __version__
+from durable_mcp.config import (
+    OPTIONS,
+    ConfigError,
+    Option,
+    Settings,
+    check_http_url,
+    load_settings,
+)
 from durable_mcp.engine import Engine, build_engine, start_engine
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.logs import configure_logging
@@ -53,55 +61,65 @@ IDLE_PROBE = 0.01
 #: (not imported from there: it imports FastMCP).
 JOB_STATUSES = ("running", "completed", "failed", "cancelled")
 
-#: flag -> the environment variable it overrides.
-SERVE_FLAGS = {
-    "--host": "DURABLE_MCP_HOST",
-    "--port": "DURABLE_MCP_PORT",
-    "--store": "DURABLE_MCP_STORE",
-    "--data-dir": "DURABLE_MCP_DATA_DIR",
-    "--resonate-url": "RESONATE_URL",
-    "--pg-dsn": "RESONATE_PG_DSN",
-    "--open-meteo-url": "OPEN_METEO_ARCHIVE_URL",
-    "--await-max-seconds": "DURABLE_MCP_AWAIT_MAX_SECONDS",
-    "--retention": "DURABLE_MCP_RETENTION",
-    "--job-deadlines": "DURABLE_MCP_JOB_DEADLINES",
-    "--allowed-origins": "DURABLE_MCP_ALLOWED_ORIGINS",
-    "--max-running-jobs": "DURABLE_MCP_MAX_RUNNING_JOBS",
-    "--rate-limit": "DURABLE_MCP_RATE_LIMIT",
-    "--max-fetches": "DURABLE_MCP_MAX_FETCHES",
-    "--tasks": "DURABLE_MCP_TASKS",
-    # No --token: a command line is visible to every user of the machine (ps).
-}
+DESCRIPTION = """\
+durable-mcp: long-running MCP tools as durable jobs. A start tool answers at
+once with a job name; the job runs on, across restarts, until it is probed or
+awaited."""
+
+EPILOG = """\
+Each setting of `serve` is also an environment variable (named in its help); a
+flag wins. Docs: README.md in the checkout."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="durable-mcp", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the MCP server over streamable HTTP")
-    for flag, env_name in SERVE_FLAGS.items():
-        serve_parser.add_argument(flag, metavar="VALUE", help=f"overrides {env_name}")
-    jobs_parser = commands.add_parser(
-        "jobs", help="list the jobs of the embedded store or Postgres (also while the server runs)"
+    parser = argparse.ArgumentParser(prog="durable-mcp", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"durable-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the MCP server over streamable HTTP",
+        description="Run the MCP server over streamable HTTP, at http://HOST:PORT/mcp.",
+        epilog="Every flag is also an environment variable, named in its help; a flag wins. "
+        "The bearer token, DURABLE_MCP_TOKEN, is read from the environment only (a command "
+        "line is visible to every user of the machine).",
     )
-    jobs_parser.add_argument("--data-dir", metavar="VALUE", help="overrides DURABLE_MCP_DATA_DIR")
-    jobs_parser.add_argument("--status", choices=JOB_STATUSES)
+    for option in OPTIONS:
+        if option.flag is not None:
+            serve_parser.add_argument(option.flag, help=_help(option))
+    jobs_parser = commands.add_parser(
+        "jobs",
+        help="list the jobs of the embedded store or Postgres (also while the server runs)",
+        description="List the jobs of the embedded store (or of Postgres, with "
+        "RESONATE_PG_DSN) as a table, newest first. It reads the store without taking it, "
+        "so the server can keep running.",
+    )
+    jobs_parser.add_argument("--data-dir", help=_help(_option("DURABLE_MCP_DATA_DIR")))
+    jobs_parser.add_argument("--status", choices=JOB_STATUSES, help="only jobs of this status")
     jobs_parser.add_argument("--kind", help="only jobs of this kind, e.g. timer")
-    jobs_parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
-    commands.add_parser(
+    jobs_parser.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    config_parser = commands.add_parser(
         "claude-config",
         help="print the Claude Desktop entry that runs this checkout's proxy.py (absolute paths)",
+        description="Print the mcpServers entry for Claude Desktop's config: this "
+        "environment's Python runs this checkout's proxy.py, which forwards to the server. "
+        "It only prints; nothing is edited.",
+    )
+    config_parser.add_argument(
+        "--port", help="the server's port (default: DURABLE_MCP_PORT, else 5001)"
+    )
+    config_parser.add_argument(
+        "--url",
+        help="the server's MCP endpoint (default: DURABLE_MCP_URL, else http://127.0.0.1:PORT/mcp)",
     )
     args = parser.parse_args(argv)
     if args.command == "jobs":
         list_jobs(args)
         return
     if args.command == "claude-config":
-        print(json.dumps(claude_config(), indent=2))
+        print(json.dumps(claude_config(port=args.port, url=args.url), indent=2))
         return
 
-    overrides = {
-        env: getattr(args, flag[2:].replace("-", "_")) for flag, env in SERVE_FLAGS.items()
-    }
+    overrides = {option.env: getattr(args, _dest(option.flag)) for option in OPTIONS if option.flag}
     configure_logging()
     try:
         settings = load_settings(overrides=overrides)
@@ -115,6 +133,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the MCP layer is still importing waits for it, instead of being refused.
     sock.listen(BACKLOG)
     asyncio.run(run(engine, settings, sock))
+
+
+def _help(option: Option) -> str:
+    """A flag's help: its meaning, default and environment variable (argparse: % doubled)."""
+    text = f"{option.meaning}. Default: {option.default}. Env: {option.env}."
+    return text.replace("%", "%%")
+
+
+def _option(env: str) -> Option:
+    return next(option for option in OPTIONS if option.env == env)
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
 
 
 async def run(engine: Engine, settings: Settings, sock: socket.socket) -> None:
@@ -172,21 +204,28 @@ def _import_mcp_layer() -> None:
     import durable_mcp.server  # noqa: F401
 
 
-def claude_config() -> dict[str, object]:
+def claude_config(port: str | None = None, url: str | None = None) -> dict[str, object]:
     """The ``mcpServers`` entry for Claude Desktop, as ``fastmcp install claude-desktop``
     writes one: this environment's Python runs this checkout's ``proxy.py``.
 
-    Absolute paths, so Claude Desktop needs nothing on its PATH (not even uv);
-    the proxy's settings are copied from this environment when they are set.
+    Absolute paths, so Claude Desktop needs nothing on its PATH (not even uv).
+    The server's URL is ``url``, else one on ``port``; each defaults to this
+    environment's (DURABLE_MCP_URL, DURABLE_MCP_PORT), as does the token.
     """
     proxy = Path(__file__).resolve().parents[2] / "proxy.py"
     if not proxy.is_file():
         _fail(f"no proxy.py at {proxy}: run this from a checkout of durable-mcp")
     try:
-        port = load_settings().port
+        settings = load_settings(overrides={"DURABLE_MCP_PORT": port})
+        if url is not None:
+            check_http_url("--url", url)
     except ConfigError as exc:
         _fail(str(exc))
-    env = {"DURABLE_MCP_URL": os.environ.get("DURABLE_MCP_URL") or f"http://127.0.0.1:{port}/mcp"}
+    if url is None:
+        url = (None if port else os.environ.get("DURABLE_MCP_URL")) or (
+            f"http://127.0.0.1:{settings.port}/mcp"
+        )
+    env = {"DURABLE_MCP_URL": url}
     if token := os.environ.get("DURABLE_MCP_TOKEN"):
         env["DURABLE_MCP_TOKEN"] = token
     # The venv's own python (not resolved: the link is what makes it the venv's).
@@ -294,8 +333,8 @@ def bind(settings: Settings) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         raise ConfigError(
-            f"DURABLE_MCP_HOST/DURABLE_MCP_PORT: cannot listen on "
-            f"{settings.host}:{settings.port}: {exc.strerror or exc}"
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; "
+            "choose another address or port (--host, --port; DURABLE_MCP_HOST, DURABLE_MCP_PORT)"
         ) from exc
     return sock
 

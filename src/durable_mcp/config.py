@@ -44,7 +44,24 @@ Store = Literal["memory", "embedded"]
 STORES: tuple[Store, ...] = ("memory", "embedded")
 
 
-class ConfigError(ValueError):
+class StartError(SystemExit):
+    """Durable tools cannot start: a bad setting, a data dir in use or damaged.
+
+    A ``SystemExit``, as argparse's errors are: an app that does not catch it
+    ends with its one line on stderr (``durable-mcp: ...``, exit code 1), as
+    `durable-mcp serve` does, never a traceback. An app that wants to go on
+    catches it by name; ``str()`` is the message alone.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"durable-mcp: {message}")
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StartError):
     """A setting has a value we cannot run with; the message names it."""
 
 
@@ -77,25 +94,121 @@ class Settings:
         return self.store
 
 
-#: Every environment variable the server reads (flags on ``serve`` mirror them).
-ENV_NAMES = (
-    "DURABLE_MCP_HOST",
-    "DURABLE_MCP_PORT",
-    "DURABLE_MCP_STORE",
-    "DURABLE_MCP_DATA_DIR",
-    "RESONATE_URL",
-    "RESONATE_PG_DSN",
-    "OPEN_METEO_ARCHIVE_URL",
-    "DURABLE_MCP_AWAIT_MAX_SECONDS",
-    "DURABLE_MCP_RETENTION",
-    "DURABLE_MCP_JOB_DEADLINES",
-    "DURABLE_MCP_TOKEN",
-    "DURABLE_MCP_ALLOWED_ORIGINS",
-    "DURABLE_MCP_MAX_RUNNING_JOBS",
-    "DURABLE_MCP_RATE_LIMIT",
-    "DURABLE_MCP_MAX_FETCHES",
-    "DURABLE_MCP_TASKS",
+@dataclass(frozen=True)
+class Option:
+    """One setting: its environment variable, its flag on ``durable-mcp serve``
+    (None: the environment only), and what ``--help`` and the README say of it."""
+
+    env: str
+    flag: str | None
+    default: str
+    meaning: str
+
+
+#: Every setting the server reads, in the order ``durable-mcp serve --help`` shows them.
+OPTIONS = (
+    Option(
+        "DURABLE_MCP_HOST",
+        "--host",
+        "127.0.0.1",
+        "bind address; any but localhost needs DURABLE_MCP_TOKEN",
+    ),
+    Option("DURABLE_MCP_PORT", "--port", "5001", "port, 1 to 65535; the MCP endpoint is /mcp"),
+    Option(
+        "DURABLE_MCP_STORE",
+        "--store",
+        "embedded",
+        "embedded (durable, in the data dir) or memory (in-process, lost on exit)",
+    ),
+    Option(
+        "DURABLE_MCP_DATA_DIR",
+        "--data-dir",
+        "./.durable-mcp",
+        "where the embedded store keeps its files",
+    ),
+    Option(
+        "DURABLE_MCP_RETENTION",
+        "--retention",
+        "7d",
+        "how long finished jobs stay retrievable: seconds, or 90m, 12h, 7d",
+    ),
+    Option(
+        "DURABLE_MCP_JOB_DEADLINES",
+        "--job-deadlines",
+        "each kind's own",
+        "the longest a kind of job may run, e.g. weather_data=10m,countdown=2h",
+    ),
+    Option(
+        "RESONATE_URL",
+        "--resonate-url",
+        "unset",
+        "keep the jobs on a Resonate Server at this URL instead (not tested here)",
+    ),
+    Option(
+        "RESONATE_PG_DSN",
+        "--pg-dsn",
+        "unset",
+        "keep the jobs on Postgres through resonate-pg instead (schema: make pg-schema)",
+    ),
+    Option(
+        "OPEN_METEO_ARCHIVE_URL",
+        "--open-meteo-url",
+        DEFAULT_OPEN_METEO_ARCHIVE_URL,
+        "the weather archive, an http(s) URL",
+    ),
+    Option(
+        "DURABLE_MCP_AWAIT_MAX_SECONDS",
+        "--await-max-seconds",
+        "45",
+        "the longest await_result waits, in seconds",
+    ),
+    Option(
+        "DURABLE_MCP_TOKEN",
+        None,
+        "unset",
+        f"bearer token every request must carry ({MIN_TOKEN_LENGTH}+ characters); "
+        "the proxy sends it too",
+    ),
+    Option(
+        "DURABLE_MCP_ALLOWED_ORIGINS",
+        "--allowed-origins",
+        "unset",
+        "browser origins let in besides this machine's own, comma-separated, e.g. https://app.example.com",
+    ),
+    Option(
+        "DURABLE_MCP_MAX_RUNNING_JOBS",
+        "--max-running-jobs",
+        "10000",
+        "running jobs before a new start is refused as busy (1 or more)",
+    ),
+    Option(
+        "DURABLE_MCP_RATE_LIMIT",
+        "--rate-limit",
+        "10",
+        "probe_status/await_result/get_timer_status calls per second per client "
+        "(bursts of twice that)",
+    ),
+    Option(
+        "DURABLE_MCP_MAX_FETCHES",
+        "--max-fetches",
+        "8",
+        f"Open-Meteo requests in flight at once, 1 to {MOST_FETCHES}; "
+        "further weather jobs wait their turn",
+    ),
+    Option(
+        "DURABLE_MCP_TASKS",
+        "--tasks",
+        "on",
+        "on or off: serve MCP tasks to clients that ask for them "
+        "(off: they get the job name, as any client does)",
+    ),
 )
+
+#: Every environment variable the server reads.
+ENV_NAMES = tuple(option.env for option in OPTIONS)
+
+#: The flag of each environment variable that has one.
+FLAGS = {option.env: option.flag for option in OPTIONS if option.flag is not None}
 
 
 def load_settings(
@@ -104,64 +217,79 @@ def load_settings(
     """Build validated :class:`Settings` from ``env`` plus flag ``overrides``.
 
     ``overrides`` is keyed by env name (``DURABLE_MCP_PORT``); a ``None`` value
-    means the flag was not given. Empty strings count as unset.
+    means the flag was not given. Empty strings count as unset. An error names
+    the flag when the value came from one, else the environment variable.
     """
     environ = os.environ if env is None else env
     raw = {name: environ.get(name) or None for name in ENV_NAMES}
-    for name, value in (overrides or {}).items():
+    given_as_flag = set()
+    for env_name, value in (overrides or {}).items():
         if value is not None:
-            raw[name] = value
+            raw[env_name] = value
+            given_as_flag.add(env_name)
+
+    def name(env_name: str) -> str:
+        """How an error names the setting: as the user gave it."""
+        return FLAGS[env_name] if env_name in given_as_flag else env_name
 
     host = raw["DURABLE_MCP_HOST"] or Settings.host
     store = raw["DURABLE_MCP_STORE"] or Settings.store
     if store not in STORES:
-        raise ConfigError(f"DURABLE_MCP_STORE: must be one of {', '.join(STORES)}, got {store!r}")
+        raise ConfigError(
+            f"{name('DURABLE_MCP_STORE')}: must be one of {', '.join(STORES)}, got {store!r}"
+        )
     pg_dsn = raw["RESONATE_PG_DSN"]
     resonate_url = raw["RESONATE_URL"]
     if pg_dsn and resonate_url:
-        raise ConfigError("RESONATE_PG_DSN and RESONATE_URL: set one engine, not both")
+        raise ConfigError(
+            f"{name('RESONATE_PG_DSN')} and {name('RESONATE_URL')}: set one engine, not both"
+        )
     if resonate_url is not None:
-        _check_http_url("RESONATE_URL", resonate_url)
+        check_http_url(name("RESONATE_URL"), resonate_url)
     open_meteo_url = raw["OPEN_METEO_ARCHIVE_URL"] or DEFAULT_OPEN_METEO_ARCHIVE_URL
-    _check_http_url("OPEN_METEO_ARCHIVE_URL", open_meteo_url)
+    check_http_url(name("OPEN_METEO_ARCHIVE_URL"), open_meteo_url)
     token = _token(raw["DURABLE_MCP_TOKEN"], host)
 
     return Settings(
         host=host,
-        port=_whole_number("DURABLE_MCP_PORT", raw["DURABLE_MCP_PORT"], Settings.port, 65535),
+        port=_whole_number(name("DURABLE_MCP_PORT"), raw["DURABLE_MCP_PORT"], Settings.port, 65535),
         store=store,
         data_dir=Path(raw["DURABLE_MCP_DATA_DIR"] or Settings.data_dir),
         resonate_url=resonate_url,
         pg_dsn=pg_dsn,
         open_meteo_url=open_meteo_url,
         await_max_seconds=_positive_number(
-            "DURABLE_MCP_AWAIT_MAX_SECONDS",
+            name("DURABLE_MCP_AWAIT_MAX_SECONDS"),
             raw["DURABLE_MCP_AWAIT_MAX_SECONDS"],
             DEFAULT_AWAIT_MAX_SECONDS,
             "seconds",
         ),
-        retention=_duration("DURABLE_MCP_RETENTION", raw["DURABLE_MCP_RETENTION"]),
-        job_deadlines=_deadlines(raw["DURABLE_MCP_JOB_DEADLINES"]),
+        retention=_duration(name("DURABLE_MCP_RETENTION"), raw["DURABLE_MCP_RETENTION"]),
+        job_deadlines=_deadlines(
+            name("DURABLE_MCP_JOB_DEADLINES"), raw["DURABLE_MCP_JOB_DEADLINES"]
+        ),
         token=token,
-        allowed_origins=_origins(raw["DURABLE_MCP_ALLOWED_ORIGINS"]),
+        allowed_origins=_origins(
+            name("DURABLE_MCP_ALLOWED_ORIGINS"), raw["DURABLE_MCP_ALLOWED_ORIGINS"]
+        ),
         max_running_jobs=_whole_number(
-            "DURABLE_MCP_MAX_RUNNING_JOBS",
+            name("DURABLE_MCP_MAX_RUNNING_JOBS"),
             raw["DURABLE_MCP_MAX_RUNNING_JOBS"],
             DEFAULT_MAX_RUNNING_JOBS,
         ),
         rate_limit=_positive_number(
-            "DURABLE_MCP_RATE_LIMIT",
+            name("DURABLE_MCP_RATE_LIMIT"),
             raw["DURABLE_MCP_RATE_LIMIT"],
             DEFAULT_RATE_LIMIT,
             "calls per second",
         ),
         max_fetches=_whole_number(
-            "DURABLE_MCP_MAX_FETCHES",
+            name("DURABLE_MCP_MAX_FETCHES"),
             raw["DURABLE_MCP_MAX_FETCHES"],
             DEFAULT_MAX_FETCHES,
             MOST_FETCHES,
         ),
-        tasks=_on_or_off("DURABLE_MCP_TASKS", raw["DURABLE_MCP_TASKS"], Settings.tasks),
+        tasks=_on_or_off(name("DURABLE_MCP_TASKS"), raw["DURABLE_MCP_TASKS"], Settings.tasks),
     )
 
 
@@ -193,14 +321,14 @@ def _token(value: str | None, host: str) -> str | None:
     return value
 
 
-def _origins(value: str | None) -> tuple[str, ...]:
+def _origins(name: str, value: str | None) -> tuple[str, ...]:
     """``https://app.example.com,http://localhost:6274``: browser origins let in."""
     origins = tuple(item.strip().rstrip("/") for item in (value or "").split(",") if item.strip())
     for origin in origins:
         parsed = urlparse(origin)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
             raise ConfigError(
-                "DURABLE_MCP_ALLOWED_ORIGINS: expected comma-separated origins such as "
+                f"{name}: expected comma-separated origins such as "
                 f"https://app.example.com, got {origin!r}"
             )
     return origins
@@ -248,9 +376,8 @@ def _positive_number(name: str, value: str | None, default: float, unit: str) ->
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _deadlines(value: str | None) -> dict[str, timedelta]:
+def _deadlines(name: str, value: str | None) -> dict[str, timedelta]:
     """``weather_data=10m,countdown=2h``: the longest each kind of job may run."""
-    name = "DURABLE_MCP_JOB_DEADLINES"
     deadlines = {}
     for item in (value or "").split(","):
         if not item.strip():
@@ -280,7 +407,7 @@ def _duration(name: str, value: str | None) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _check_http_url(name: str, value: str) -> None:
+def check_http_url(name: str, value: str) -> None:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name}: must be an http:// or https:// URL, got {value!r}")

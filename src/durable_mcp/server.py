@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from importlib.metadata import version
 
 from fastmcp import FastMCP
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
+from durable_mcp import __version__
 from durable_mcp.config import Settings
 from durable_mcp.engine import Engine, build_engine
 from durable_mcp.functions import BUILT_IN
@@ -29,9 +29,6 @@ from durable_mcp.jobs.service import Jobs
 from durable_mcp.security import BearerToken, PollingRateLimit
 from durable_mcp.tools import timer
 from durable_mcp.tools.argument_errors import ReadableArgumentErrors
-
-#: The distribution this package is installed as (``pip install mcp-durable-jobs``).
-DISTRIBUTION = "mcp-durable-jobs"
 
 INSTRUCTIONS = """\
 Long-running tools that never block: a start tool returns a job name at once,
@@ -77,7 +74,7 @@ def create_server(
     )
     mcp = FastMCP(
         "durable-mcp",
-        version=version(DISTRIBUTION),
+        version=__version__,
         instructions=INSTRUCTIONS,
         auth=BearerToken(settings.token) if settings.token else None,
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],

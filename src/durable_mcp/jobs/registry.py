@@ -180,6 +180,8 @@ class DurableTools:
         which takes ``seams`` too (an engine already started, dependencies, fake time).
 
         ``settings`` default to the DURABLE_MCP_* environment, as for `durable-mcp serve`.
+        A bad setting, or a data dir in use or damaged, raises ``StartError``: one
+        line on stderr if the app does not catch it.
         """
         from durable_mcp.attach import attach
 

@@ -319,7 +319,7 @@ class EmbeddedStore:
                 self._apply(now, {"kind": "task.release", "id": task.id})
         resumed = self._send_executes_again(log_resumed=True)
         if resumed:
-            logger.info("resuming interrupted jobs (%d tasks)", resumed)
+            logger.info("resuming %d interrupted job%s", resumed, "" if resumed == 1 else "s")
         self._sweep(now)
         await self._written()
         self._tick_task = asyncio.create_task(self._tick_loop())
@@ -572,14 +572,21 @@ class EmbeddedStore:
     # ── internals ──────────────────────────────────────────────────────────
 
     def _send_executes_again(self, *, log_resumed: bool = False) -> int:
-        """Tell the workers again of every task waiting to run (a message may be lost)."""
-        resumed = 0
+        """Tell the workers again of every task waiting to run (a message may be lost);
+        the number of jobs still running that they belong to.
+
+        A cancelled job's durable sleep keeps its task until the sleep's own
+        deadline: it is sent, but its job is not counted as resumed.
+        """
+        jobs: set[str] = set()
         for task in self.state.tasks.values():
             promise = self.state.promises.get(task.id)
             target = promise.tags.get("resonate:target") if promise else None
-            if task.state == "pending" and target is not None:
+            if task.state == "pending" and promise is not None and target is not None:
                 self.state.send_execute_message(target, task.id, task.version)
-                resumed += 1
+                job = self.state.promises.get(promise.tags.get("resonate:origin", task.id))
+                if job is not None and job.state == "pending":
+                    jobs.add(job.id)
                 if log_resumed and is_job(task.id):
                     job_event("resumed", task.id)
         outgoing = self._take_outgoing()
@@ -587,7 +594,7 @@ class EmbeddedStore:
             batch.outgoing += outgoing  # sent after the changes they follow are on disk
         else:
             self._dispatch(outgoing)
-        return resumed
+        return len(jobs)
 
     def _take_outgoing(self) -> list[Any]:
         outgoing = self.state.outgoing

@@ -93,7 +93,9 @@ class Journal:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            self._committed_fd = os.open(self.data_dir / COMMITTED_NAME, os.O_RDWR | os.O_CREAT)
+            self._committed_fd = os.open(
+                self.data_dir / COMMITTED_NAME, os.O_RDWR | os.O_CREAT, 0o644
+            )
         except OSError as exc:
             self.close()
             raise StoreError(_cannot_use(self.data_dir, exc)) from exc
