@@ -168,6 +168,8 @@ async def test_retries_are_bounded_then_the_job_fails(
     assert probe[EDMONTON_JOB]["error"] == {
         "type": "ArchiveUnavailable",
         "message": "Open-Meteo archive answered HTTP 500",
+        "step": "fetch_month",
+        "attempts": 3,  # the archive's policy here: 2 retries
     }
     assert fake_archive.total_requests == 3  # the first try and two retries
 

@@ -109,6 +109,7 @@ def attach(
         clock=clock,
         sleeper=sleeper,
         registered=engine.functions,
+        notes=engine.notes,
     )
     engine.job_ends.listen(jobs.log_end)  # one log line as each job ends
     if not engine.started:
@@ -121,7 +122,7 @@ def attach(
     status.register(mcp, jobs)
 
     def add(tool: DurableTool) -> None:
-        if engine.started and tool.fn not in engine.functions:
+        if engine.started and tool.job not in engine.functions:
             # Its jobs could not have resumed: list it in durable_mcp.functions.
             raise RuntimeError(f"durable function registered after the engine started: {tool.kind}")
         add_start_tool(mcp, jobs, tool)
@@ -139,7 +140,7 @@ def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:
     a failed or cancelled job adds a ``hint``.
     """
     fixed = tool.deadline if not callable(tool.deadline) else DEFAULT_DEADLINE
-    jobs.register(tool.fn, deadline=fixed, details=tool.details)
+    jobs.register(tool.job, deadline=fixed, details=tool.details)
     hints = typing.get_type_hints(tool.fn, include_extras=True)
     signature = inspect.signature(tool.fn)
     parameters = [
@@ -159,7 +160,7 @@ def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:
             raise InvalidArgument(str(exc)) from exc
         job = await jobs.start(
             job_name,
-            tool.fn,
+            tool.job,
             *(arguments[p.name] for p in parameters),
             deadline=tool.deadline_for(arguments),
             retry=retry,

@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from resonate.heartbeat import Heartbeat
 from resonate.resonate import Resonate
+from resonate.retry import Never
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate_base.connections import Network
 
 from durable_mcp.config import Settings
 from durable_mcp.functions import FUNCTIONS
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.failures import FailFastCore
+from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.sdk_compat import (
     CORE_LOGGER,
     DEFAULT_TTL,
@@ -38,6 +41,7 @@ from durable_mcp.sdk_compat import (
     Sender,
     Transport,
     quiet_observer,
+    replace_core,
 )
 from durable_mcp.store import (
     STOPPED,
@@ -149,6 +153,8 @@ class Engine:
     running_jobs: Callable[[], int] = _none_running
     #: The store's job-end observer (only the in-process stores report ends).
     job_ends: JobEnds = dataclasses.field(default_factory=JobEnds)
+    #: What running jobs say of themselves (a retry under way), for their status.
+    notes: JobNotes = dataclasses.field(default_factory=JobNotes)
     #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
     retention: timedelta | None = None
     #: Set by :func:`start_engine`: the engine runs, these durable functions
@@ -264,7 +270,15 @@ def build_engine(
         max_concurrent_tasks=settings.max_running_jobs,
         autostart=False,
         subscription_refresh_secs=refresh_seconds,
+        # A job's body is never run again (its tool's policy retries its steps:
+        # jobs/failures.py), where the SDK would retry one that made no durable call.
+        retry_policy=Never(),
     )
+    # A job that cannot run (its function gone, a value it cannot store) fails
+    # once, instead of being handed back to run, and fail, in a loop.
+    replace_core(resonate, FailFastCore)
+    notes = JobNotes(clock)
+    resonate.with_dependency(notes)  # the jobs' functions note their retries in it
     if isinstance(network, EmbeddedStore | MemoryStore):
         state = network.state
         return Engine(
@@ -273,11 +287,12 @@ def build_engine(
             state=state,
             running_jobs=lambda: state.running_jobs,
             job_ends=job_ends,
+            notes=notes,
             retention=settings.retention if isinstance(network, EmbeddedStore) else None,
         )
     if settings.pg_dsn:
-        return Engine(resonate, lister=lister, retention=settings.retention)
-    return Engine(resonate)
+        return Engine(resonate, lister=lister, retention=settings.retention, notes=notes)
+    return Engine(resonate, notes=notes)
 
 
 def start_engine(

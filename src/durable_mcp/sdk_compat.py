@@ -24,6 +24,11 @@ Names the SDK does not offer as its API:
   lease and beat where it keeps them.
 - ``CORE_LOGGER``, ``OBSERVER_LOGGER``, ``PERIODIC_LOGGERS``: the SDK's logger
   names, which our log filters attach to.
+- ``ExecFulfilled``, ``ExecOutcome`` (``resonate.core``'s ``_ExecFulfilled``,
+  ``_ExecOutcome``), :func:`context_state`, :func:`is_workflow` (a
+  ``Context``'s ``_state`` and its ``workflow`` flag) and :func:`replace_core`
+  (``Resonate._core``): ``jobs/failures.py`` fails a job the SDK would hand back
+  in a loop, wraps each step a job runs, and knows when the SDK retries one.
 - Postgres, imported on first use (resonate-pg imports psycopg, ~0.3 s, which
   only the Postgres engine needs): ``RPC_SQL`` (``PostgresJobsEngine.send``
   runs resonate-pg's request and its job's index row in one transaction),
@@ -98,10 +103,14 @@ from resonate.connections.local import (
     wrap_response_envelope,
 )
 from resonate.connections.local import _execute_task_id as execute_task_id
+from resonate.context import Context
+from resonate.core import Core
+from resonate.core import _ExecFulfilled as ExecFulfilled
+from resonate.core import _ExecOutcome as ExecOutcome
 from resonate.error import ServerError
 from resonate.heartbeat import AsyncHeartbeat
 from resonate.observability import BackgroundTaskFailed, Event, Observer, logging_observer
-from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR
+from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR, Resonate
 from resonate.send import Sender, parse_promise
 from resonate.transport import Transport
 
@@ -119,12 +128,15 @@ __all__ = [
     "HEARTBEAT_INTERVAL_DIVISOR",
     "OBSERVER_LOGGER",
     "PERIODIC_LOGGERS",
+    "PICKLE_KEY",
     "PROCESS_TIMEOUTS_SQL",
     "RPC_SQL",
     "AddConnection",
     "AsyncHeartbeat",
     "Codec",
     "DurablePromise",
+    "ExecFulfilled",
+    "ExecOutcome",
     "ExpectedEnds",
     "LocalConnection",
     "MaintenanceTask",
@@ -140,13 +152,16 @@ __all__ = [
     "TTimeout",
     "Task",
     "Transport",
+    "context_state",
     "error_of",
     "execute_task_id",
     "extract_action_data",
+    "is_workflow",
     "outbox_channel",
     "parse_promise",
     "pickled_class",
     "quiet_observer",
+    "replace_core",
     "unwrap_request_envelope",
     "without_null_values",
     "wrap_response_envelope",
@@ -239,6 +254,30 @@ class ExpectedEnds(logging.Filter):
                 return True
             exc = exc.__cause__ or exc.__context__
         return False
+
+
+# ── running a job ──────────────────────────────────────────────────────────
+
+
+def context_state(ctx: Context) -> Any:
+    """The execution state a ``Context`` shares with every ``options()`` copy of it."""
+    return ctx._state
+
+
+def is_workflow(ctx: Context) -> bool:
+    """Whether the execution ``ctx`` runs has made a durable call: the SDK never re-runs it."""
+    return bool(ctx._state.workflow)
+
+
+def replace_core[C: Core](resonate: Resonate, core_class: type[C]) -> C:
+    """Run ``resonate``'s tasks on ``core_class`` (a ``Core`` subclass) with the same wiring.
+
+    Before the instance is started or copied (``options``): each copy holds the core it had.
+    """
+    old = resonate._core
+    core = core_class(**{name: getattr(old, name) for name in old.__struct_fields__})
+    resonate._core = core
+    return core
 
 
 # ── the heartbeat ──────────────────────────────────────────────────────────

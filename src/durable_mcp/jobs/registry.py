@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from resonate.error import InvalidIdError
 from resonate.ids import ORIGIN_SEP, validate_root_id
+from resonate.retry import RetryPolicy
+
+from durable_mcp.jobs.failures import DEFAULT_RETRY, durable_job
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
@@ -74,7 +77,10 @@ class JobKind:
 class DurableTool:
     """A durable function and its start tool, as ``@DurableTools.tool`` declared them."""
 
+    #: The function as declared (its signature is the start tool's schema).
     fn: Callable[..., Awaitable[Any]]
+    #: What Resonate runs for it: ``fn`` with its failures handled (``failures.durable_job``).
+    job: Callable[..., Any]
     #: The job's name from the tool's arguments (the ones it names).
     job_name: Callable[..., str]
     #: The start tool's name and description (default: the function's name and docstring).
@@ -89,6 +95,8 @@ class DurableTool:
     #: The job's arguments from the tool's: checked (ValueError says what to fix) and
     #: normalised. Default: the tool's arguments as they are.
     arguments: Callable[..., Mapping[str, Any]] | None
+    #: How a failing step of its jobs is retried.
+    retry: RetryPolicy
 
     @property
     def kind(self) -> str:
@@ -123,8 +131,8 @@ class DurableTools:
 
     @property
     def functions(self) -> tuple[Callable[..., Any], ...]:
-        """Every durable function declared here (to start an engine with)."""
-        return tuple(tool.fn for tool in self.tools.values())
+        """What Resonate runs for every durable function declared here (to start an engine with)."""
+        return tuple(tool.job for tool in self.tools.values())
 
     def tool(
         self,
@@ -136,6 +144,7 @@ class DurableTools:
         details: Details | None = None,
         result: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         arguments: Callable[..., Mapping[str, Any]] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> Callable[[F], F]:
         """Declare the decorated durable function as a kind of job with a start tool.
 
@@ -143,6 +152,8 @@ class DurableTools:
         function's arguments after the ``Context``, with their type hints as its
         schema, plus ``retry``; it starts the job named ``job_name(...)`` (called
         with the arguments it names) or attaches to it, and answers at once.
+        A step (``ctx.run``) of its jobs that raises is retried as ``retry``
+        says (one of ``resonate.retry``'s policies; ``Never()`` for none).
         The function itself is returned unchanged.
         """
 
@@ -154,6 +165,7 @@ class DurableTools:
                 raise TypeError(f"durable function {fn.__name__} has an argument named retry")
             tool = DurableTool(
                 fn=fn,
+                job=durable_job(fn, retry),
                 job_name=job_name,
                 name=name or fn.__name__,
                 description=description,
@@ -161,6 +173,7 @@ class DurableTools:
                 details=details,
                 result=result,
                 arguments=arguments,
+                retry=retry,
             )
             self.tools[tool.name] = tool
             for listener in self._listeners:

@@ -29,6 +29,7 @@ from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
+from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.registry import DEFAULT_DEADLINE, Details, JobKind, check_job_name
 from durable_mcp.jobs.status import (
     LISTED,
@@ -147,6 +148,7 @@ class Jobs:
         stopping: asyncio.Event | None = None,
         lister: JobLister | None = None,
         registered: Collection[Callable[..., Any]] = (),
+        notes: JobNotes | None = None,
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
         ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
@@ -159,7 +161,8 @@ class Jobs:
         ``clock`` (ms since the epoch) and ``sleeper`` are the SDK's time seams:
         statuses and waits take their time from them. ``registered`` are the
         durable functions the engine was started with (`durable-mcp serve`):
-        :meth:`register` does not register them again.
+        :meth:`register` does not register them again. ``notes`` are what the
+        jobs say of themselves as they run (a retry under way): statuses show them.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -177,6 +180,7 @@ class Jobs:
         self.clock = clock
         self.sleeper = sleeper
         self.stopping = stopping if stopping is not None else asyncio.Event()
+        self.notes = notes if notes is not None else JobNotes(clock)
 
     def register(
         self,
@@ -420,13 +424,18 @@ class Jobs:
         return {task for task in tasks if not task.done()}
 
     def _status(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
-        return status_from_record(job_id, record, self.clock(), self.kinds)
+        notes = self.notes.of(job_id)
+        return status_from_record(job_id, record, self.clock(), self.kinds, notes)
 
     def log_end(self, promise: DurablePromise) -> None:
         """Log a job's end (the in-process store reports each job's promise as it settles)."""
-        job = status_from_promise(promise, self.clock())
+        job = status_from_promise(promise, self.clock(), self.notes.of(promise.id))
+        if promise.state != "rejected_timedout":
+            # What it said while it ran is over; a timeout keeps the step it was retrying.
+            self.notes.forget(promise.id)
         error = job.get("error") or {}
-        job_event(job["status"], promise.id, kind=job["kind"], **error)
+        scalars = {key: value for key, value in error.items() if not isinstance(value, dict)}
+        job_event(job["status"], promise.id, kind=job["kind"], **scalars)
 
     def _refuse_if_busy(self) -> None:
         if self.running_jobs is None or self.max_running_jobs is None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from resonate.types import PromiseRecord
 
+from durable_mcp.jobs.failures import stored_failure
 from durable_mcp.sdk_compat import Codec, NoopEncryptor, error_of, parse_promise
 
 if TYPE_CHECKING:
@@ -45,13 +46,18 @@ def status_from_record(
     record: PromiseRecord | None,
     now: int,
     kinds: Mapping[str, JobKind] | None = None,
+    notes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Map a promise record onto the tools' status object.
 
-    ``result`` is present for completed jobs, ``error`` (type and message)
-    for failed ones; times are ISO 8601 in UTC; ``poll_after_seconds``
-    suggests when to look again at a running job, later the older it is.
+    ``result`` is present for completed jobs, ``error`` (type and message,
+    and the step and its attempts when a step failed) for failed ones; times
+    are ISO 8601 in UTC; ``poll_after_seconds`` suggests when to look again at
+    a running job, later the older it is. ``notes`` are what the job said of
+    itself while it ran (``notes.py``): a running job whose step failed shows
+    ``retrying`` (the step, the next attempt, the error, when).
     """
+    notes = notes or {}
     if record is None:
         return {"job_name": job_id, "status": JobStatus.not_found}
     kind, args = invocation_of(record)
@@ -69,25 +75,33 @@ def status_from_record(
                 out |= job_kind.details(args or [], record.created_at, now)
                 if "remaining_seconds" in out:  # no point looking before it is due
                     poll = min(poll, max(out["remaining_seconds"], 0.5))
+            if (retrying := notes.get("retrying")) is not None:
+                out["retrying"] = {k: v for k, v in retrying.items() if k != "at_ms"}
+                out["retrying"]["at"] = iso(retrying["at_ms"])
+                poll = min(poll, max((retrying["at_ms"] - now) / 1000, MIN_POLL_SECONDS))
             out["poll_after_seconds"] = round(poll, 1)
         case "resolved":
             out["status"] = JobStatus.completed
             out["result"] = record.value.data
         case "rejected":
             out["status"] = JobStatus.failed
-            out["error"] = error_of(record.value.data)
+            out["error"] = stored_failure(record.value.data) or error_of(record.value.data)
         case "rejected_timedout":
             out["status"] = JobStatus.failed
             out["error"] = {"type": "Timeout", "message": "the job ran past its deadline"}
+            if (retrying := notes.get("retrying")) is not None:  # it was retrying a step
+                out["error"]["last_error"] = {"step": retrying["step"], **retrying["error"]}
         case "rejected_canceled":
             out["status"] = JobStatus.cancelled
     return out
 
 
-def status_from_promise(promise: DurablePromise, now: int) -> dict[str, Any]:
+def status_from_promise(
+    promise: DurablePromise, now: int, notes: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """:func:`status_from_record` of a promise read straight from the in-process state."""
     record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
-    return status_from_record(promise.id, record, now)
+    return status_from_record(promise.id, record, now, notes=notes)
 
 
 def iso(ms: int) -> str:
