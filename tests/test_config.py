@@ -9,6 +9,7 @@ import subprocess
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,36 @@ def test_the_readmes_settings_table_is_the_one_the_server_reads() -> None:
             f"`{option.flag}`" if option.flag else "(none: a command line is visible to all users)"
         )
         assert table[option.env] == (flag, option.default), option.env
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"store": "embeded"}, "Settings.store: must be one of memory, embedded, got 'embeded'"),
+        ({"max_fetches": 0}, "Settings.max_fetches: must be a whole number from 1 to 256, got 0"),
+        ({"rate_limit": 0}, "Settings.rate_limit: must be a positive number, got 0"),
+        ({"await_max_seconds": -1}, "Settings.await_max_seconds: must be a positive number"),
+        ({"port": True}, "Settings.port: must be a whole number from 1 to 65535, got True"),
+        ({"retention": "soon"}, "Settings.retention: must be a positive duration"),
+        ({"data_dir": 7}, "Settings.data_dir: must be a path (a str or a Path), got 7"),
+        ({"host": "0.0.0.0"}, "Settings.token: required to listen on 0.0.0.0"),
+        ({"allowed_origins": "ftp://x"}, "Settings.allowed_origins: expected comma-separated"),
+    ],
+)
+def test_settings_built_in_code_are_checked_as_the_environment_is(
+    given: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings(**given)
+
+
+def test_settings_in_code_take_a_str_path_and_durations_as_seconds_or_text() -> None:
+    settings = Settings(data_dir="jobs", retention=3600, job_deadlines={"countdown": "2h"})
+
+    assert settings.data_dir == Path("jobs")
+    assert settings.retention == timedelta(hours=1)
+    assert settings.job_deadlines == {"countdown": timedelta(hours=2)}
+    assert Settings(allowed_origins="https://a.example, https://b.example").allowed_origins == (
+        "https://a.example",
+        "https://b.example",
+    )

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
 from fastmcp.server.providers import Provider
 from pydantic import Field
 from resonate.timing import Clock, Sleeper, now_ms, sleep
@@ -158,6 +159,8 @@ def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:
             job_name = tool.name_job(arguments)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
+        except TypeError as exc:  # the declaration's bug, not the caller's
+            raise ToolError(str(exc)) from exc
         job = await jobs.start(
             job_name,
             tool.job,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 DEFAULT_OPEN_METEO_ARCHIVE_URL = "https://archive-api.open-meteo.com/v1/archive"
@@ -67,6 +67,12 @@ class ConfigError(StartError):
 
 @dataclass(frozen=True)
 class Settings:
+    """What a server runs with. ``load_settings`` reads them from the environment and
+    flags; code may build them too (``add_to(mcp, Settings(...))``), and the same
+    rules hold: a bad value raises :class:`ConfigError` naming ``Settings.<field>``.
+    A path may be a ``str``, a duration a number of seconds or text such as ``7d``.
+    """
+
     host: str = "127.0.0.1"
     port: int = 5001
     store: Store = "embedded"
@@ -83,6 +89,32 @@ class Settings:
     rate_limit: float = DEFAULT_RATE_LIMIT
     max_fetches: int = DEFAULT_MAX_FETCHES
     tasks: bool = True  # serve MCP tasks (SEP-2663) to clients that opt in
+
+    def __post_init__(self) -> None:
+        def checked(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        def label(name: str) -> str:
+            return f"Settings.{name}"
+
+        checked("host", _host(label("host"), self.host))
+        checked("port", _whole(label("port"), self.port, 65535))
+        checked("store", _store(label("store"), self.store))
+        checked("data_dir", _path(label("data_dir"), self.data_dir))
+        checked("resonate_url", _optional_url(label("resonate_url"), self.resonate_url))
+        checked("pg_dsn", _optional_text(label("pg_dsn"), self.pg_dsn))
+        if self.pg_dsn and self.resonate_url:
+            raise ConfigError("Settings.pg_dsn and Settings.resonate_url: set one engine, not both")
+        checked("open_meteo_url", _url(label("open_meteo_url"), self.open_meteo_url))
+        checked("await_max_seconds", _positive(label("await_max_seconds"), self.await_max_seconds))
+        checked("retention", _duration(label("retention"), self.retention))
+        checked("job_deadlines", _deadlines(label("job_deadlines"), self.job_deadlines))
+        checked("token", _token(label("token"), self.token, self.host))
+        checked("allowed_origins", _origins(label("allowed_origins"), self.allowed_origins))
+        checked("max_running_jobs", _whole(label("max_running_jobs"), self.max_running_jobs))
+        checked("rate_limit", _positive(label("rate_limit"), self.rate_limit))
+        checked("max_fetches", _whole(label("max_fetches"), self.max_fetches, MOST_FETCHES))
+        checked("tasks", _on_or_off(label("tasks"), self.tasks))
 
     @property
     def engine(self) -> str:
@@ -223,73 +255,44 @@ def load_settings(
     environ = os.environ if env is None else env
     raw = {name: environ.get(name) or None for name in ENV_NAMES}
     given_as_flag = set()
-    for env_name, value in (overrides or {}).items():
-        if value is not None:
-            raw[env_name] = value
+    for env_name, flag_value in (overrides or {}).items():
+        if flag_value is not None:
+            raw[env_name] = flag_value
             given_as_flag.add(env_name)
 
-    def name(env_name: str) -> str:
-        """How an error names the setting: as the user gave it."""
-        return FLAGS[env_name] if env_name in given_as_flag else env_name
+    def given(env_name: str, default: object = None) -> tuple[str, Any]:
+        """The setting's name as the user gave it (flag or variable), and its value."""
+        name = FLAGS[env_name] if env_name in given_as_flag else env_name
+        text = raw[env_name]
+        return name, default if text is None else text
 
-    host = raw["DURABLE_MCP_HOST"] or Settings.host
-    store = raw["DURABLE_MCP_STORE"] or Settings.store
-    if store not in STORES:
-        raise ConfigError(
-            f"{name('DURABLE_MCP_STORE')}: must be one of {', '.join(STORES)}, got {store!r}"
-        )
-    pg_dsn = raw["RESONATE_PG_DSN"]
-    resonate_url = raw["RESONATE_URL"]
+    host = _host(*given("DURABLE_MCP_HOST", Settings.host))
+    pg_dsn = _optional_text(*given("RESONATE_PG_DSN"))
+    resonate_url = _optional_url(*given("RESONATE_URL"))
     if pg_dsn and resonate_url:
         raise ConfigError(
-            f"{name('RESONATE_PG_DSN')} and {name('RESONATE_URL')}: set one engine, not both"
+            f"{given('RESONATE_PG_DSN')[0]} and {given('RESONATE_URL')[0]}: "
+            "set one engine, not both"
         )
-    if resonate_url is not None:
-        check_http_url(name("RESONATE_URL"), resonate_url)
-    open_meteo_url = raw["OPEN_METEO_ARCHIVE_URL"] or DEFAULT_OPEN_METEO_ARCHIVE_URL
-    check_http_url(name("OPEN_METEO_ARCHIVE_URL"), open_meteo_url)
-    token = _token(raw["DURABLE_MCP_TOKEN"], host)
-
     return Settings(
         host=host,
-        port=_whole_number(name("DURABLE_MCP_PORT"), raw["DURABLE_MCP_PORT"], Settings.port, 65535),
-        store=store,
-        data_dir=Path(raw["DURABLE_MCP_DATA_DIR"] or Settings.data_dir),
+        port=_whole(*given("DURABLE_MCP_PORT", Settings.port), 65535),
+        store=_store(*given("DURABLE_MCP_STORE", Settings.store)),
+        data_dir=_path(*given("DURABLE_MCP_DATA_DIR", Settings.data_dir)),
         resonate_url=resonate_url,
         pg_dsn=pg_dsn,
-        open_meteo_url=open_meteo_url,
-        await_max_seconds=_positive_number(
-            name("DURABLE_MCP_AWAIT_MAX_SECONDS"),
-            raw["DURABLE_MCP_AWAIT_MAX_SECONDS"],
-            DEFAULT_AWAIT_MAX_SECONDS,
-            "seconds",
+        open_meteo_url=_url(*given("OPEN_METEO_ARCHIVE_URL", DEFAULT_OPEN_METEO_ARCHIVE_URL)),
+        await_max_seconds=_positive(
+            *given("DURABLE_MCP_AWAIT_MAX_SECONDS", DEFAULT_AWAIT_MAX_SECONDS)
         ),
-        retention=_duration(name("DURABLE_MCP_RETENTION"), raw["DURABLE_MCP_RETENTION"]),
-        job_deadlines=_deadlines(
-            name("DURABLE_MCP_JOB_DEADLINES"), raw["DURABLE_MCP_JOB_DEADLINES"]
-        ),
-        token=token,
-        allowed_origins=_origins(
-            name("DURABLE_MCP_ALLOWED_ORIGINS"), raw["DURABLE_MCP_ALLOWED_ORIGINS"]
-        ),
-        max_running_jobs=_whole_number(
-            name("DURABLE_MCP_MAX_RUNNING_JOBS"),
-            raw["DURABLE_MCP_MAX_RUNNING_JOBS"],
-            DEFAULT_MAX_RUNNING_JOBS,
-        ),
-        rate_limit=_positive_number(
-            name("DURABLE_MCP_RATE_LIMIT"),
-            raw["DURABLE_MCP_RATE_LIMIT"],
-            DEFAULT_RATE_LIMIT,
-            "calls per second",
-        ),
-        max_fetches=_whole_number(
-            name("DURABLE_MCP_MAX_FETCHES"),
-            raw["DURABLE_MCP_MAX_FETCHES"],
-            DEFAULT_MAX_FETCHES,
-            MOST_FETCHES,
-        ),
-        tasks=_on_or_off(name("DURABLE_MCP_TASKS"), raw["DURABLE_MCP_TASKS"], Settings.tasks),
+        retention=_duration(*given("DURABLE_MCP_RETENTION", DEFAULT_RETENTION)),
+        job_deadlines=_deadlines(*given("DURABLE_MCP_JOB_DEADLINES", {})),
+        token=_token(*given("DURABLE_MCP_TOKEN"), host),
+        allowed_origins=_origins(*given("DURABLE_MCP_ALLOWED_ORIGINS", ())),
+        max_running_jobs=_whole(*given("DURABLE_MCP_MAX_RUNNING_JOBS", DEFAULT_MAX_RUNNING_JOBS)),
+        rate_limit=_positive(*given("DURABLE_MCP_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+        max_fetches=_whole(*given("DURABLE_MCP_MAX_FETCHES", DEFAULT_MAX_FETCHES), MOST_FETCHES),
+        tasks=_on_or_off(*given("DURABLE_MCP_TASKS", Settings.tasks)),
     )
 
 
@@ -303,27 +306,78 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _token(value: str | None, host: str) -> str | None:
+# ── the rules: each takes text (the environment, a flag) or a value (code) ──
+
+
+def _host(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}: must be a host name or address, got {value!r}")
+    return value
+
+
+def _store(name: str, value: object) -> Store:
+    for store in STORES:
+        if value == store:
+            return store
+    raise ConfigError(f"{name}: must be one of {', '.join(STORES)}, got {value!r}")
+
+
+def _path(name: str, value: object) -> Path:
+    if isinstance(value, str | os.PathLike) and str(value):
+        return Path(value)
+    raise ConfigError(f"{name}: must be a path (a str or a Path), got {value!r}")
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ConfigError(f"{name}: must be a non-empty string or None, got {value!r}")
+
+
+def _url(name: str, value: object) -> str:
+    text = value if isinstance(value, str) else ""
+    check_http_url(name, text or repr(value))
+    return text
+
+
+def _optional_url(name: str, value: object) -> str | None:
+    return None if value is None else _url(name, value)
+
+
+def check_http_url(name: str, value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name}: must be an http:// or https:// URL, got {value!r}")
+
+
+def _token(name: str, value: object, host: str) -> str | None:
     # The value itself never goes into a message: it is a secret.
     if value is None:
         if not is_loopback(host):
             raise ConfigError(
-                f"DURABLE_MCP_TOKEN: required to listen on {host}, which other machines "
+                f"{name}: required to listen on {host}, which other machines "
                 "can reach; set it to a long random secret, e.g. the output of "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return None
-    if len(value) < MIN_TOKEN_LENGTH or not value.isprintable() or " " in value:
+    if (
+        not isinstance(value, str)
+        or len(value) < MIN_TOKEN_LENGTH
+        or not value.isprintable()
+        or " " in value
+    ):
         raise ConfigError(
-            f"DURABLE_MCP_TOKEN: must be at least {MIN_TOKEN_LENGTH} printable characters "
-            "without spaces"
+            f"{name}: must be at least {MIN_TOKEN_LENGTH} printable characters without spaces"
         )
     return value
 
 
-def _origins(name: str, value: str | None) -> tuple[str, ...]:
-    """``https://app.example.com,http://localhost:6274``: browser origins let in."""
-    origins = tuple(item.strip().rstrip("/") for item in (value or "").split(",") if item.strip())
+def _origins(name: str, value: object) -> tuple[str, ...]:
+    """``https://app.example.com,http://localhost:6274``, or a sequence of them."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{name}: expected origins such as https://app.example.com")
+    origins = tuple(item.strip().rstrip("/") for item in items if item.strip())
     for origin in origins:
         parsed = urlparse(origin)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
@@ -334,25 +388,40 @@ def _origins(name: str, value: str | None) -> tuple[str, ...]:
     return origins
 
 
-def _whole_number(name: str, value: str | None, default: int, most: int | None = None) -> int:
-    """A whole number from 1 (to ``most``), or ``default`` when unset."""
-    if value is None:
-        return default
+def _number(value: object) -> float:
+    """``value`` as a number: a number (not a bool) or its text; NaN if it is neither."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int | float):
+        return float(value)
     try:
-        number = int(value)
+        return float(value) if isinstance(value, str) else math.nan
     except ValueError:
-        number = 0
-    if number < 1 or (most is not None and number > most):
+        return math.nan
+
+
+def _whole(name: str, value: object, most: int | None = None) -> int:
+    """A whole number from 1 (to ``most``)."""
+    number = _number(value)
+    if not (number.is_integer() and number >= 1 and (most is None or number <= most)):
         rule = f"from 1 to {most}" if most is not None else "of at least 1"
         raise ConfigError(f"{name}: must be a whole number {rule}, got {value!r}")
+    return int(number)
+
+
+def _positive(name: str, value: object) -> float:
+    """A positive, finite number."""
+    number = _number(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name}: must be a positive number, got {value!r}")
     return number
 
 
-def _on_or_off(name: str, value: str | None, default: bool) -> bool:
-    """``on`` or ``off`` (also true/false, yes/no, 1/0), or ``default`` when unset."""
-    if value is None:
-        return default
-    text = value.strip().lower()
+def _on_or_off(name: str, value: object) -> bool:
+    """``on`` or ``off`` (also true/false, yes/no, 1/0), or a bool."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else ""
     if text in ("on", "true", "yes", "1"):
         return True
     if text in ("off", "false", "no", "0"):
@@ -360,46 +429,19 @@ def _on_or_off(name: str, value: str | None, default: bool) -> bool:
     raise ConfigError(f"{name}: must be on or off, got {value!r}")
 
 
-def _positive_number(name: str, value: str | None, default: float, unit: str) -> float:
-    """A positive, finite number of ``unit``, or ``default`` when unset."""
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise ConfigError(f"{name}: must be a positive number of {unit}, got {value!r}")
-    return number
-
-
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _deadlines(name: str, value: str | None) -> dict[str, timedelta]:
-    """``weather_data=10m,countdown=2h``: the longest each kind of job may run."""
-    deadlines = {}
-    for item in (value or "").split(","):
-        if not item.strip():
-            continue
-        kind, sep, duration = item.partition("=")
-        if not sep or not kind.strip():
-            raise ConfigError(f"{name}: expected kind=duration pairs such as weather_data=10m")
-        deadlines[kind.strip()] = _duration(name, duration)
-    return deadlines
-
-
-def _duration(name: str, value: str | None) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
-    if value is None:
-        return DEFAULT_RETENTION
-    text = value.strip().lower()
-    unit = UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    try:
-        seconds = float(number) * (unit or 1)
-    except ValueError:
-        seconds = math.nan
+def _duration(name: str, value: object) -> timedelta:
+    """A positive ``timedelta``, a number of seconds, or text: ``90``, ``90s``, ``15m``, ``7d``."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = UNITS.get(text[-1:], 0)
+        seconds = _number(text[:-1] if unit else text) * (unit or 1)
+    else:
+        seconds = _number(value)
     if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(
             f"{name}: must be a positive duration such as 3600, 12h or 7d, got {value!r}"
@@ -407,7 +449,19 @@ def _duration(name: str, value: str | None) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def check_http_url(name: str, value: str) -> None:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"{name}: must be an http:// or https:// URL, got {value!r}")
+def _deadlines(name: str, value: object) -> dict[str, timedelta]:
+    """``weather_data=10m,countdown=2h`` (or a mapping): the longest each kind may run."""
+    if isinstance(value, str):
+        pairs = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            kind, sep, duration = item.partition("=")
+            if not sep or not kind.strip():
+                raise ConfigError(f"{name}: expected kind=duration pairs such as weather_data=10m")
+            pairs.append((kind.strip(), duration))
+    elif isinstance(value, Mapping) and all(isinstance(kind, str) for kind in value):
+        pairs = list(value.items())
+    else:
+        raise ConfigError(f"{name}: expected kind=duration pairs such as weather_data=10m")
+    return {kind: _duration(name, duration) for kind, duration in pairs}

@@ -205,11 +205,23 @@ class DurableTasks(ServerExtension):
             fields["ttl_ms"] = max(end - _ms(created), 0) + retention_ms
         if job["status"] == JobStatus.running:
             fields["poll_interval_ms"] = int(job["poll_after_seconds"] * 1000)
-            if "remaining_seconds" in job:
+            if "retrying" in job:
+                fields["status_message"] = retrying_message(job["retrying"])
+            elif "remaining_seconds" in job:
                 fields["status_message"] = f"due in {job['remaining_seconds']} s"
         elif job["status"] == JobStatus.failed:
             fields["status_message"] = job["error"]["message"]
         return fields
+
+
+def retrying_message(retrying: dict[str, Any]) -> str:
+    """A retry under way, in a line: which step, which attempt, after which error."""
+    of = f" of {retrying['of']}" if "of" in retrying else ""
+    error = retrying["error"]
+    return (
+        f"retrying step {retrying['step']} (attempt {retrying['attempt']}{of} at "
+        f"{retrying['at']}) after {error['type']}: {error['message']}"
+    )
 
 
 def _tool_result(result: Any) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from resonate.tree import Tree
 from resonate.types import PromiseRecord
 
 from durable_mcp.events import job_event
+from durable_mcp.jobs.declaration import resolved_signature
 from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.sdk_compat import (
     PICKLE_KEY,
@@ -307,30 +308,8 @@ def _like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., 
     """
     functools.update_wrapper(wrapper, fn)
     del wrapper.__wrapped__  # type: ignore[attr-defined]  # the signature below is the one
-    wrapper.__signature__ = _resolved_signature(fn)  # type: ignore[attr-defined]
+    wrapper.__signature__ = resolved_signature(fn)  # type: ignore[attr-defined]
     return wrapper
-
-
-def _resolved_signature(fn: Callable[..., Any]) -> inspect.Signature:
-    """``fn``'s signature, each string annotation evaluated where ``fn`` was defined
-    (left a string if it cannot be, as the SDK does)."""
-    signature = inspect.signature(fn)
-    namespace = getattr(fn, "__globals__", None) or getattr(type(fn).__call__, "__globals__", {})
-
-    def resolved(annotation: Any) -> Any:
-        if not isinstance(annotation, str):
-            return annotation
-        try:
-            return eval(annotation, namespace)  # what inspect.get_annotations(eval_str=True) does
-        except Exception:
-            return annotation
-
-    return signature.replace(
-        parameters=[
-            p.replace(annotation=resolved(p.annotation)) for p in signature.parameters.values()
-        ],
-        return_annotation=resolved(signature.return_annotation),
-    )
 
 
 def _a(value: Any) -> str:

@@ -29,6 +29,7 @@ from resonate.error import InvalidIdError
 from resonate.ids import ORIGIN_SEP, validate_root_id
 from resonate.retry import RetryPolicy
 
+from durable_mcp.jobs.declaration import check_declaration
 from durable_mcp.jobs.failures import DEFAULT_RETRY, durable_job
 
 if TYPE_CHECKING:
@@ -103,8 +104,14 @@ class DurableTool:
         return self.fn.__name__
 
     def name_job(self, arguments: Mapping[str, Any]) -> str:
-        """The job name the rule gives for these arguments; ValueError if it cannot be one."""
+        """The job name the rule gives for these arguments; ValueError if it cannot be
+        one, TypeError if the rule gave no str (a bug in the tool's declaration)."""
         name = call_with(self.job_name, arguments)
+        if not isinstance(name, str):
+            raise TypeError(
+                f"the job_name rule of {self.name} returned {name!r}, not a str: a bug in "
+                "the tool's declaration"
+            )
         try:
             return check_job_name(name)
         except ValueError as exc:
@@ -154,15 +161,13 @@ class DurableTools:
         with the arguments it names) or attaches to it, and answers at once.
         A step (``ctx.run``) of its jobs that raises is retried as ``retry``
         says (one of ``resonate.retry``'s policies; ``Never()`` for none).
-        The function itself is returned unchanged.
+        The function itself is returned unchanged. A declaration no call could
+        work with is refused here (``declaration.DeclarationError``, one line).
         """
 
         def declare(fn: F) -> F:
-            parameters = list(inspect.signature(fn).parameters)
-            if not parameters:
-                raise TypeError(f"durable function {fn.__name__} must take a Context first")
-            if "retry" in parameters:
-                raise TypeError(f"durable function {fn.__name__} has an argument named retry")
+            rules = {"job_name": job_name, "deadline": deadline, "arguments": arguments}
+            check_declaration(fn, rules)  # DeclarationError: one line, where it is declared
             tool = DurableTool(
                 fn=fn,
                 job=durable_job(fn, retry),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
@@ -21,7 +20,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from fastmcp.exceptions import ToolError
+from resonate.codec import enc_hook
 from resonate.error import ServerError
 from resonate.resonate import Resonate
 from resonate.timing import Clock, Sleeper, now_ms, sleep
@@ -244,7 +245,10 @@ class Jobs:
         deadline: timedelta | None,
         retry: bool,
     ) -> dict[str, Any]:
-        wanted = (fn.__name__, json.loads(json.dumps(list(args))))
+        # As the store keeps them (and the same every time: sets sorted), so that
+        # the same call compares equal to the job it started.
+        args = tuple(msgspec.to_builtins(list(args), enc_hook=enc_hook, order="deterministic"))
+        wanted = (fn.__name__, list(args))
         record = await self._get(job_id)
         if retry and record is not None and record.state.startswith("rejected"):
             if self.forget is None:

@@ -78,7 +78,9 @@ def status_from_record(
             if (retrying := notes.get("retrying")) is not None:
                 out["retrying"] = {k: v for k, v in retrying.items() if k != "at_ms"}
                 out["retrying"]["at"] = iso(retrying["at_ms"])
-                poll = min(poll, max((retrying["at_ms"] - now) / 1000, MIN_POLL_SECONDS))
+                # Nothing changes before the next attempt: no point looking sooner.
+                until_retry = (retrying["at_ms"] - now) / 1000
+                poll = min(max(poll, until_retry), MAX_POLL_SECONDS)
             out["poll_after_seconds"] = round(poll, 1)
         case "resolved":
             out["status"] = JobStatus.completed
