@@ -18,8 +18,12 @@ What it adds is what the streamable HTTP binding asks of a client:
   (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``),
   computed as the MCP SDK's own client does; cancelling such a request closes
   its HTTP stream, the 2026 wire's cancel.
-* When the server is down or refuses the token, the request gets an answer
-  that says so and what to do, and stderr one line, not a traceback.
+* When the server is down, refuses the token, or answers with something that
+  is not MCP (``DURABLE_MCP_URL`` names another kind of server), the request
+  gets an answer that says so and what to do, and stderr one line, not a
+  traceback.
+* A line longer than :data:`MAX_LINE` (64 MiB) is dropped with a JSON-RPC
+  error; the lines after it are read as usual.
 
 The MCP SDK's own transports parse each message into its models and back, and
 end the whole connection on a transport error; a relay must do neither, so it
@@ -33,7 +37,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
@@ -46,7 +50,7 @@ from mcp.shared.inbound import (
     mcp_param_headers,
     x_mcp_header_map,
 )
-from mcp_types import INTERNAL_ERROR, PARSE_ERROR, PROTOCOL_VERSION_META_KEY
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, PROTOCOL_VERSION_META_KEY
 
 URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
 TOKEN = os.environ.get("DURABLE_MCP_TOKEN") or None
@@ -80,7 +84,7 @@ class Relay:
         try:
             message = json.loads(raw)
         except ValueError:
-            self._answer_error(
+            self.answer_error(
                 None, PARSE_ERROR, "Parse error: the proxy read a line that is not JSON"
             )
             return
@@ -191,19 +195,33 @@ class Relay:
                 self._answer_problem(request, "the server closed the call without an answer")
             return
         body = await response.aread()
-        if content_type.startswith("application/json") and body.strip():
-            self._relay(body, request)
-        elif request is not None and response.status_code >= 400:
-            self._answer_error(
+        is_json = content_type.startswith("application/json") and body.strip()
+        if is_json and self._relay(body, request):
+            return  # the answer
+        if request is None:
+            return  # a notification's 202, or a response to the server: nobody waits
+        if response.status_code >= 400:
+            self.answer_error(
                 request.get("id"),
                 INTERNAL_ERROR,
                 f"the server answered HTTP {response.status_code}",
             )
+            return
+        self._answer_problem(
+            request,
+            f"{self.url} answered HTTP {response.status_code} with "
+            f"{content_type or 'no content type'}, not MCP: is DURABLE_MCP_URL the "
+            "durable-mcp server's /mcp endpoint?",
+        )
 
     def _relay(self, body: bytes, request: Message | None) -> bool:
         """Write one message from the server to stdout, as it came (on one line);
-        whether it was the answer to ``request``."""
-        answer = json.loads(body)
+        whether it was the answer to ``request``. What is not JSON is not written."""
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            logger.warning("the server at %s sent something that is not JSON; dropped", self.url)
+            return False
         is_answer = False
         if request is not None and isinstance(answer, dict) and "method" not in answer:
             is_answer = True
@@ -278,14 +296,14 @@ class Relay:
         if request_id is None or "method" not in message:
             return  # a notification, or a response to the server: nobody waits for it
         if message["method"] != "tools/call":
-            self._answer_error(request_id, INTERNAL_ERROR, problem)
+            self.answer_error(request_id, INTERNAL_ERROR, problem)
             return
         result: Message = {"content": [{"type": "text", "text": problem}], "isError": True}
         if MCP_METHOD_HEADER in self._headers(message):
             result["resultType"] = "complete"  # required on the 2026 wire
         self.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode())
 
-    def _answer_error(self, request_id: Any, code: int, text: str) -> None:
+    def answer_error(self, request_id: Any, code: int, text: str) -> None:
         error = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": text}}
         self.write(json.dumps(error).encode())
 
@@ -303,20 +321,51 @@ def write_line(body: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-async def stdin_lines() -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+#: The longest line (one message) the proxy reads; a longer one is dropped.
+MAX_LINE = 64 * 1024 * 1024
+
+
+async def stdin_reader() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=MAX_LINE)
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return reader
+
+
+async def lines(reader: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
+    """Each line of ``reader``, until it ends; None for one over :data:`MAX_LINE`."""
+    while True:
+        try:
+            yield await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as end:
+            if end.partial.strip():
+                yield end.partial  # the last line, without its newline
+            return
+        except asyncio.LimitOverrunError as overrun:
+            await reader.readexactly(overrun.consumed)  # drop what was read of it ...
+            while True:
+                try:
+                    await reader.readuntil(b"\n")  # ... and the rest of it
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await reader.readexactly(more.consumed)
+                except asyncio.IncompleteReadError:
+                    break
+            yield None
 
 
 async def main() -> None:
     headers = {"authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     async with httpx2.AsyncClient(timeout=TIMEOUT, headers=headers) as http:
         relay = Relay(http, URL, write_line)
-        reader = await stdin_lines()
         running: set[asyncio.Task[None]] = set()
-        while line := await reader.readline():
+        async for line in lines(await stdin_reader()):
+            if line is None:
+                logger.warning("dropped a line longer than %d bytes", MAX_LINE)
+                relay.answer_error(
+                    None, INVALID_REQUEST, f"the proxy reads lines of at most {MAX_LINE} bytes"
+                )
+                continue
             if line.strip():
                 task = asyncio.create_task(relay.forward(line.strip()))
                 running.add(task)

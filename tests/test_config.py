@@ -259,12 +259,17 @@ def test_settings_built_in_code_are_checked_as_the_environment_is(
 
 
 def test_settings_in_code_take_a_str_path_and_durations_as_seconds_or_text() -> None:
-    settings = Settings(data_dir="jobs", retention=3600, job_deadlines={"countdown": "2h"})
+    settings = Settings(
+        data_dir="jobs",
+        retention=3600,  # type: ignore[arg-type]  # a number of seconds works too
+        job_deadlines={"countdown": "2h"},  # type: ignore[dict-item]  # and text
+    )
 
     assert settings.data_dir == Path("jobs")
     assert settings.retention == timedelta(hours=1)
     assert settings.job_deadlines == {"countdown": timedelta(hours=2)}
-    assert Settings(allowed_origins="https://a.example, https://b.example").allowed_origins == (
+    origins = "https://a.example, https://b.example"
+    assert Settings(allowed_origins=origins).allowed_origins == (  # type: ignore[arg-type]
         "https://a.example",
         "https://b.example",
     )

@@ -71,9 +71,9 @@ async def test_datetime_bytes_and_set_arguments_reach_the_job_as_they_were_given
     done = await call(client, "await_result", job_names=["typed_a"])
 
     assert started["job_name"] == again["job_name"] == "typed_a"
-    assert RECEIVED == [  # one job: the second call attached to it
+    assert [  # one job: the second call attached to it
         (dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC), b"aGVsbG8=", {"x", "y"}),
-    ]
+    ] == RECEIVED
     assert done["typed_a"] == {"when": "2024-03-01T12:00:00+00:00", "size": 8, "tags": ["x", "y"]}
 
 

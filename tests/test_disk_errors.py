@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
 from resonate.context import Context
 from resonate.observability import BackgroundTaskFailed, Event
 from resonate.resonate import Resonate
@@ -27,6 +30,7 @@ from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.embedded import restore
 from durable_mcp_testing.helpers import call
 from durable_mcp_testing.processes import DURABLE_MCP, free_port, start_server, stop
+from durable_mcp_testing.tasks_client import TasksOptIn, start_task, task_method
 
 FULL = "cannot write to .*database or disk is full; nothing was changed"
 
@@ -260,3 +264,25 @@ async def test_work_still_running_keeps_its_lease_across_a_long_full_disk(
     task = store.state.tasks["job"]
     assert (task.state, task.version) == ("acquired", version)
     store.close()
+
+
+async def test_tasks_cancel_on_a_full_disk_is_the_stores_one_line(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    port, log = free_port(), tmp_path / "server.log"
+    server = start_server(port, small_disk.path / "data", log=log)
+    try:
+        async with Client(f"http://127.0.0.1:{port}/mcp", extensions=[TasksOptIn()]) as client:
+            await start_task(client, "set_timer", timer_name="tea", seconds=600)
+            small_disk.fill()
+            with pytest.raises(MCPError) as refused:
+                await task_method(client, "tasks/cancel", "tea")
+            small_disk.free()
+            still = await task_method(client, "tasks/get", "tea")
+    finally:
+        stop(server)
+
+    assert refused.value.error.code == INTERNAL_ERROR
+    assert re.search(FULL, refused.value.error.message)
+    assert still["status"] == "working"  # nothing was changed
+    assert "Traceback" not in log.read_text()

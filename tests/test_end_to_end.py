@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +228,81 @@ async def test_the_jobs_command_lists_the_stores_jobs_while_the_server_runs(
         ["egg", "timer", "completed"],
         ["tea", "timer", "running"],
     ]
+
+
+class NotMcp(http.server.BaseHTTPRequestHandler):
+    """A web server of another kind, where DURABLE_MCP_URL should not point."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"<html><body>Welcome to nginx!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+async def proxy_exchange(url: str, lines: list[bytes], answers: int) -> tuple[list[Any], str]:
+    """Write ``lines`` to a proxy of ``url``; the first ``answers`` lines it writes back,
+    and its stderr once its stdin is closed."""
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable,
+        PROXY,
+        env={"DURABLE_MCP_URL": url},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        limit=1024 * 1024,
+    )
+    assert proxy.stdin is not None and proxy.stdout is not None and proxy.stderr is not None
+    for line in lines:
+        proxy.stdin.write(line)
+    await proxy.stdin.drain()
+    try:
+        got = [json.loads(await proxy.stdout.readline()) for _ in range(answers)]
+    finally:
+        proxy.stdin.close()
+        await proxy.wait()
+    return got, (await proxy.stderr.read()).decode()
+
+
+async def test_the_proxy_answers_an_error_when_the_url_is_not_an_mcp_server() -> None:
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotMcp)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{web.server_address[1]}/"
+        (answer,), stderr = await proxy_exchange(url, [json.dumps(INITIALIZE).encode() + b"\n"], 1)
+    finally:
+        web.shutdown()
+    assert answer["id"] == INITIALIZE["id"]
+    assert answer["error"]["message"] == (
+        f"{url} answered HTTP 200 with text/html, not MCP: is DURABLE_MCP_URL the durable-mcp "
+        "server's /mcp endpoint?"
+    )
+    assert "Traceback" not in stderr
+
+
+async def test_a_line_over_64_mib_is_dropped_with_an_error_and_the_next_one_is_answered(
+    server: Path, port: int
+) -> None:
+    padding = b"x" * (64 * 1024 * 1024)
+    too_long = b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "_": "' + padding + b'"}\n'
+    lines = [
+        INITIALIZE,
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 10, "method": "ping"},
+    ]
+    encoded = [json.dumps(line).encode() + b"\n" for line in lines]
+
+    answers, stderr = await proxy_exchange(
+        f"http://127.0.0.1:{port}/mcp", [*encoded[:2], too_long, encoded[2]], 3
+    )
+
+    by_id = {answer["id"]: answer for answer in answers}
+    assert by_id[None]["error"]["message"] == "the proxy reads lines of at most 67108864 bytes"
+    assert by_id[10]["result"] == {}
+    assert "Traceback" not in stderr

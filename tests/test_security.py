@@ -20,6 +20,7 @@ from fastmcp.client.transports import StdioTransport
 from mcp.shared.exceptions import MCPError
 
 from durable_mcp_testing import helpers
+from durable_mcp_testing.helpers import SESSION_INITIALIZE, session_request
 from durable_mcp_testing.processes import DURABLE_MCP, PROXY, free_port, running_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -143,11 +144,19 @@ async def test_the_proxy_says_when_the_server_refuses_its_token(
     assert "set DURABLE_MCP_TOKEN" in str(refused.value)
 
 
+def test_a_token_in_the_query_string_is_refused_and_not_written_down(
+    server: tuple[str, Path],
+) -> None:
+    url, _ = server
+    assert post(f"{url}?access_token={TOKEN}&other=1") == 401
+
+
 def test_the_log_holds_no_token_and_no_header(server: tuple[str, Path]) -> None:
     # Runs last in this module: the requests above have all been logged.
     _, log = server
     text = log.read_text()
     assert '"POST /mcp HTTP/1.1" 401' in text  # the refusals were logged ...
+    assert '"POST /mcp? HTTP/1.1" 401' in text  # (the query string's, without it)
     assert TOKEN not in text  # ... but never a token
     assert TOKEN[:8] not in text
     assert "Bearer" not in text and "authorization" not in text.lower()
@@ -167,3 +176,22 @@ def test_listening_beyond_localhost_needs_a_token(tmp_path: Path) -> None:
     assert result.stderr.startswith("durable-mcp: DURABLE_MCP_TOKEN: required to listen on 0.0.0.0")
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())  # refused before the store was touched
+
+
+def test_sessions_past_the_cap_are_refused_with_503_and_closing_one_makes_room(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with running_server(port, tmp_path / "data", {"DURABLE_MCP_MAX_SESSIONS": "2"}):
+        opening = SESSION_INITIALIZE
+        first, second, third = (session_request(port, "POST", opening) for _ in range(3))
+        for answer in (first, second, third):
+            answer.read()
+        session = first.getheader("mcp-session-id")
+        closed = session_request(port, "DELETE", session=session)
+        closed.read()
+        fourth = session_request(port, "POST", opening)
+        fourth.read()
+
+    assert [first.status, second.status, third.status] == [200, 200, 503]
+    assert closed.status == 200 and fourth.status == 200

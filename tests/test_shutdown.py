@@ -15,10 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from durable_mcp_testing.helpers import noise
+from durable_mcp_testing.helpers import (
+    SESSION_INITIALIZE,
+    SESSION_INITIALIZED,
+    noise,
+    session_request,
+)
 from durable_mcp_testing.processes import PROXY, free_port, running_server, start_server, stop
 
 
@@ -45,14 +51,16 @@ async def await_until_it_waits(client: Client[Any], job_name: str) -> asyncio.Ta
     return call
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["2026-07-28", "session"])
 async def test_sigterm_mid_await_answers_running_and_the_server_exits_cleanly(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
+    # "session": a client of the 2025-11-25 protocol (Claude Desktop through the proxy).
     port, data_dir, log = free_port(), tmp_path / "data", tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}/mcp"
     server = start_server(port, data_dir, log=log)
     try:
-        async with Client(url) as client:
+        async with Client(url, mode=mode) as client:
             await client.call_tool("set_timer", {"timer_name": "tea", "seconds": 600})
             call = await await_until_it_waits(client, "tea")
             os.killpg(server.pid, signal.SIGTERM)
@@ -113,3 +121,26 @@ async def test_kill_9_mid_await_under_the_proxy_is_a_clear_error_and_no_tracebac
         stop(server)
 
     assert noise(proxy_log.read_text()) == []
+
+
+def test_sigterm_while_a_session_holds_its_get_stream_ends_the_stream_cleanly(
+    tmp_path: Path,
+) -> None:
+    port, log = free_port(), tmp_path / "server.log"
+    server = start_server(port, tmp_path / "data", log=log)
+    try:
+        opened = session_request(port, "POST", SESSION_INITIALIZE)
+        session = opened.getheader("mcp-session-id")
+        opened.read()
+        session_request(port, "POST", SESSION_INITIALIZED, session).read()
+        stream = session_request(port, "GET", session=session)  # the server's messages come here
+        assert stream.status == 200
+
+        os.killpg(server.pid, signal.SIGTERM)
+        ended = stream.read()  # IncompleteRead if the server cut it
+        returncode = server.wait(60)
+    finally:
+        stop(server)
+
+    assert ended == b"" and returncode == 0
+    assert noise(log.read_text()) == []

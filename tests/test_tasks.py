@@ -6,6 +6,7 @@ A client that opts in gets a task for every start tool; the task is the job.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +19,18 @@ from mcp_types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY
 
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import create_server
+from durable_mcp.tasks import TaskParams
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, eventually
-from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
+from durable_mcp_testing.tasks_client import (
+    TaskMethod,
+    TaskState,
+    start_task,
+    task_method,
+    tasks_client,
+)
 
 WEATHER = {"latitude": 1, "longitude": 2, "year": 2020, "month": 1}
 WEATHER_JOB = "weather_data_1_2_2020_1"
@@ -135,7 +144,7 @@ async def test_an_unknown_task_is_not_found(
     with pytest.raises(MCPError) as refused:
         await task_method(opted_in, method, task_id)
     assert refused.value.error.code == INVALID_PARAMS
-    assert refused.value.error.message == f"Task {task_id} not found"
+    assert refused.value.error.message == f"Task {task_id!r} not found"
 
 
 async def test_an_update_says_the_task_never_asks_for_input(opted_in: Client[Any]) -> None:
@@ -198,3 +207,83 @@ async def test_a_tool_that_starts_no_job_answers_as_always(opted_in: Client[Any]
     assert await call(opted_in, "probe_status", job_names=["x"]) == [
         {"job_name": "x", "status": "not_found"}
     ]
+
+
+async def test_both_handshakes_say_the_same_of_list_changes(server: FastMCP) -> None:
+    said = {}
+    for mode in ("legacy", "auto"):  # initialize (2025-11-25), server/discover (2026-07-28)
+        async with Client(server, mode=mode) as client:
+            capabilities = client.server_capabilities
+            assert capabilities is not None and capabilities.tools is not None
+            assert capabilities.prompts is not None and capabilities.resources is not None
+            said[client.protocol_version] = (
+                capabilities.tools.list_changed,
+                capabilities.prompts.list_changed,
+                capabilities.resources.list_changed,
+            )
+
+    assert said == {"2025-11-25": (False, False, False), "2026-07-28": (False, False, False)}
+
+
+@pytest.mark.parametrize("task_id", ["", "\ud800", "x" * 100_000, "a\x00b"])
+async def test_a_task_id_no_job_could_have_is_not_found_and_cut_short(
+    opted_in: Client[Any], task_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for method in ("tasks/get", "tasks/cancel", "tasks/update"):
+        with pytest.raises(MCPError) as refused:
+            await task_method(opted_in, method, task_id)
+        assert refused.value.error.code == INVALID_PARAMS
+        assert refused.value.error.message.endswith("not found")
+        assert len(refused.value.error.message) < 120  # a long id is cut, not echoed
+    assert not [record for record in caplog.records if record.exc_info]  # no traceback
+
+
+async def test_a_request_without_a_task_id_says_so(opted_in: Client[Any]) -> None:
+    request = TaskMethod(method="tasks/get", params=TaskParams())
+    with pytest.raises(MCPError) as refused:
+        await opted_in.session.send_request(request, TaskState)
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message == "the request has no taskId"
+
+
+async def test_tasks_get_is_limited_per_task_not_per_client(opted_in: Client[Any]) -> None:
+    for n in range(50):
+        await start_task(opted_in, "set_timer", timer_name=f"tea{n}", seconds=600)
+
+    # A client with 50 tasks polls each in turn, three rounds: never refused.
+    for _ in range(3):
+        for n in range(50):
+            assert (await task_method(opted_in, "tasks/get", f"tea{n}"))["status"] == "working"
+
+    # One task polled in a tight loop: refused past its burst (20, at 10 a second).
+    refusals = []
+    for _ in range(60):
+        try:
+            await task_method(opted_in, "tasks/get", "tea0")
+        except MCPError as exc:
+            refusals.append(exc.error)
+    assert len(refusals) >= 30
+    assert refusals[0].message.startswith("too many tasks/get calls for task 'tea0'")
+
+
+async def test_a_task_never_looks_gone_while_its_job_is_started_again(
+    opted_in: Client[Any], jobs: Jobs, fake_time: FakeTime
+) -> None:
+    # A start with retry=true removes the cancelled job, then creates it anew:
+    # tasks/get reads the job (jobs.read_status) right after the removal.
+    reads: list[asyncio.Task[dict[str, Any]]] = []
+    assert jobs.forget is not None
+    forget = jobs.forget
+
+    async def forget_then_read(job_id: str) -> None:
+        await forget(job_id)
+        reads.append(asyncio.create_task(jobs.read_status(job_id)))
+        await fake_time.turns()  # the read has looked before the job is created again
+
+    jobs.forget = forget_then_read
+    await start_task(opted_in, "set_timer", timer_name="tea", seconds=600)
+    for _ in range(10):
+        await task_method(opted_in, "tasks/cancel", "tea")
+        await call(opted_in, "set_timer", timer_name="tea", seconds=600, retry=True)
+
+    assert [(await read)["status"] for read in reads] == ["running"] * 10

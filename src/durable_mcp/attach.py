@@ -119,7 +119,7 @@ def attach(
     _attached.add(mcp)  # from its first change on: a second try would add all again
     mcp.add_provider(EngineLifespan(engine, settings.engine, on_stop))
     if settings.tasks:
-        mcp.add_extension(DurableTasks(jobs, engine.retention))
+        mcp.add_extension(DurableTasks(jobs, engine.retention, settings.rate_limit))
     status.register(mcp, jobs)
 
     def add(tool: DurableTool) -> None:

@@ -255,7 +255,7 @@ def list_jobs(args: argparse.Namespace) -> None:
                 "`durable-mcp jobs` reads the embedded store or Postgres; the jobs of "
                 f"{settings.engine} are listed by the server's list_jobs tool"
             )
-        state = peek(settings.data_dir)
+        state = peek(Path(settings.data_dir))
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
     now = now_ms()

@@ -32,6 +32,9 @@ DEFAULT_MAX_RUNNING_JOBS = 10_000
 #: probe_status/await_result/get_timer_status calls per second, per client session.
 DEFAULT_RATE_LIMIT = 10.0
 
+#: Sessions of 2025-11-25 clients open at once (each ~40 KB; idle ones close after 10 min).
+DEFAULT_MAX_SESSIONS = 1000
+
 #: Open-Meteo requests in flight at once; more weather jobs wait their turn.
 DEFAULT_MAX_FETCHES = 8
 #: Each fetch in flight takes a thread: a bound against a typo such as 100000.
@@ -76,7 +79,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5001
     store: Store = "embedded"
-    data_dir: Path = Path(".durable-mcp")
+    data_dir: Path | str = Path(".durable-mcp")  # a str is made a Path
     resonate_url: str | None = None
     pg_dsn: str | None = None
     open_meteo_url: str = DEFAULT_OPEN_METEO_ARCHIVE_URL
@@ -89,6 +92,7 @@ class Settings:
     rate_limit: float = DEFAULT_RATE_LIMIT
     max_fetches: int = DEFAULT_MAX_FETCHES
     tasks: bool = True  # serve MCP tasks (SEP-2663) to clients that opt in
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
     def __post_init__(self) -> None:
         def checked(name: str, value: object) -> None:
@@ -115,6 +119,7 @@ class Settings:
         checked("rate_limit", _positive(label("rate_limit"), self.rate_limit))
         checked("max_fetches", _whole(label("max_fetches"), self.max_fetches, MOST_FETCHES))
         checked("tasks", _on_or_off(label("tasks"), self.tasks))
+        checked("max_sessions", _whole(label("max_sessions"), self.max_sessions))
 
     @property
     def engine(self) -> str:
@@ -217,8 +222,15 @@ OPTIONS = (
         "DURABLE_MCP_RATE_LIMIT",
         "--rate-limit",
         "10",
-        "probe_status/await_result/get_timer_status calls per second per client "
-        "(bursts of twice that)",
+        "probe_status/await_result/get_timer_status calls per second per client, and "
+        "tasks/get calls per second per client and task (bursts of twice that)",
+    ),
+    Option(
+        "DURABLE_MCP_MAX_SESSIONS",
+        "--max-sessions",
+        "1000",
+        "sessions of 2025-11-25 clients open at once; a new one past it gets 503 "
+        "(idle ones close after 10 min)",
     ),
     Option(
         "DURABLE_MCP_MAX_FETCHES",
@@ -293,6 +305,7 @@ def load_settings(
         rate_limit=_positive(*given("DURABLE_MCP_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
         max_fetches=_whole(*given("DURABLE_MCP_MAX_FETCHES", DEFAULT_MAX_FETCHES), MOST_FETCHES),
         tasks=_on_or_off(*given("DURABLE_MCP_TASKS", Settings.tasks)),
+        max_sessions=_whole(*given("DURABLE_MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resonate.heartbeat import Heartbeat
@@ -218,7 +219,7 @@ def build_engine(
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
     elif settings.store == "embedded":
         store = EmbeddedStore(
-            settings.data_dir,
+            Path(settings.data_dir),
             pid=pid,
             group=GROUP,
             retention=settings.retention,

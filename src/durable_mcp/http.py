@@ -12,9 +12,11 @@ import logging
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastmcp import FastMCP
+from fastmcp.server.http import StarletteWithLifespan
 from mcp.server.transport_security import RequestBodyLimitMiddleware
 from starlette.middleware import Middleware
 
@@ -25,6 +27,63 @@ logger = logging.getLogger("durable_mcp")
 #: The largest request body accepted (413 beyond); a tool call needs a few KB.
 MAX_BODY_BYTES = 1024 * 1024
 
+#: A session (of a client on the 2025-11-25 protocol) with no request for this
+#: long is closed; its client opens a new one when it comes back (the MCP SDK's
+#: default is 30 minutes, ~40 KB a session). An open stream is not idle.
+SESSION_IDLE_SECONDS = 10 * 60
+
+
+def http_app_of(app: FastMCP, settings: Settings) -> StarletteWithLifespan:
+    """``app`` as the ASGI app `durable-mcp serve` serves: the Host/Origin guard,
+    the body limit, and sessions closed once idle."""
+    return app.http_app(
+        # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
+        # from a foreign origin gets 403. On localhost, localhost origins pass.
+        host_origin_protection="auto",
+        allowed_origins=list(settings.allowed_origins),
+        middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
+        session_idle_timeout=SESSION_IDLE_SECONDS,
+    )
+
+
+class Sessions:
+    """The MCP SDK's session manager behind a FastMCP app, which FastMCP makes
+    anew each time the app starts: the cap FastMCP does not set, and a clean
+    end of the sessions' open streams when the server stops.
+
+    FastMCP keeps it on the ``/mcp`` route's endpoint (``StreamableHTTPASGIApp``,
+    behind the auth middleware when there is a token).
+    """
+
+    def __init__(self, http_app: StarletteWithLifespan, most: int) -> None:
+        self.most = most
+        self._holder: Any = None
+        for route in http_app.routes:
+            endpoint = getattr(route, "app", None)
+            while endpoint is not None and not hasattr(endpoint, "session_manager"):
+                endpoint = getattr(endpoint, "app", None)
+            if endpoint is not None:
+                self._holder = endpoint
+
+    def cap(self) -> None:
+        """Once the app has started: at most ``most`` sessions open at once
+        (``DURABLE_MCP_MAX_SESSIONS``; FastMCP leaves the MCP SDK's 10,000)."""
+        if self._holder is not None and self._holder.session_manager is not None:
+            self._holder.session_manager.max_sessions = self.most
+
+    def close_streams(self) -> None:
+        """End each session's standalone GET stream, as a complete response.
+
+        Otherwise uvicorn, which waits for every open connection before the
+        app stops, cuts those streams after its grace period and logs an
+        error for each; a client opens its stream again at its next session.
+        """
+        manager = None if self._holder is None else self._holder.session_manager
+        if manager is None:
+            return
+        for transport in list(manager._server_instances.values()):
+            transport.close_standalone_sse_stream()
+
 
 class StoppingServer(uvicorn.Server):
     """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
@@ -32,15 +91,22 @@ class StoppingServer(uvicorn.Server):
     uvicorn gives requests still open ``timeout_graceful_shutdown`` to finish,
     then cancels them (an error response, a traceback in the log); the app's
     lifespan ends only after that. A waiting await_result told at once answers
-    with its jobs' current statuses instead.
+    with its jobs' current statuses instead, and the sessions' open streams
+    end (:meth:`Sessions.close_streams`).
     """
 
-    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event) -> None:
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event, sessions: Sessions) -> None:
         super().__init__(config)
         self.stopping = stopping
+        self.sessions = sessions
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.sessions.cap()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stopping.set()
+        self.sessions.close_streams()
         await super().shutdown(sockets)
 
 
@@ -58,13 +124,7 @@ async def serve(
     the server as soon as it has started. What FastMCP's ``run_http_async``
     does, but on :class:`StoppingServer`.
     """
-    http_app = app.http_app(
-        # FastMCP's Host/Origin guard (DNS-rebinding protection): a browser page
-        # from a foreign origin gets 403. On localhost, localhost origins pass.
-        host_origin_protection="auto",
-        allowed_origins=list(settings.allowed_origins),
-        middleware=[Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)],
-    )
+    http_app = http_app_of(app, settings)
     # log_config=None: uvicorn adds no handlers, its records go to ours (``logs.py``).
     config = uvicorn.Config(
         http_app,
@@ -74,7 +134,9 @@ async def serve(
         log_config=None,
         log_level="info",
     )
-    server = StoppingServer(config, stopping or asyncio.Event())
+    server = StoppingServer(
+        config, stopping or asyncio.Event(), Sessions(http_app, settings.max_sessions)
+    )
     asked = [] if stop_asked is None else stop_asked
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:

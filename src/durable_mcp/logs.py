@@ -46,12 +46,37 @@ def configure_logging(level: int = logging.INFO) -> None:
     fastmcp_logger.propagate = True
     for name, quiet_level in QUIET.items():
         logging.getLogger(name).setLevel(quiet_level)
+    keep_queries_out()
+
+
+class WithoutQuery(logging.Filter):
+    """uvicorn's access line without the request's query string.
+
+    A client may put a secret there (``/mcp?access_token=...``): it is refused,
+    and must not be written down either. The line keeps the path and a ``?``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, mark, _ = args[2].partition("?")
+            record.args = (*args[:2], path + mark, *args[3:])
+        return True
+
+
+def keep_queries_out() -> None:
+    """Install :class:`WithoutQuery` on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, WithoutQuery) for f in access.filters):
+        access.addFilter(WithoutQuery())
 
 
 def quiet_the_sdk() -> None:
     """In an app of one's own: keep the SDK to its warnings (it logs every
     durable operation at INFO, two lines a request), unless the app set the
-    ``resonate`` logger's level itself."""
+    ``resonate`` logger's level itself; and keep query strings out of uvicorn's
+    access lines."""
     sdk = logging.getLogger("resonate")
     if sdk.level == logging.NOTSET:
         sdk.setLevel(QUIET["resonate"])
+    keep_queries_out()

@@ -1,15 +1,18 @@
-"""Who may call the server, and how often: the bearer token and the polling limit.
+"""Who may call the server, and how often: the bearer token and the polling limits.
 
-Both are FastMCP's own seams. ``BearerToken`` is a ``TokenVerifier``: with it
+All are FastMCP's own seams. ``BearerToken`` is a ``TokenVerifier``: with it
 as the server's ``auth``, FastMCP's HTTP layer answers a request without the
 right ``Authorization: Bearer`` header with 401 before any MCP handling.
 ``PollingRateLimit`` is FastMCP's token-bucket ``RateLimitingMiddleware``,
-narrowed to the tools an agent polls with.
+narrowed to the tools an agent polls with. ``TaskPollingLimit`` keeps one of
+FastMCP's token buckets per client and task, for ``tasks/get`` (extension
+methods do not pass through the middleware).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
@@ -21,6 +24,7 @@ from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.server.middleware.rate_limiting import (
     RateLimitError,
     RateLimitingMiddleware,
+    TokenBucketRateLimiter,
 )
 from fastmcp.tools import ToolResult
 
@@ -81,7 +85,7 @@ class PollingRateLimit(RateLimitingMiddleware):
         return result
 
 
-def client_of(context: MiddlewareContext[Any]) -> str:
+def client_of(context: MiddlewareContext[Any] | None) -> str:
     """The caller's MCP session id, else its address and port; ``local`` in process."""
     try:
         request = get_http_request()
@@ -92,3 +96,28 @@ def client_of(context: MiddlewareContext[Any]) -> str:
         return f"session {session}"
     peer = request.client
     return f"{peer.host}:{peer.port}" if peer is not None else "unknown"
+
+
+class TaskPollingLimit:
+    """At most ``per_second`` ``tasks/get`` calls per client and task (bursts of twice that).
+
+    Per task, not per client: a client that polls 50 tasks, each at its
+    ``pollIntervalMs``, is never refused; one that polls one task in a tight
+    loop is. The buckets of the ``most`` clients and tasks seen last are kept.
+    """
+
+    def __init__(self, per_second: float, most: int = 10_000) -> None:
+        self.per_second = per_second
+        self.most = most
+        self._buckets: OrderedDict[tuple[str, str], TokenBucketRateLimiter] = OrderedDict()
+
+    async def allows(self, task_id: str) -> bool:
+        key = (client_of(None), task_id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = TokenBucketRateLimiter(max(1, int(self.per_second * 2)), self.per_second)
+            self._buckets[key] = bucket
+            if len(self._buckets) > self.most:
+                self._buckets.popitem(last=False)
+        self._buckets.move_to_end(key)
+        return await bucket.consume()

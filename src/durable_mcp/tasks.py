@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_http_request
 from fastmcp.server.extensions import (
     MethodBinding,
@@ -36,8 +37,10 @@ from mcp_types.jsonrpc import HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILIT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
+from durable_mcp.jobs.registry import check_job_name, shown
 from durable_mcp.jobs.service import Jobs, starting_job
 from durable_mcp.jobs.status import JobStatus
+from durable_mcp.security import TaskPollingLimit
 from durable_mcp.store.state import is_job
 
 if TYPE_CHECKING:
@@ -52,6 +55,9 @@ TASK_STATUS: dict[JobStatus, TaskStatus] = {
     JobStatus.failed: "failed",
     JobStatus.cancelled: "cancelled",
 }
+
+#: A ``tasks/get`` over the polling limit (FastMCP's rate limit answers with this code too).
+TOO_MANY_REQUESTS = -32000
 
 #: The extension's methods exist on the 2026-07-28 protocol only.
 MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -90,7 +96,7 @@ class GetTaskResult(Task):
 
 
 class TaskParams(RequestParams):
-    task_id: str
+    task_id: str | None = None  # checked by the method, which says what is missing
 
 
 class UpdateTaskParams(TaskParams):
@@ -102,16 +108,25 @@ class DurableTasks(ServerExtension):
 
     ``retention`` is how long the store keeps a finished job (``ttlMs``); None
     where it keeps jobs as long as it runs (the memory store) or has no sweep.
+    ``polls_per_second`` bounds ``tasks/get`` per client and task.
     """
 
     identifier = TASKS_EXTENSION_ID
 
-    def __init__(self, jobs: Jobs, retention: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        jobs: Jobs,
+        retention: timedelta | None = None,
+        polls_per_second: float = 10.0,
+        limit: TaskPollingLimit | None = None,
+    ) -> None:
         self.jobs = jobs
         self.retention = retention
+        self.limit = limit or TaskPollingLimit(polls_per_second)
 
     def clone(self) -> DurableTasks:
-        return DurableTasks(self.jobs, self.retention)  # the jobs are shared, not copied
+        # The jobs and the polling buckets are shared, not copied.
+        return DurableTasks(self.jobs, self.retention, limit=self.limit)
 
     def methods(self) -> Sequence[MethodBinding]:
         return [
@@ -143,7 +158,13 @@ class DurableTasks(ServerExtension):
         return CreateTaskResult(**self._fields(started.job))
 
     async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> GetTaskResult:
-        job = await self._job(ctx, params.task_id)
+        job = await self._job(ctx, params)
+        if not await self.limit.allows(job["job_name"]):
+            raise MCPError(
+                code=TOO_MANY_REQUESTS,
+                message=f"too many tasks/get calls for task {shown(job['job_name'])}: at most "
+                f"{self.limit.per_second:g} a second per task; poll at its pollIntervalMs",
+            )
         task = GetTaskResult(**self._fields(job))
         if job["status"] == JobStatus.completed:
             task.result = _tool_result(job["result"])
@@ -159,20 +180,27 @@ class DurableTasks(ServerExtension):
     async def update(
         self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
     ) -> dict[str, Any]:
-        await self._job(ctx, params.task_id)
+        job = await self._job(ctx, params)
         raise MCPError(
             code=INVALID_PARAMS,
-            message=f"task {params.task_id!r} never asks for input, so it takes no tasks/update; "
-            "poll it with tasks/get",
+            message=f"task {shown(job['job_name'])} never asks for input, so it takes no "
+            "tasks/update; poll it with tasks/get",
         )
 
     async def cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> Result:
-        await self._job(ctx, params.task_id)
-        await self.jobs.cancel(params.task_id)
+        job = await self._job(ctx, params)
+        try:
+            await self.jobs.cancel(job["job_name"])
+        except ToolError as exc:  # the store could not write it (a full disk): its one line
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
         return Result()
 
-    async def _job(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> dict[str, Any]:
-        """The job behind ``task_id``, after the checks every task method shares."""
+    async def _job(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        """The job behind the request's task id, after the checks every task method shares.
+
+        An id that no job could have (empty, control characters, a ``:``, too
+        long) is the extension's "not found", as an unknown one is.
+        """
         if read_client_extension_settings(ctx, TASKS_EXTENSION_ID) is None:
             raise MCPError(
                 code=MISSING_REQUIRED_CLIENT_CAPABILITY,
@@ -180,11 +208,14 @@ class DurableTasks(ServerExtension):
                 "for this request",
                 data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION_ID: {}}}},
             )
+        task_id = params.task_id
+        if task_id is None:
+            raise MCPError(code=INVALID_PARAMS, message="the request has no taskId")
         _check_name_header(task_id)
-        job = await self.jobs.read_status(task_id) if is_job(task_id) else None
+        job = await self.jobs.read_status(task_id) if _can_name_a_job(task_id) else None
         if job is None or job["status"] == JobStatus.not_found:
             # Unknown, or removed after its retention: the extension's one "not found".
-            raise MCPError(code=INVALID_PARAMS, message=f"Task {task_id} not found")
+            raise MCPError(code=INVALID_PARAMS, message=f"Task {shown(task_id)} not found")
         return job
 
     def _fields(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +268,14 @@ def _tool_result(result: Any) -> dict[str, Any]:
         "structuredContent": structured,
         "isError": False,
     }
+
+
+def _can_name_a_job(task_id: str) -> bool:
+    try:
+        check_job_name(task_id)
+    except ValueError:
+        return False
+    return is_job(task_id)
 
 
 def _check_name_header(task_id: str) -> None:

@@ -47,6 +47,13 @@ DEFAULT_DEADLINE = timedelta(hours=1)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+#: The longest job name: a model reads it back and retypes it.
+MAX_NAME_LENGTH = 200
+
+#: How much of a name an error message repeats.
+SHOWN_LENGTH = 60
+
+
 def check_job_name(name: str) -> str:
     """``name`` if it can name a job, else ValueError saying why.
 
@@ -57,6 +64,8 @@ def check_job_name(name: str) -> str:
         raise ValueError("a job name must not be empty")
     if not name.isprintable():
         raise ValueError("a job name must not contain control characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a job name must be at most {MAX_NAME_LENGTH} characters")
     try:
         validate_root_id(name)
     except InvalidIdError as exc:
@@ -64,6 +73,13 @@ def check_job_name(name: str) -> str:
             f"a job name must not contain {ORIGIN_SEP!r} (Resonate keeps it for the steps of a job)"
         ) from exc
     return name
+
+
+def shown(name: str) -> str:
+    """``name`` as an error message repeats it: quoted, and cut if it is long."""
+    if len(name) <= SHOWN_LENGTH:
+        return repr(name)
+    return f"{name[:SHOWN_LENGTH]!r}... ({len(name)} characters)"
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,7 @@ class DurableTool:
         try:
             return check_job_name(name)
         except ValueError as exc:
-            raise ValueError(f"cannot name a job {name!r}: {exc}") from exc
+            raise ValueError(f"cannot name a job {shown(name)}: {exc}") from exc
 
     def deadline_for(self, arguments: Mapping[str, Any]) -> timedelta | None:
         """This job's own deadline, if the kind computes one from the arguments."""

@@ -31,7 +31,13 @@ from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
 from durable_mcp.jobs.notes import JobNotes
-from durable_mcp.jobs.registry import DEFAULT_DEADLINE, Details, JobKind, check_job_name
+from durable_mcp.jobs.registry import (
+    DEFAULT_DEADLINE,
+    Details,
+    JobKind,
+    check_job_name,
+    shown,
+)
 from durable_mcp.jobs.status import (
     LISTED,
     JobStatus,
@@ -225,11 +231,11 @@ class Jobs:
         try:
             check_job_name(job_id)
         except ValueError as exc:
-            raise InvalidArgument(f"cannot start job {job_id!r}: {exc}") from exc
+            raise InvalidArgument(f"cannot start job {shown(job_id)}: {exc}") from exc
         owner = self._owner_of(job_id)
         if owner not in (None, fn.__name__):
             raise InvalidArgument(
-                f"the name {job_id!r} is kept for {owner} jobs (names that begin with "
+                f"the name {shown(job_id)} is kept for {owner} jobs (names that begin with "
                 f"'{owner}_'); choose another name"
             )
         # One start of an id at a time in this process, so that of concurrent
@@ -273,7 +279,7 @@ class Jobs:
             replaceable = not retry and record.state.startswith("rejected")
             hint = ", or retry=true to replace it" if replaceable else ""
             raise JobConflictError(
-                f"job {job_id!r} already exists with other arguments "
+                f"job {shown(job_id)} already exists with other arguments "
                 f"({describe(existing)}); use another name, or the same arguments to attach"
                 f"{hint}"
             )
@@ -286,8 +292,17 @@ class Jobs:
         return max((k for k in self.kinds if job_id.startswith(f"{k}_")), key=len, default=None)
 
     async def read_status(self, job_id: str) -> dict[str, Any]:
-        """The job's status object, read from the store; never blocks on the job."""
-        return self._status(job_id, await self._get(job_id))
+        """The job's status object, read from the store; never blocks on the job.
+
+        A job being started again (``retry``) is removed and created anew: a
+        read in between waits for the new one (a few ms) rather than say it is gone.
+        """
+        record = await self._get(job_id)
+        starting = self._starting.get(job_id)
+        if record is None and starting is not None and starting.locked():
+            async with starting:
+                record = await self._get(job_id)
+        return self._status(job_id, record)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.

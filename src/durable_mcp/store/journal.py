@@ -132,6 +132,12 @@ class Journal:
             lock_file.seek(0)
             holder = lock_file.read().strip() or "unknown"
             lock_file.close()
+            if holder == str(os.getpid()):
+                raise StoreError(
+                    f"data dir {self.data_dir} is in use by another app in this process: "
+                    "give each app a data dir of its own (DURABLE_MCP_DATA_DIR, or "
+                    "Settings(data_dir=...))"
+                ) from None
             raise StoreError(
                 f"data dir {self.data_dir} is in use by another durable-mcp process "
                 f"(pid {holder}); stop it or choose another DURABLE_MCP_DATA_DIR"

@@ -21,7 +21,6 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from durable_mcp.jobs.registry import check_job_name
 
-MAX_NAME_LENGTH = 200
 WRAPPER_KEYS = ("timer_name", "job_name", "name", "promise_id")
 
 
@@ -34,10 +33,7 @@ def _unwrap_name(value: Any) -> Any:
 
 
 def _check_name(name: str) -> str:
-    check_job_name(name)
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"a job name must be at most {MAX_NAME_LENGTH} characters")
-    return name
+    return check_job_name(name)
 
 
 def _names_list(value: Any) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import heapq
+import http.client
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
@@ -223,3 +225,27 @@ INITIALIZE: dict[str, Any] = {
         "clientInfo": {"name": "test", "version": "1"},
     },
 }
+
+
+#: A 2025-11-25 client's handshake: initialize, then the notification that it is done.
+SESSION_INITIALIZE = {
+    **INITIALIZE,
+    "params": {**INITIALIZE["params"], "protocolVersion": "2025-11-25"},
+}
+SESSION_INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def session_request(
+    port: int, method: str, body: dict[str, Any] | None = None, session: str | None = None
+) -> http.client.HTTPResponse:
+    """One request of a 2025-11-25 client, as it writes it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    connection.request(method, "/mcp", json.dumps(body) if body else None, headers)
+    return connection.getresponse()
