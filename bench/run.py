@@ -9,8 +9,9 @@ Every figure comes from real processes on 127.0.0.1 (see
 - baseline: the seed 002 design (dict + asyncio task, no durability);
 - ours: ``set_timer`` on the embedded and memory stores, ``probe_status``,
   the proxy against a direct call, 16 concurrent clients, 10,000 sleeping
-  timers (peak RSS, lateness against their deadlines), and recovery after
-  ``kill -9`` with 1,000 jobs in flight.
+  timers (peak RSS, lateness against their deadlines), recovery after
+  ``kill -9`` with 1,000 jobs in flight, and ``probe_status`` on a server of
+  one's own while poison jobs start beside it.
 
 Prints a table (each figure against the bare floor, with our no-op's ratio beside
 it), writes ``bench/results.json``. ``--quick`` runs every part small
@@ -41,7 +42,7 @@ from fastmcp.client.transports import StdioTransport
 
 from durable_mcp_testing.bench_servers import server
 from durable_mcp_testing.figures import latency
-from durable_mcp_testing.processes import PROXY, free_port, start_server, stop
+from durable_mcp_testing.processes import PROXY, free_port, start_listening, start_server, stop
 from durable_mcp_testing.workloads import CLIENTS, Call, concurrent, many_timers
 
 RESULTS = Path(__file__).parent / "results.json"
@@ -204,6 +205,50 @@ async def recovery(data_dir: Path, jobs: int) -> dict[str, Any]:
     }
 
 
+async def beside_poison(root: Path, n: int) -> dict[str, Any]:
+    """``probe_status`` on a server of one's own (``poison_app``), paired with the
+    bare floor: first quiet, then while poison jobs start all the time (a value
+    no store keeps, a generator step, a step that always raises): how much the
+    poison costs the calls that have nothing to do with it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    command = [sys.executable, "-m", "durable_mcp_testing.poison_app", str(port), str(root)]
+    app = start_listening(command, port, SERVE_ENV)
+    started = 0
+
+    async def poison() -> None:
+        nonlocal started
+        async with Client(url) as client:
+            while True:
+                for tool in ("unencodable", "generator_step", "raising_step"):
+                    await client.call_tool(tool, {"n": started})
+                started += 1
+                await asyncio.sleep(0.05)
+
+    def probe_normal(client: Client[Any], i: int) -> Awaitable[Any]:
+        return client.call_tool("probe_status", {"job_names": ["normal_0"]})
+
+    figures: dict[str, Any] = {}
+    try:
+        async with Client(url) as client:
+            await client.call_tool("normal", {"n": 0, "seconds": 3600})
+        with server("bare", root / "bare") as (bare, _):
+            floor, quiet = await paired([bare, url], [noop, probe_normal], n)
+            figures["quiet_ratio"] = round(quiet["p50_ms"] / floor["p50_ms"], 2)
+            feeding = asyncio.create_task(poison())
+            try:
+                floor, poisoned = await paired([bare, url], [noop, probe_normal], n)
+            finally:
+                feeding.cancel()
+            figures["poisoned_ratio"] = round(poisoned["p50_ms"] / floor["p50_ms"], 2)
+            figures["poisoned_p99_ms"] = poisoned["p99_ms"]
+    finally:
+        stop(app)
+    figures["poison_jobs_started"] = started * 3
+    figures["poisoned_over_quiet"] = round(figures["poisoned_ratio"] / figures["quiet_ratio"], 2)
+    return figures
+
+
 async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with server("bare", root / "bare") as (bare, _), server("ours", root / "floor") as (url, _):
@@ -247,6 +292,7 @@ async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
     with server("ours", root / "timers") as (url, pid):
         results["sleeping_timers"] = await many_timers(url, pid, sizes.timers)
     results["recovery_after_kill_9"] = await recovery(root / "recovery", sizes.in_flight)
+    results["probe_beside_poison"] = await beside_poison(root / "poison", sizes.calls)
     return results
 
 
@@ -306,6 +352,8 @@ def targets(r: dict[str, Any]) -> list[Row]:
     check("restart to first resumed job done s", first, "<= 1", first is not None and first <= 1)
     listening = recovery["restart_to_listening_s"]
     check("restart to listening s", listening, "<= 1.2", listening <= 1.2)
+    poison = r["probe_beside_poison"]["poisoned_over_quiet"]
+    check("probe_status beside poison / quiet", poison, "<= 1.15", poison <= 1.15)
     return rows
 
 

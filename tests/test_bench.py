@@ -49,7 +49,9 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
     assert results["recovery_after_kill_9"]["restart_to_first_done_s"] > 0
     assert results["cpu_hog"]["floor_slowdown"] > 0 and results["cpu_hog"]["set_timer_slowdown"] > 0
-    assert len(results["targets"]) == 12
+    assert results["probe_beside_poison"]["poison_jobs_started"] > 0
+    assert results["probe_beside_poison"]["poisoned_over_quiet"] > 0
+    assert len(results["targets"]) == 13
 
 
 @pytest.mark.timeout(300)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 from fastmcp import Client
+from fastmcp.exceptions import ToolError
 from mcp_types import TextContent
 
 from durable_mcp.cli import main
@@ -99,3 +100,23 @@ async def test_jobs_reads_the_default_relative_data_dir(tmp_path: Path) -> None:
     assert listing.returncode == 0, listing.stderr
     rows = [line.split() for line in listing.stdout.strip().splitlines()]
     assert [row[:3] for row in rows] == [["JOB", "KIND", "STATUS"], ["tea", "timer", "running"]]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("probe_status", {"job_names": ["x" * 100_000]}),
+        ("await_result", {"job_names": "x" * 100_000}),
+        ("cancel_job", {"job_name": "x" * 100_000}),
+        ("set_timer", {"timer_name": "x" * 100_000, "seconds": 1}),
+        ("get_timer_status", {"timer_name": "x" * 100_000}),
+        ("list_jobs", {"cursor": "x" * 100_000}),
+        ("list_jobs", {"cursor": "x" * 900}),  # short enough to look up: names no job
+    ],
+)
+async def test_an_error_never_repeats_a_huge_argument_in_full(
+    client: Client[Any], tool: str, arguments: dict[str, object]
+) -> None:
+    with pytest.raises(ToolError) as refused:
+        await call(client, tool, **arguments)
+    assert len(str(refused.value)) < 400

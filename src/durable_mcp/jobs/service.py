@@ -82,7 +82,8 @@ class InvalidArgument(ToolError):
 
 def unknown_cursor(cursor: str) -> InvalidArgument:
     return InvalidArgument(
-        f"cursor {cursor!r} names no job (it may have been removed): list again without a cursor"
+        f"cursor {shown(cursor)} names no job (it may have been removed): list again without "
+        "a cursor"
     )
 
 

@@ -52,7 +52,7 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         status: ListedStatus | None = None,
         kind: str | None = None,
         limit: Annotated[int, Field(ge=1, le=100), NotABoolean] = 20,
-        cursor: str | None = None,
+        cursor: Annotated[str, Field(max_length=1000)] | None = None,
     ) -> dict[str, Any]:
         """List jobs, newest first: {"jobs": [...], "next_cursor": ...}.
 

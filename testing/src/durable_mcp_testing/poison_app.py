@@ -10,12 +10,14 @@ a tool that works: ``python -m durable_mcp_testing.poison_app PORT DATA_DIR [v1]
   ``kill -9`` leaves its job in flight, and version 2, which no longer has the
   function, finds the job stranded when it restarts.
 
-For the tests and the bench that measure a server beside poison jobs.
+For the tests and the bench that measure a server beside poison jobs; the
+other settings come from the DURABLE_MCP_* environment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import timedelta
 from typing import Any
@@ -24,7 +26,7 @@ from fastmcp import FastMCP
 from resonate.context import Context
 from resonate.retry import Constant
 
-from durable_mcp import DurableTools, Settings
+from durable_mcp import DurableTools, load_settings
 from durable_mcp.logs import configure_logging
 
 durable = DurableTools()
@@ -84,7 +86,7 @@ def main() -> None:
 
     configure_logging()
     mcp = FastMCP("poison")
-    tools.add_to(mcp, Settings(data_dir=data_dir))
+    tools.add_to(mcp, load_settings({**os.environ, "DURABLE_MCP_DATA_DIR": data_dir}))
     mcp.run(transport="http", host="127.0.0.1", port=port, show_banner=False)
 
 
