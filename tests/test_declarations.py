@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,6 @@ def server(settings: Settings, fake_time: FakeTime) -> FastMCP:
     mcp = FastMCP("declared")
     durable.add_to(mcp, settings, **fake_time.seams)
     return mcp
-
-
-@pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
-    async with Client(server) as client:
-        yield client
 
 
 async def test_datetime_bytes_and_set_arguments_reach_the_job_as_they_were_given(

@@ -9,7 +9,7 @@ beside 50 normal jobs, and a function removed between restarts, are in
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -104,12 +104,6 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
     return create_server(
         settings, archive=archive, durable=DurableTools(BUILT_IN, durable), **fake_time.seams
     )
-
-
-@pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
-    async with Client(server) as client:
-        yield client
 
 
 async def status(client: Client[Any], job: str) -> dict[str, Any]:

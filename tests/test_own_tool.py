@@ -46,12 +46,6 @@ def server(settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime) -
     )
 
 
-@pytest.fixture
-async def client(server: FastMCP) -> AsyncIterator[Client[Any]]:
-    async with Client(server) as client:
-        yield client
-
-
 async def test_a_new_durable_tool_gets_start_probe_await_cancel_and_list(
     client: Client[Any], fake_time: FakeTime
 ) -> None:
