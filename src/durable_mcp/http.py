@@ -18,6 +18,7 @@ import uvicorn
 from fastmcp import FastMCP
 from fastmcp.server.http import StarletteWithLifespan
 from mcp.server.transport_security import RequestBodyLimitMiddleware
+from sse_starlette.sse import AppStatus
 from starlette.middleware import Middleware
 
 from durable_mcp.config import Settings
@@ -84,6 +85,12 @@ class Sessions:
         for transport in list(manager._server_instances.values()):
             transport.close_standalone_sse_stream()
 
+    async def keep_closing_streams(self, every: float = 0.05) -> None:
+        """:meth:`close_streams` now and every ``every`` seconds, until cancelled."""
+        while True:
+            self.close_streams()
+            await asyncio.sleep(every)
+
 
 class StoppingServer(uvicorn.Server):
     """uvicorn's server, which sets ``stopping`` as soon as it is asked to stop.
@@ -106,8 +113,13 @@ class StoppingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stopping.set()
-        self.sessions.close_streams()
-        await super().shutdown(sockets)
+        # Again and again until uvicorn is done waiting: a stream whose request
+        # came just before the stop registers itself a moment after its headers.
+        closing = asyncio.create_task(self.sessions.keep_closing_streams())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            closing.cancel()
 
 
 async def serve(
@@ -137,6 +149,10 @@ async def serve(
     server = StoppingServer(
         config, stopping or asyncio.Event(), Sessions(http_app, settings.max_sessions)
     )
+    # sse-starlette (the MCP SDK's SSE responses) patches uvicorn to cancel every
+    # open stream at the stop signal, mid-response (uvicorn logs an error for
+    # each): the server ends them itself instead, as complete responses.
+    AppStatus.disable_automatic_graceful_drain()
     asked = [] if stop_asked is None else stop_asked
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:
