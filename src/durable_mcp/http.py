@@ -152,7 +152,7 @@ async def serve(
     # sse-starlette (the MCP SDK's SSE responses) patches uvicorn to cancel every
     # open stream at the stop signal, mid-response (uvicorn logs an error for
     # each): the server ends them itself instead, as complete responses.
-    AppStatus.disable_automatic_graceful_drain()
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
     asked = [] if stop_asked is None else stop_asked
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:
