@@ -100,7 +100,7 @@ def test_local_connection_still_dispatches_through_the_method_the_memory_store_o
     ours, sdks = MemoryStore._dispatch_messages, LocalConnection._dispatch_messages
     assert ours is not sdks
     assert parameters(ours) == parameters(sdks)
-    # Called after each request and each tick (tests/test_job_ends.py checks both ways).
+    # Called after each request and each tick (tests/test_job_changes.py checks both ways).
     assert "_dispatch_messages" in inspect.getsource(LocalConnection.send)
     assert "_dispatch_messages" in inspect.getsource(LocalConnection._tick_loop)
 

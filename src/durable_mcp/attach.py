@@ -112,7 +112,7 @@ def attach(
         registered=engine.functions,
         notes=engine.notes,
     )
-    engine.job_ends.listen(jobs.log_end)  # one log line as each job ends
+    engine.job_changes.listen(jobs.log_end)  # one log line as each job ends
     if not engine.started:
         for dependency in dependencies:
             engine.resonate.with_dependency(dependency)

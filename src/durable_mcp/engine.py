@@ -104,31 +104,31 @@ def quiet_expected_ends() -> None:
         core_logger.addFilter(_expected_ends)
 
 
-class JobEnds:
-    """The observer the engine gives its in-process store: each job's end (its
-    settled promise) goes to the job layer.
+class JobChanges:
+    """The observer the engine gives its in-process store: each job's end, and
+    each question asked or answered (``store/job_changes.py``), goes to every
+    listener of the app (the job log, the pushes, the webhook).
 
-    The job layer listens once it exists; the ends before that (jobs resumed
-    by ``start_engine`` before the MCP layer was imported) are kept for it. An
-    engine that no app ever listens to (a script on the engine alone) keeps
-    them all: a promise per job that ended.
+    The app listens once it exists; the changes before that (jobs resumed by
+    ``start_engine`` before the MCP layer was imported) are kept, and told to
+    each listener as it comes. An engine that no app ever listens to (a script
+    on the engine alone) keeps them all: a promise per change.
     """
 
     def __init__(self) -> None:
         self.early: list[DurablePromise] = []
-        self.listener: Callable[[DurablePromise], None] | None = None
+        self.listeners: list[Callable[[DurablePromise], None]] = []
 
     def __call__(self, promise: DurablePromise) -> None:
-        if self.listener is None:
+        if not self.listeners:
             self.early.append(promise)
-        else:
-            self.listener(promise)
+        for listener in self.listeners:
+            listener(promise)
 
     def listen(self, listener: Callable[[DurablePromise], None]) -> None:
-        self.listener = listener
+        self.listeners.append(listener)
         for promise in self.early:
             listener(promise)
-        self.early.clear()
 
 
 def _none_running() -> int:
@@ -153,7 +153,7 @@ class Engine:
     #: How many jobs run now (the in-process stores count them; elsewhere 0: never busy).
     running_jobs: Callable[[], int] = _none_running
     #: The store's job-end observer (only the in-process stores report ends).
-    job_ends: JobEnds = dataclasses.field(default_factory=JobEnds)
+    job_changes: JobChanges = dataclasses.field(default_factory=JobChanges)
     #: What running jobs say of themselves (a retry under way), for their status.
     notes: JobNotes = dataclasses.field(default_factory=JobNotes)
     #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
@@ -202,7 +202,7 @@ def build_engine(
     heartbeat: Heartbeat | None = None  # the SDK's own, for a Resonate Server
     lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
     lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
-    job_ends = JobEnds()  # the in-process stores tell it of each job's end
+    job_changes = JobChanges()  # the in-process stores tell it of each job's end, and questions
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -226,7 +226,7 @@ def build_engine(
             clock=clock,
             sleeper=sleeper,
             writer=writer,
-            on_job_end=job_ends,
+            on_job_change=job_changes,
         )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
@@ -237,7 +237,7 @@ def build_engine(
             clock=clock,
             sleeper=sleeper,
             tick_interval=LOCAL_TICK_SECONDS,
-            on_job_end=job_ends,
+            on_job_change=job_changes,
         )
     if network is not None:
         # The in-process stores' leases lapse like any store's (the SDK would not
@@ -287,7 +287,7 @@ def build_engine(
             store=network if isinstance(network, EmbeddedStore) else None,
             state=state,
             running_jobs=lambda: state.running_jobs,
-            job_ends=job_ends,
+            job_changes=job_changes,
             notes=notes,
             retention=settings.retention if isinstance(network, EmbeddedStore) else None,
         )

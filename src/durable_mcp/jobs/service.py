@@ -47,6 +47,7 @@ from durable_mcp.jobs.status import (
     status_from_record,
 )
 from durable_mcp.sdk_compat import DurablePromise
+from durable_mcp.store.job_changes import is_job_end
 from durable_mcp.store.state import JOB_TAG, KIND_TAG, STATUS_TAG, is_job
 
 #: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
@@ -448,7 +449,10 @@ class Jobs:
         return status_from_record(job_id, record, self.clock(), self.kinds, notes)
 
     def log_end(self, promise: DurablePromise) -> None:
-        """Log a job's end (the in-process store reports each job's promise as it settles)."""
+        """Log a job's end (the in-process store reports each job's promise as it
+        settles, and each question asked or answered, which is not logged here)."""
+        if not is_job_end(promise):
+            return
         job = status_from_promise(promise, self.clock(), self.notes.of(promise.id))
         if promise.state != "rejected_timedout":
             # What it said while it ran is over; a timeout keeps the step it was retrying.

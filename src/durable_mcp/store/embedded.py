@@ -22,8 +22,8 @@ protocol semantics are the SDK's own, not a re-implementation. What it adds:
   died, so interrupted jobs resume at once instead of after their 60 s lease;
 * settled jobs older than the retention period are removed, keeping the
   state and the files bounded;
-* it tells its ``on_job_end`` observer of each job that ended, once that is
-  on disk (see ``job_ends.py``).
+* it tells its ``on_job_change`` observer of each job that ended, and each
+  question asked or answered, once that is on disk (see ``job_changes.py``).
 
 It refuses to be anything more: no scheduling of its own, no second index.
 """
@@ -57,11 +57,11 @@ from durable_mcp.sdk_compat import (
     without_null_values,
     wrap_response_envelope,
 )
-from durable_mcp.store.job_ends import (
-    JobEndObserver,
-    ignore_job_end,
-    settled_jobs,
-    tell_job_ends,
+from durable_mcp.store.job_changes import (
+    JobChangeObserver,
+    ignore_job_change,
+    job_changes,
+    tell_job_changes,
 )
 from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError, Write
 from durable_mcp.store.state import IndexedState, is_job
@@ -256,13 +256,14 @@ class EmbeddedStore:
         tick_seconds: float = TICK_SECONDS,
         snapshot_every: int = SNAPSHOT_EVERY,
         writer: Executor | None = None,
-        on_job_end: JobEndObserver = ignore_job_end,
+        on_job_change: JobChangeObserver = ignore_job_change,
     ) -> None:
         """``writer`` runs the journal's writes, one at a time (default: a thread
         of the store's own); tests on fake time pass one that writes at once.
-        ``on_job_end`` is told of each job's settled promise once its end is on
-        disk (completed, failed, cancelled or timed out): see ``job_ends.py``."""
-        self.on_job_end = on_job_end
+        ``on_job_change`` is told of each job's settled promise once its end is
+        on disk (completed, failed, cancelled or timed out), and of each
+        question asked or answered: see ``job_changes.py``."""
+        self.on_job_change = on_job_change
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -415,7 +416,7 @@ class EmbeddedStore:
         batch.outgoing += self._take_outgoing()
         changed = self.state.promises.changed
         if changed:
-            batch.ended += settled_jobs(self.state.promises, changed)
+            batch.ended += job_changes(self.state.promises, changed)
             batch.changed |= changed
             changed.clear()
 
@@ -493,7 +494,7 @@ class EmbeddedStore:
         try:
             self._dispatch(batch.outgoing)
         finally:
-            tell_job_ends(self.on_job_end, batch.ended)
+            tell_job_changes(self.on_job_change, batch.ended)
 
     def _undo(self, exc: JournalWriteError) -> None:
         """Put the state back to what is on disk; ticks wait a second before trying again."""
@@ -662,7 +663,7 @@ class _Batch:
     done: asyncio.Future[None]
     outgoing: list[Any] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # the promises whose records changed
-    ended: list[DurablePromise] = field(default_factory=list)  # the jobs settled
+    ended: list[DurablePromise] = field(default_factory=list)  # jobs settled, questions
     renewed_leases: bool = False  # holds the renewals after an outage
 
     async def written(self) -> None:

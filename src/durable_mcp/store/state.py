@@ -36,18 +36,21 @@ from durable_mcp.sdk_compat import (
 
 class PromiseTable(dict[str, DurablePromise]):
     """``id -> promise``, also indexed by branch (in insertion order, like the dict),
-    and its jobs by status and kind once :meth:`job_index` is first asked for.
+    its questions (:data:`QUESTION_TAG`) by job, and its jobs by status and kind
+    once :meth:`job_index` is first asked for.
 
     When ``changed`` is a set, the id of every promise whose record (what
     ``promise.get`` answers) changes is added to it: created, settled or
     removed. The stores read it to tell of the jobs that ended
-    (``job_ends.py``), and the embedded store to answer a read at once
+    (``job_changes.py``), and the embedded store to answer a read at once
     when the promise read has no change waiting for the disk.
     """
 
     def __init__(self, promises: Mapping[str, DurablePromise] | None = None) -> None:
         super().__init__()
         self.by_branch: dict[str, dict[str, None]] = {}
+        #: job -> the ids of the questions it asked (any state), in order.
+        self.questions: dict[str, dict[str, None]] = {}
         self.jobs: JobIndex | None = None
         self.changed: set[str] | None = None
         for promise_id, promise in (promises or {}).items():
@@ -70,6 +73,9 @@ class PromiseTable(dict[str, DurablePromise]):
         branch = promise.tags.get("resonate:branch")
         if branch is not None:
             self.by_branch.setdefault(branch, {})[promise_id] = None
+        if QUESTION_TAG in promise.tags:
+            job = promise.tags.get("resonate:origin", promise_id)
+            self.questions.setdefault(job, {})[promise_id] = None
         if jobs is not None:
             jobs.add(promise)
 
@@ -93,13 +99,29 @@ class PromiseTable(dict[str, DurablePromise]):
             jobs.forget(gone_jobs)
             self.jobs = jobs
 
+    def pending_question(self, job_id: str) -> DurablePromise | None:
+        """The question ``job_id`` waits to have answered, if any."""
+        for question_id in self.questions.get(job_id, ()):
+            promise = self.get(question_id)
+            if promise is not None and promise.state == "pending":
+                return promise
+        return None
+
     def _unindex(self, promise_id: str) -> None:
-        branch = self[promise_id].tags.get("resonate:branch")
+        tags = self[promise_id].tags
+        branch = tags.get("resonate:branch")
         members = self.by_branch.get(branch) if branch is not None else None
         if members is not None:
             members.pop(promise_id, None)
             if not members:
                 del self.by_branch[branch]  # type: ignore[arg-type]
+        if QUESTION_TAG in tags:
+            job = tags.get("resonate:origin", promise_id)
+            asked = self.questions.get(job)
+            if asked is not None:
+                asked.pop(promise_id, None)
+                if not asked:
+                    del self.questions[job]
 
 
 #: More jobs than this leave the job index by filtering it, not one at a time.
@@ -120,6 +142,10 @@ JOB_STATUS = {
 #: ``completed``, ``failed``, ``cancelled``); ``durable-mcp:kind`` for jobs of
 #: one kind (the function the job runs).
 JOB_TAG, STATUS_TAG, KIND_TAG = "durable-mcp:job", "durable-mcp:status", "durable-mcp:kind"
+
+#: The tag of a promise that is a question a job asks (its param: the message
+#: and the answer's schema); a person's answer settles it (``jobs/questions.py``).
+QUESTION_TAG = "durable-mcp:question"
 
 
 class _Invocation(msgspec.Struct):

@@ -1,4 +1,4 @@
-"""The stores tell their ``on_job_end`` observer of each job that ends: once,
+"""The stores tell their ``on_job_change`` observer of each job that ends: once,
 as it settles (by a request or by a deadline), and for the embedded store
 only once the end is on disk. The state machine itself calls nobody.
 
@@ -18,7 +18,7 @@ import pytest
 
 from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store import EmbeddedStore, StoreUnavailable
-from durable_mcp.store.job_ends import settled_jobs
+from durable_mcp.store.job_changes import job_changes
 from durable_mcp.store.journal import JournalWriteError
 from durable_mcp.store.memory import MemoryStore
 from durable_mcp_testing.helpers import FakeTime
@@ -58,7 +58,7 @@ def promise(promise_id: str, state: Any) -> DurablePromise:
     )
 
 
-def test_settled_jobs_are_the_changed_jobs_that_are_no_longer_pending() -> None:
+def test_the_changes_are_the_changed_jobs_that_are_no_longer_pending() -> None:
     promises = {
         "done": promise("done", "resolved"),
         "late": promise("late", "rejected_timedout"),
@@ -67,7 +67,7 @@ def test_settled_jobs_are_the_changed_jobs_that_are_no_longer_pending() -> None:
         "untouched": promise("untouched", "rejected"),
     }
     changed = {"done", "late", "running", "done:1", "removed"}
-    ended = settled_jobs(promises, changed)
+    ended = job_changes(promises, changed)
     assert sorted(p.id for p in ended) == ["done", "late"]
 
 
@@ -83,7 +83,7 @@ async def test_the_memory_store_tells_of_a_job_settled_by_a_request_once(
     fake_time: FakeTime,
 ) -> None:
     ends = Ends()
-    store = MemoryStore(pid="p", group="g", clock=fake_time.clock, on_job_end=ends)
+    store = MemoryStore(pid="p", group="g", clock=fake_time.clock, on_job_change=ends)
     await store.send(create("job"))
     await store.send(create("job:1"))
     await store.send(settle("job:1"))
@@ -102,7 +102,7 @@ async def test_the_memory_store_tells_of_a_job_its_tick_timed_out(fake_time: Fak
         clock=fake_time.clock,
         sleeper=fake_time.sleep,
         tick_interval=0.1,
-        on_job_end=ends,
+        on_job_change=ends,
     )
     await store.start()
     try:
@@ -159,7 +159,7 @@ async def gate(tmp_path: Path, fake_time: FakeTime) -> Any:
         group="g",
         clock=fake_time.clock,
         writer=writer,
-        on_job_end=ends,
+        on_job_change=ends,
     )
     store.open()
     yield store, writer, ends
@@ -252,7 +252,7 @@ async def test_an_observer_that_fails_leaves_the_store_going(
         group="g",
         clock=fake_time.clock,
         writer=fake_time.writer,
-        on_job_end=failing_once,
+        on_job_change=failing_once,
     )
     store.open()
     try:
@@ -262,4 +262,4 @@ async def test_an_observer_that_fails_leaves_the_store_going(
     finally:
         await store.stop()
     assert told == [("a", "resolved"), ("b", "resolved")]
-    assert "could not report the end of job a" in caplog.text
+    assert "could not report a change of job a" in caplog.text
