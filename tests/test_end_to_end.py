@@ -28,6 +28,7 @@ TOOLS = {
     "start_gathering",
     "probe_status",
     "await_result",
+    "answer_job",
     "cancel_job",
     "list_jobs",
 }

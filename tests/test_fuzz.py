@@ -31,10 +31,14 @@ from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 from hypothesis import HealthCheck, event, given
 from hypothesis import strategies as st
+from resonate.context import Context
 from resonate.retry import Constant
 
+from durable_mcp import ask
 from durable_mcp.config import Settings
+from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.jobs.service import InvalidArgument, Jobs
 from durable_mcp.server import TOOLS, create_server
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
@@ -94,6 +98,17 @@ def shown(value: object, limit: int = 150) -> str:
 
 
 # -- The server, and the check of one call ---------------------------------------------------
+
+#: A tool whose job asks a question, so that answer_job has jobs to answer.
+ASKING = DurableTools()
+OK_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@ASKING.tool(job_name=lambda name: f"ask_me_{name}")
+async def ask_me(ctx: Context, name: str) -> bool:
+    """Asks whether all is well."""
+    answer = await ask(ctx, "All well?", OK_SCHEMA)
+    return bool(answer["ok"])
 
 
 class Fuzzer:
@@ -182,6 +197,7 @@ def fuzzer(
             lambda: create_server(
                 settings,
                 archive=archive,
+                durable=DurableTools(BUILT_IN, ASKING),
                 tools=[*TOOLS, keep_job_layer],
                 progress_interval_seconds=0.2,
             )
@@ -260,9 +276,9 @@ def numbers(low: float, high: float) -> st.SearchStrategy[Any]:
     return inside | edges | inside.map(str)
 
 
-NAMES = st.sampled_from(["tea", "egg", "a b", "😀 timer", "שלום", "x" * 200]) | st.text(
-    min_size=1, max_size=8
-)
+NAMES = st.sampled_from(
+    ["tea", "egg", "a b", "😀 timer", "שלום", "x" * 200, "ask_me_tea"]
+) | st.text(min_size=1, max_size=8)
 WRAPPED_NAMES = NAMES | st.builds(
     lambda key, name: {key: name},
     st.sampled_from(["timer_name", "job_name", "name", "promise_id"]),
@@ -290,6 +306,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "cursor": st.none() | NAMES,
     "timeout_seconds": st.none() | numbers(0, 60),
     "retry": st.booleans(),  # junk comes from the schema's wild values
+    "answer": st.just({"ok": True}) | st.just({"ok": "yes"}) | st.just({}),
+    "name": NAMES,  # ask_me's: "tea" asks in job ask_me_tea, one of NAMES
 }
 
 
@@ -370,9 +388,10 @@ def fuzz(fuzzer: Fuzzer, tool: mt.Tool) -> None:
 
 def test_every_tool_gives_a_result_or_a_clean_error_for_any_arguments(fuzzer: Fuzzer) -> None:
     fuzzer.outcomes.clear()
-    tools = fuzzer.tools()
+    # The start tools (those that take retry) first: the others then see their jobs.
+    tools = sorted(fuzzer.tools(), key=lambda t: "retry" not in t.input_schema["properties"])
     assert {"set_timer", "start_gathering", "probe_status", "list_jobs"} <= {t.name for t in tools}
-    for tool in tools:  # the start tools come first: the others then see their jobs
+    for tool in tools:
         fuzz(fuzzer, tool)
     for tool in tools:
         # Both branches ran, or the fuzzing proved little; a new tool whose arguments are

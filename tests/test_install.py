@@ -67,6 +67,15 @@ def test_the_install_line_makes_an_environment_that_serves_the_report_builder(
     )
     assert tools.returncode == 0, tools.stderr
     assert tools.stdout.strip() == str(
-        sorted(["build_report", "probe_status", "await_result", "cancel_job", "list_jobs"])
+        sorted(
+            [
+                "build_report",
+                "probe_status",
+                "await_result",
+                "answer_job",
+                "cancel_job",
+                "list_jobs",
+            ]
+        )
     )
     assert (project / ".report-builder" / "journal.sqlite3").is_file()  # its own store

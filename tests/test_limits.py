@@ -155,4 +155,4 @@ async def test_a_failing_log_line_never_breaks_a_job(
     async with Client(create_server(settings, archive=archive)) as client:
         await call(client, "set_timer", timer_name="tea", seconds=0.05)
         assert await call(client, "await_result", job_names=["tea"]) == {"tea": "complete"}
-    assert "could not report the end of job tea" in caplog.text
+    assert "could not report a change of job tea" in caplog.text

@@ -73,7 +73,10 @@ async def test_steps_of_jobs_are_not_listed(client: Client[Any], fake_time: Fake
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"status": "not_found"}, "status: Input should be 'running', 'completed', 'failed' or"),
+        (
+            {"status": "not_found"},
+            "status: Input should be 'running', 'input_required', 'completed'",
+        ),
         ({"status": "sleeping"}, "status: Input should be 'running'"),
         ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
         ({"cursor": "nope"}, "cursor 'nope' names no job"),
@@ -91,4 +94,4 @@ async def test_the_status_filter_offers_only_statuses_a_listed_job_can_have(
 ) -> None:
     tool = next(t for t in await client.list_tools() if t.name == "list_jobs")
     (choice, _null) = tool.input_schema["properties"]["status"]["anyOf"]
-    assert choice["enum"] == ["running", "completed", "failed", "cancelled"]
+    assert choice["enum"] == ["running", "input_required", "completed", "failed", "cancelled"]

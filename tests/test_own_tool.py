@@ -103,6 +103,7 @@ async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
         "build_report",
         "probe_status",
         "await_result",
+        "answer_job",
         "cancel_job",
         "list_jobs",
     }

@@ -76,9 +76,9 @@ async def test_a_wait_that_wakes_late_reports_once_not_once_per_missed_interval(
 ) -> None:
     await counted.jobs.start("job", sleep_an_hour)
     counted.jobs.progress_interval_seconds = 1
-    reports: list[tuple[int, int]] = []
+    reports: list[tuple[float, float | None]] = []
 
-    async def on_progress(finished: int, total: int) -> None:
+    async def on_progress(finished: float, total: float | None, message: str) -> None:
         reports.append((finished, total))
 
     counted.reads = 0

@@ -7,7 +7,10 @@ The public API::
     durable = DurableTools()
 
     @durable.tool(job_name=lambda report_id: f"report_{report_id}")
-    async def build_report(ctx: Context, report_id: str) -> dict[str, Any]: ...
+    async def build_report(ctx: Context, report_id: str) -> dict[str, Any]:
+        report_progress(ctx, 1, 3, "writing the outline")  # how far it has got
+        ok = await ask(ctx, "Approve the outline?", schema)  # waits for a person's answer
+        ...
 
     durable.add_to(mcp)  # mcp: your FastMCP app
 
@@ -21,6 +24,8 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from durable_mcp.config import Settings, StartError, load_settings
+from durable_mcp.jobs.progress import report_progress
+from durable_mcp.jobs.questions import Declined, ask
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.jobs.status import JobStatus
 
@@ -32,13 +37,16 @@ DISTRIBUTION = "mcp-durable-jobs"
 __version__ = version(DISTRIBUTION)
 
 __all__ = [
+    "Declined",
     "DurableTools",
     "InvalidArgument",
     "JobStatus",
     "Jobs",
     "Settings",
     "StartError",
+    "ask",
     "load_settings",
+    "report_progress",
 ]
 
 

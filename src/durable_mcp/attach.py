@@ -111,6 +111,7 @@ def attach(
         sleeper=sleeper,
         registered=engine.functions,
         notes=engine.notes,
+        questions=engine.questions,
     )
     engine.job_changes.listen(jobs.log_end)  # one log line as each job ends
     if not engine.started:

@@ -59,7 +59,7 @@ IDLE_PROBE = 0.01
 
 #: What `durable-mcp jobs --status` takes: ``jobs.JobStatus`` but not_found
 #: (not imported from there: it imports FastMCP).
-JOB_STATUSES = ("running", "completed", "failed", "cancelled")
+JOB_STATUSES = ("running", "input_required", "completed", "failed", "cancelled")
 
 DESCRIPTION = """\
 durable-mcp: long-running MCP tools as durable jobs. A start tool answers at
@@ -263,7 +263,9 @@ def list_jobs(args: argparse.Namespace) -> None:
     for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
         if not is_job(promise.id):
             continue  # a step of a job, not a job
-        job = status_from_promise(promise, now)
+        job = status_from_promise(
+            promise, now, question=state.promises.pending_question(promise.id)
+        )
         if args.status in (None, job["status"]) and args.kind in (None, job["kind"]):
             rows.append(
                 (job["job_name"], job["kind"], job["status"], _age(now - promise.created_at))

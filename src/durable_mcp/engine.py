@@ -55,7 +55,7 @@ from durable_mcp.store.memory import MemoryStore
 from durable_mcp.store.state import IndexedState
 
 if TYPE_CHECKING:
-    from durable_mcp.jobs.service import JobLister
+    from durable_mcp.jobs.service import JobLister, QuestionFinder
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -135,6 +135,24 @@ def _none_running() -> int:
     return 0
 
 
+async def _no_questions(job_ids: Sequence[str]) -> dict[str, str]:
+    return {}
+
+
+def questions_in(state: IndexedState) -> QuestionFinder:
+    """The questions jobs wait on, from an in-process store's state (its index)."""
+
+    async def pending(job_ids: Sequence[str]) -> dict[str, str]:
+        found = {}
+        for job_id in job_ids:
+            question = state.promises.pending_question(job_id)
+            if question is not None:
+                found[job_id] = question.id
+        return found
+
+    return pending
+
+
 @dataclass(frozen=True)
 class Engine:
     """The Resonate instance, and what the job layer must know of its store.
@@ -154,8 +172,10 @@ class Engine:
     running_jobs: Callable[[], int] = _none_running
     #: The store's job-end observer (only the in-process stores report ends).
     job_changes: JobChanges = dataclasses.field(default_factory=JobChanges)
-    #: What running jobs say of themselves (a retry under way), for their status.
+    #: What running jobs say of themselves (progress, a retry under way), for their status.
     notes: JobNotes = dataclasses.field(default_factory=JobNotes)
+    #: The questions jobs wait to have answered (where the engine can tell).
+    questions: QuestionFinder = _no_questions
     #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
     retention: timedelta | None = None
     #: Set by :func:`start_engine`: the engine runs, these durable functions
@@ -203,6 +223,7 @@ def build_engine(
     lease, beat_every = DEFAULT_TTL, DEFAULT_TTL / HEARTBEAT_INTERVAL_DIVISOR  # the SDK's
     lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
     job_changes = JobChanges()  # the in-process stores tell it of each job's end, and questions
+    notes = JobNotes(clock)  # what running jobs say of themselves; the embedded store saves them
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -227,6 +248,7 @@ def build_engine(
             sleeper=sleeper,
             writer=writer,
             on_job_change=job_changes,
+            notes=notes,
         )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
@@ -278,8 +300,7 @@ def build_engine(
     # A job that cannot run (its function gone, a value it cannot store) fails
     # once, instead of being handed back to run, and fail, in a loop.
     replace_core(resonate, FailFastCore)
-    notes = JobNotes(clock)
-    resonate.with_dependency(notes)  # the jobs' functions note their retries in it
+    resonate.with_dependency(notes)  # the jobs' functions note their progress and retries in it
     if isinstance(network, EmbeddedStore | MemoryStore):
         state = network.state
         return Engine(
@@ -289,6 +310,7 @@ def build_engine(
             running_jobs=lambda: state.running_jobs,
             job_changes=job_changes,
             notes=notes,
+            questions=questions_in(state),
             retention=settings.retention if isinstance(network, EmbeddedStore) else None,
         )
     if settings.pg_dsn:

@@ -29,6 +29,9 @@ Names the SDK does not offer as its API:
   ``Context``'s ``_state`` and its ``workflow`` flag) and :func:`replace_core`
   (``Resonate._core``): ``jobs/failures.py`` fails a job the SDK would hand back
   in a loop, wraps each step a job runs, and knows when the SDK retries one.
+- :func:`external_promise` (a ``Context``'s ``_global_req``, ``_next_id``,
+  ``_remote_future`` and its state's ``chain``): ``ctx.promise()`` with a
+  param and tags of our own, for ``jobs/questions.py``'s questions.
 - Postgres, imported on first use (resonate-pg imports psycopg, ~0.3 s, which
   only the Postgres engine needs): ``RPC_SQL`` (``PostgresJobsEngine.send``
   runs resonate-pg's request and its job's index row in one transaction),
@@ -86,6 +89,7 @@ import logging
 import pickletools
 import sys
 from collections import Counter
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from resonate.codec import Codec, NoopEncryptor
@@ -103,7 +107,7 @@ from resonate.connections.local import (
     wrap_response_envelope,
 )
 from resonate.connections.local import _execute_task_id as execute_task_id
-from resonate.context import Context
+from resonate.context import Context, ResonateFuture
 from resonate.core import Core
 from resonate.core import _ExecFulfilled as ExecFulfilled
 from resonate.core import _ExecOutcome as ExecOutcome
@@ -113,6 +117,7 @@ from resonate.observability import BackgroundTaskFailed, Event, Observer, loggin
 from resonate.resonate import DEFAULT_TTL, HEARTBEAT_INTERVAL_DIVISOR, Resonate
 from resonate.send import Sender, parse_promise
 from resonate.transport import Transport
+from resonate.types import PromiseCreateReq, Value
 
 if TYPE_CHECKING:
     from psycopg_pool.pool_async import AddConnection, MaintenanceTask
@@ -155,6 +160,7 @@ __all__ = [
     "context_state",
     "error_of",
     "execute_task_id",
+    "external_promise",
     "extract_action_data",
     "is_workflow",
     "outbox_channel",
@@ -267,6 +273,25 @@ def context_state(ctx: Context) -> Any:
 def is_workflow(ctx: Context) -> bool:
     """Whether the execution ``ctx`` runs has made a durable call: the SDK never re-runs it."""
     return bool(ctx._state.workflow)
+
+
+def external_promise(
+    ctx: Context, data: Any, tags: dict[str, str], timeout: timedelta
+) -> ResonateFuture[Any]:
+    """What ``ctx.promise(timeout)`` makes -- a durable promise settled from outside,
+    which the job awaits suspended -- with ``data`` as its param and ``tags`` added.
+
+    Replayed, it is the same promise (its id is the next of the job's sequence).
+    """
+    state = ctx._state
+    state.workflow = True
+    link = state.chain.link()
+    req = ctx._global_req(ctx._next_id(), timeout, external=True)
+    req = PromiseCreateReq(
+        id=req.id, timeout_at=req.timeout_at, param=Value(data=data), tags={**req.tags, **tags}
+    )
+    future: ResonateFuture[Any] = ctx._remote_future(req, link)
+    return future
 
 
 def replace_core[C: Core](resonate: Resonate, core_class: type[C]) -> C:

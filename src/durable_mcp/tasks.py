@@ -2,11 +2,14 @@
 
 A client that opts in to the extension on a ``tools/call`` of a durable start
 tool gets a task instead of the tool's answer, and the task is the job: its id
-is the job's name, ``tasks/get`` reads the job's status, ``tasks/cancel`` is
-``cancel_job``. Nothing about a task is kept here, so a task survives what a
-job survives (a crash, a restart), and both views describe one job: a task can
-be probed with ``probe_status``, a job started the old way read with
-``tasks/get``. A client that does not opt in gets the start tool's own answer.
+is the job's name, ``tasks/get`` reads the job's status (its progress is the
+``statusMessage``; a question it asks is ``input_required`` with the question
+as an elicitation in ``inputRequests``), ``tasks/update`` answers the
+question (``answer_job``), ``tasks/cancel`` is ``cancel_job``. Nothing about
+a task is kept here, so a task survives what a job survives (a crash, a
+restart), and both views describe one job: a task can be probed with
+``probe_status``, a job started the old way read with ``tasks/get``. A client
+that does not opt in gets the start tool's own answer.
 
 The wire models are our own: ``fastmcp-tasks`` has them, but it pins an older
 FastMCP than ours, and its engine (Docket) is what this module replaces.
@@ -35,10 +38,10 @@ from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolRequestParams, RequestParams, Result
 from mcp_types.jsonrpc import HEADER_MISMATCH, MISSING_REQUIRED_CLIENT_CAPABILITY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from durable_mcp.jobs.registry import check_job_name, shown
-from durable_mcp.jobs.service import Jobs, starting_job
+from durable_mcp.jobs.service import InvalidArgument, Jobs, starting_job
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.security import TaskPollingLimit
 from durable_mcp.store.state import is_job
@@ -51,6 +54,7 @@ TaskStatus = Literal["working", "input_required", "completed", "failed", "cancel
 #: The task status for each job status.
 TASK_STATUS: dict[JobStatus, TaskStatus] = {
     JobStatus.running: "working",
+    JobStatus.input_required: "input_required",
     JobStatus.completed: "completed",
     JobStatus.failed: "failed",
     JobStatus.cancelled: "cancelled",
@@ -88,11 +92,19 @@ class CreateTaskResult(Task):
 
 
 class GetTaskResult(Task):
-    """``tasks/get``: the task, with the tool's result or the error once it has one."""
+    """``tasks/get``: the task, with the tool's result or the error once it has one,
+    or the requests for input it waits on."""
 
     result_type: Literal["complete"] = "complete"
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None
+
+
+class CompleteResult(Result):
+    """The acknowledgement of ``tasks/update`` and ``tasks/cancel``."""
+
+    result_type: Literal["complete"] = "complete"
 
 
 class TaskParams(RequestParams):
@@ -100,7 +112,7 @@ class TaskParams(RequestParams):
 
 
 class UpdateTaskParams(TaskParams):
-    input_responses: dict[str, Any]
+    input_responses: dict[str, Any] = Field(default_factory=dict)
 
 
 class DurableTasks(ServerExtension):
@@ -166,7 +178,10 @@ class DurableTasks(ServerExtension):
                 f"{self.limit.per_second:g} a second per task; poll at its pollIntervalMs",
             )
         task = GetTaskResult(**self._fields(job))
-        if job["status"] == JobStatus.completed:
+        if job["status"] == JobStatus.input_required:
+            question = job["question"]
+            task.input_requests = {question["id"]: elicitation(question)}
+        elif job["status"] == JobStatus.completed:
             task.result = _tool_result(job["result"])
         elif job["status"] == JobStatus.failed:
             error = job["error"]
@@ -179,21 +194,39 @@ class DurableTasks(ServerExtension):
 
     async def update(
         self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
-    ) -> dict[str, Any]:
-        job = await self._job(ctx, params)
-        raise MCPError(
-            code=INVALID_PARAMS,
-            message=f"task {shown(job['job_name'])} never asks for input, so it takes no "
-            "tasks/update; poll it with tasks/get",
-        )
+    ) -> CompleteResult:
+        """Answer the question the task waits on: the response under its key.
 
-    async def cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> Result:
+        Responses under any other key are ignored, as the extension asks (a
+        question answered already, or never asked). A response that does not
+        fit the question's schema is refused and changes nothing.
+        """
+        job = await self._job(ctx, params)
+        question = job.get("question")
+        response = params.input_responses.get(question["id"]) if question else None
+        if question is None or response is None:
+            return CompleteResult()  # nothing outstanding under these keys
+        action = response.get("action", "accept") if isinstance(response, dict) else None
+        content = response.get("content") if isinstance(response, dict) else None
+        try:
+            await self.jobs.answer(
+                job["job_name"], content, action=str(action), question_id=question["id"]
+            )
+        except InvalidArgument as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
+        except ToolError as exc:  # the store could not write it (a full disk): its one line
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
+        return CompleteResult()
+
+    async def cancel(
+        self, ctx: ServerRequestContext[Any, Any], params: TaskParams
+    ) -> CompleteResult:
         job = await self._job(ctx, params)
         try:
             await self.jobs.cancel(job["job_name"])
         except ToolError as exc:  # the store could not write it (a full disk): its one line
             raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from exc
-        return Result()
+        return CompleteResult()
 
     async def _job(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         """The job behind the request's task id, after the checks every task method shares.
@@ -238,11 +271,35 @@ class DurableTasks(ServerExtension):
             fields["poll_interval_ms"] = int(job["poll_after_seconds"] * 1000)
             if "retrying" in job:
                 fields["status_message"] = retrying_message(job["retrying"])
+            elif "progress" in job:
+                fields["status_message"] = progress_message(job["progress"])
             elif "remaining_seconds" in job:
                 fields["status_message"] = f"due in {job['remaining_seconds']} s"
+        elif job["status"] == JobStatus.input_required:
+            fields["status_message"] = job["question"]["message"]
         elif job["status"] == JobStatus.failed:
             fields["status_message"] = job["error"]["message"]
         return fields
+
+
+def elicitation(question: dict[str, Any]) -> dict[str, Any]:
+    """A job's question as the extension's input request: an elicitation form."""
+    return {
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": question["message"],
+            "requestedSchema": question["schema"],
+        },
+    }
+
+
+def progress_message(progress: dict[str, Any]) -> str:
+    """A job's progress in a line: ``3 of 5: writing section 3``."""
+    done, total = progress["done"], progress.get("total")
+    amount = f"{done:g} of {total:g}" if total is not None else f"{done:g} done"
+    message = progress.get("message")
+    return f"{amount}: {message}" if message else amount
 
 
 def retrying_message(retrying: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ from resonate.types import PromiseRecord
 
 from durable_mcp.events import job_event
 from durable_mcp.jobs.declaration import resolved_signature
-from durable_mcp.jobs.notes import JobNotes
+from durable_mcp.jobs.notes import JobNotes, notes_of
 from durable_mcp.sdk_compat import (
     PICKLE_KEY,
     ExecFulfilled,
@@ -196,7 +196,7 @@ def as_step(fn: Callable[..., Any], retries: Retries, parent: JobContext) -> Cal
             _note_failure(parent.notes, job_id, name, attempts, retries.most(), exc, delay)
             setattr(exc, _STEP_ATTRIBUTE, (name, attempts))
             raise
-        if attempts > 1 and parent.notes is not None:
+        if parent.notes is not None:  # a retry before a restart is over too
             parent.notes.drop(job_id, "retrying")
         return value
 
@@ -209,7 +209,7 @@ def durable_job(fn: Callable[..., Awaitable[Any]], retry: RetryPolicy) -> Callab
     kind = fn.__name__
 
     async def job(ctx: Context, *args: Any, **kwargs: Any) -> Any:
-        notes = _notes_of(ctx)
+        notes = notes_of(ctx)
         try:
             value = fn(JobContext.around(ctx, retry, notes), *args, **kwargs)
             if inspect.isawaitable(value):
@@ -290,13 +290,6 @@ def _note_failure(
         retrying["error"] = error
         retrying["at_ms"] = notes.clock() + delay * 1000
         notes.note(job_id, "retrying", retrying)
-
-
-def _notes_of(ctx: Context) -> JobNotes | None:
-    try:
-        return ctx.get_dependency(JobNotes)
-    except KeyError:
-        return None  # an engine that keeps no notes (a test's own Resonate)
 
 
 def _like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:

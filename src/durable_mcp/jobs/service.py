@@ -31,6 +31,7 @@ from resonate_base.error import ConnectorError
 
 from durable_mcp.events import job_event
 from durable_mcp.jobs.notes import JobNotes
+from durable_mcp.jobs.questions import ACTIONS, Question, answer_value, check_answer, question_of
 from durable_mcp.jobs.registry import (
     DEFAULT_DEADLINE,
     Details,
@@ -50,8 +51,11 @@ from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.job_changes import is_job_end
 from durable_mcp.store.state import JOB_TAG, KIND_TAG, STATUS_TAG, is_job
 
-#: Called while :meth:`Jobs.wait` waits: (jobs finished, jobs asked for).
-ProgressCallback = Callable[[int, int], Awaitable[None]]
+#: Called while :meth:`Jobs.wait` waits: (progress, total or None, message).
+ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
+
+#: The questions jobs wait to have answered: job ids -> {job: its question's promise id}.
+QuestionFinder = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 
 #: How often a wait reads the store, in case a job's settle was not pushed.
 RECHECK = 1.0
@@ -68,6 +72,7 @@ JobLister = Callable[[JobStatus | None, str | None, int, str | None], Awaitable[
 #: are both ``rejected_*``, told apart afterwards).
 _SEARCH_STATE = {
     JobStatus.running: "pending",
+    JobStatus.input_required: "pending",
     JobStatus.completed: "resolved",
     JobStatus.failed: "rejected",
     JobStatus.cancelled: "rejected",
@@ -90,6 +95,16 @@ def unknown_cursor(cursor: str) -> InvalidArgument:
 
 class JobConflictError(InvalidArgument):
     """The id already names a job that was started with other arguments."""
+
+
+class AnswerTaken(InvalidArgument):
+    """Another caller answered the question first: that answer is the one taken."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"the question of job {shown(job_id)} was answered already (another answer was "
+            "taken first); probe_status shows how the job goes on"
+        )
 
 
 class Busy(ToolError):
@@ -158,6 +173,7 @@ class Jobs:
         lister: JobLister | None = None,
         registered: Collection[Callable[..., Any]] = (),
         notes: JobNotes | None = None,
+        questions: QuestionFinder | None = None,
     ) -> None:
         """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
         ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
@@ -171,7 +187,9 @@ class Jobs:
         statuses and waits take their time from them. ``registered`` are the
         durable functions the engine was started with (`durable-mcp serve`):
         :meth:`register` does not register them again. ``notes`` are what the
-        jobs say of themselves as they run (a retry under way): statuses show them.
+        jobs say of themselves as they run (progress, a retry under way), and
+        ``questions`` finds the questions they wait to have answered: statuses
+        show both.
         """
         self.resonate = resonate
         self.running_jobs = running_jobs
@@ -190,6 +208,10 @@ class Jobs:
         self.sleeper = sleeper
         self.stopping = stopping if stopping is not None else asyncio.Event()
         self.notes = notes if notes is not None else JobNotes(clock)
+        self.questions = questions or _no_questions
+        self._answering: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def register(
         self,
@@ -287,7 +309,7 @@ class Jobs:
             )
         if created:
             job_event("started", job_id, kind=fn.__name__)  # on disk by now
-        return self._status(job_id, record)
+        return await self._status(job_id, record)
 
     def _owner_of(self, job_id: str) -> str | None:
         """The kind whose own names ``job_id`` has (``weather_data_...``), if any."""
@@ -304,7 +326,7 @@ class Jobs:
         if record is None and starting is not None and starting.locked():
             async with starting:
                 record = await self._get(job_id)
-        return self._status(job_id, record)
+        return await self._status(job_id, record)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -317,7 +339,7 @@ class Jobs:
         if record is not None and record.state == "pending":
             with _engine_errors():
                 record = await self.resonate.promises.cancel(job_id, Value())
-        return self._status(job_id, record)
+        return await self._status(job_id, record)
 
     async def list(
         self,
@@ -341,8 +363,8 @@ class Jobs:
         # The in-process stores answer these tags from their job index: only
         # jobs of this status and kind, so one page of ``limit`` is the answer.
         tags = {"resonate:scope": "global", JOB_TAG: "true"}
-        if status is not None:
-            tags[STATUS_TAG] = status.value
+        if status is not None:  # a job that waits for input is a running one to the store
+            tags[STATUS_TAG] = "running" if status == JobStatus.input_required else status.value
         if kind is not None:
             tags[KIND_TAG] = kind
         found: list[dict[str, Any]] = []
@@ -357,11 +379,13 @@ class Jobs:
                     f"cannot list jobs: this engine does not search its promises ({exc}); "
                     "list_jobs works on the embedded and memory stores"
                 ) from exc
+            jobs = [record for record in page.promises if is_job(record.id)]
+            described = await self._statuses(jobs)
             for record in page.promises:
                 cursor = record.id
                 if not is_job(record.id):
                     continue  # a step of a job (its durable sleeps), not a job
-                job = self._status(record.id, record)
+                job = described[record.id]
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):
                     found.append({key: job[key] for key in LISTED if key in job})
                     if len(found) == limit:
@@ -376,13 +400,17 @@ class Jobs:
         timeout_seconds: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Wait until every job has finished or the bound passes; then their statuses.
+        """Wait until every job has finished, waits for an answer, or the bound
+        passes; then their statuses.
 
         The wait is capped at ``await_max_seconds`` whatever ``timeout_seconds``
         asks for, so a call never outlives the client's patience. Jobs still
         running at the end are reported as ``running``, as they are when the
-        server starts stopping. ``on_progress`` is called every
-        ``progress_interval_seconds`` while waiting.
+        server starts stopping; a job that asks a question is reported
+        ``input_required`` at once (nothing changes until someone answers).
+        ``on_progress`` is called every ``progress_interval_seconds`` while
+        waiting: with the job's own progress when there is one job, else with
+        how many of them have finished.
         """
         bound = self.await_max_seconds
         if timeout_seconds is not None:
@@ -400,6 +428,7 @@ class Jobs:
         stopping = asyncio.create_task(self.stopping.wait())  # the server is shutting down
         try:
             pending = set(waiters.values())
+            pending -= await self._waiting_for_answers(waiters, pending)
             interval = int(self.progress_interval_seconds * 1000)
             next_progress = self.clock() + interval
             while pending and not stopping.done():
@@ -417,14 +446,40 @@ class Jobs:
                         record = await self._get(job_id)
                         if record is None or record.state != "pending":
                             pending.discard(task)
+                pending -= await self._waiting_for_answers(waiters, pending)
                 if pending and on_progress is not None and self.clock() >= next_progress:
                     next_progress = self.clock() + interval  # after a stall: no burst of reports
-                    await on_progress(len(job_ids) - len(pending), len(job_ids))
+                    await self._report_progress(job_ids, len(pending), on_progress)
         finally:
             stopping.cancel()
             for task in waiters.values():
                 task.cancel()
         return {job_id: await self.read_status(job_id) for job_id in job_ids}
+
+    async def _waiting_for_answers(
+        self, waiters: Mapping[str, asyncio.Task[Any]], pending: set[asyncio.Task[Any]]
+    ) -> set[asyncio.Task[Any]]:
+        """The waits of the jobs among ``pending`` that wait for an answer."""
+        running = [job_id for job_id, task in waiters.items() if task in pending]
+        if not running:
+            return set()
+        with _engine_errors():
+            asked = await self.questions(running)
+        return {waiters[job_id] for job_id in asked}
+
+    async def _report_progress(
+        self, job_ids: Sequence[str], unfinished: int, on_progress: ProgressCallback
+    ) -> None:
+        """One job: its own progress; more: how many have finished."""
+        if len(job_ids) == 1:
+            notes = (await self.notes.read(job_ids)).get(job_ids[0], {})
+            progress = notes.get("progress")
+            if progress is not None:
+                message = progress.get("message") or f"job {job_ids[0]} is running"
+                await on_progress(progress["done"], progress.get("total"), message)
+                return
+        finished = len(job_ids) - unfinished
+        await on_progress(finished, len(job_ids), f"{finished} of {len(job_ids)} jobs finished")
 
     async def _all_done_or_slept(
         self, tasks: set[asyncio.Task[Any]], seconds: float, stopping: asyncio.Task[Any]
@@ -444,9 +499,78 @@ class Jobs:
             slept.cancel()
         return {task for task in tasks if not task.done()}
 
-    def _status(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
-        notes = self.notes.of(job_id)
-        return status_from_record(job_id, record, self.clock(), self.kinds, notes)
+    async def _status(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
+        if record is None:
+            return status_from_record(job_id, None, self.clock())
+        return (await self._statuses([record]))[job_id]
+
+    async def _statuses(self, records: Sequence[PromiseRecord]) -> dict[str, dict[str, Any]]:
+        """Each job's status object, with its notes and the question it waits on."""
+        running = [record.id for record in records if record.state == "pending"]
+        notes = await self.notes.read(running) if running else {}
+        asked = await self._questions(running) if running else {}
+        now = self.clock()
+        return {
+            record.id: status_from_record(
+                record.id, record, now, self.kinds, notes.get(record.id), asked.get(record.id)
+            )
+            for record in records
+        }
+
+    async def _questions(self, job_ids: Sequence[str]) -> dict[str, Question]:
+        """The questions ``job_ids`` wait to have answered, read from the store."""
+        with _engine_errors():
+            found = await self.questions(job_ids)
+        questions = {}
+        for job_id, question_id in found.items():
+            with contextlib.suppress(ServerError):  # answered and removed meanwhile
+                record = await self.resonate.promises.get(question_id)
+                if record.state == "pending":
+                    questions[job_id] = question_of(question_id, record.param.data)
+        return questions
+
+    async def answer(
+        self,
+        job_id: str,
+        content: dict[str, Any] | None,
+        *,
+        action: str = "accept",
+        question_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Answer the question ``job_id`` waits on; its status once the answer is on disk.
+
+        ``content`` must fit the question's schema (``action`` accept), else
+        :class:`InvalidArgument` says why and nothing changes. A job that does
+        not wait (or not on ``question_id``, when given) is an error too, as is
+        an answer that another caller gave first: of two racing, one is taken.
+        """
+        record = await self._get(job_id)
+        if record is None:
+            raise InvalidArgument(f"no job is named {shown(job_id)}")
+        question = (await self._questions([job_id])).get(job_id)
+        if question is None or question_id not in (None, question.id):
+            status = (await self._status(job_id, record))["status"]
+            raise InvalidArgument(
+                f"job {shown(job_id)} is not waiting for an answer (it is {status})"
+            )
+        if action not in ACTIONS:
+            raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        if action == "accept":
+            try:
+                check_answer(question, content)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from exc
+        answer = answer_value(content if action == "accept" else None, action)
+        async with self._answering.setdefault(question.id, asyncio.Lock()):
+            with _engine_errors():
+                current = await self.resonate.promises.get(question.id)
+                if current.state == "pending":
+                    current = await self.resonate.promises.resolve(question.id, Value(data=answer))
+            taken = current.value.data if isinstance(current.value.data, dict) else {}
+            if current.state != "resolved" or taken.get("id") != answer["id"]:
+                raise AnswerTaken(job_id)
+        job_event("answered", job_id, question=question.id, action=action)
+        return await self.read_status(job_id)
 
     def log_end(self, promise: DurablePromise) -> None:
         """Log a job's end (the in-process store reports each job's promise as it
@@ -476,6 +600,11 @@ class Jobs:
             if exc.code == 404:
                 return None
             raise
+
+
+async def _no_questions(job_ids: Sequence[str]) -> dict[str, str]:
+    """An engine that knows no questions (a test's own)."""
+    return {}
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """A job's status object, computed from its promise record: pure, no IO.
 
 The store keeps one promise per job; this module maps the promise's state onto
-the status vocabulary the tools speak (``running``, ``completed``, ``failed``,
-``cancelled``, ``not_found``). It reads nothing and imports nothing of MCP, so
-the job service, the tasks extension and `durable-mcp jobs` share it.
+the status vocabulary the tools speak (``running``, ``input_required``,
+``completed``, ``failed``, ``cancelled``, ``not_found``), with what the job
+said of itself (its notes: progress, a retry) and the question it waits to
+have answered. It reads nothing and imports nothing of MCP, so the job
+service, the tasks extension and `durable-mcp jobs` share it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from resonate.types import PromiseRecord
 
 from durable_mcp.jobs.failures import stored_failure
+from durable_mcp.jobs.questions import Question, question_of
 from durable_mcp.sdk_compat import Codec, NoopEncryptor, error_of, parse_promise
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
 
 #: What list_jobs shows of each job.
-LISTED = ("job_name", "kind", "status", "created_at", "settled_at")
+LISTED = ("job_name", "kind", "status", "created_at", "settled_at", "progress", "question")
 
 #: Decodes the store's promise records the way the SDK does (values are plain JSON).
 _CODEC = Codec(NoopEncryptor())
@@ -35,6 +38,7 @@ _CODEC = Codec(NoopEncryptor())
 
 class JobStatus(StrEnum):
     running = "running"
+    input_required = "input_required"  # running, and waiting for a person's answer
     completed = "completed"
     failed = "failed"
     cancelled = "cancelled"
@@ -47,6 +51,7 @@ def status_from_record(
     now: int,
     kinds: Mapping[str, JobKind] | None = None,
     notes: Mapping[str, Any] | None = None,
+    question: Question | None = None,
 ) -> dict[str, Any]:
     """Map a promise record onto the tools' status object.
 
@@ -54,8 +59,11 @@ def status_from_record(
     and the step and its attempts when a step failed) for failed ones; times
     are ISO 8601 in UTC; ``poll_after_seconds`` suggests when to look again at
     a running job, later the older it is. ``notes`` are what the job said of
-    itself while it ran (``notes.py``): a running job whose step failed shows
-    ``retrying`` (the step, the next attempt, the error, when).
+    itself while it ran (``notes.py``): a running job shows its ``progress``
+    (done, total, message) and, if its step failed, ``retrying`` (the step,
+    the next attempt, the error, when). A running job that waits for an
+    answer to ``question`` is ``input_required``, with the question and how
+    to answer it.
     """
     notes = notes or {}
     if record is None:
@@ -66,6 +74,15 @@ def status_from_record(
     if record.settled_at is not None:
         out["settled_at"] = iso(record.settled_at)
     match record.state:
+        case "pending" if question is not None:
+            out["status"] = JobStatus.input_required
+            out["question"] = question.as_status()
+            out["hint"] = (
+                f"this job waits for an answer: ask the user {question.message!r}, then call "
+                "answer_job(job_name, answer) with an answer that fits question.schema"
+            )
+            if (progress := notes.get("progress")) is not None:
+                out["progress"] = progress
         case "pending":
             out["status"] = JobStatus.running
             age = max(now - record.created_at, 0) / 1000
@@ -75,6 +92,8 @@ def status_from_record(
                 out |= job_kind.details(args or [], record.created_at, now)
                 if "remaining_seconds" in out:  # no point looking before it is due
                     poll = min(poll, max(out["remaining_seconds"], 0.5))
+            if (progress := notes.get("progress")) is not None:
+                out["progress"] = progress
             if (retrying := notes.get("retrying")) is not None:
                 out["retrying"] = {k: v for k, v in retrying.items() if k != "at_ms"}
                 out["retrying"]["at"] = iso(retrying["at_ms"])
@@ -99,11 +118,22 @@ def status_from_record(
 
 
 def status_from_promise(
-    promise: DurablePromise, now: int, notes: Mapping[str, Any] | None = None
+    promise: DurablePromise,
+    now: int,
+    notes: Mapping[str, Any] | None = None,
+    question: DurablePromise | None = None,
 ) -> dict[str, Any]:
-    """:func:`status_from_record` of a promise read straight from the in-process state."""
-    record = _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
-    return status_from_record(promise.id, record, now, notes=notes)
+    """:func:`status_from_record` of a promise read straight from the in-process
+    state (and of the question it waits on, if it does)."""
+    asked = None
+    if question is not None:
+        decoded = _decode(question)
+        asked = question_of(decoded.id, decoded.param.data)
+    return status_from_record(promise.id, _decode(promise), now, notes=notes, question=asked)
+
+
+def _decode(promise: DurablePromise) -> PromiseRecord:
+    return _CODEC.decode_promise(parse_promise({"promise": promise.to_record()}))
 
 
 def iso(ms: int) -> str:

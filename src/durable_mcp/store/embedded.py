@@ -23,7 +23,10 @@ protocol semantics are the SDK's own, not a re-implementation. What it adds:
 * settled jobs older than the retention period are removed, keeping the
   state and the files bounded;
 * it tells its ``on_job_change`` observer of each job that ended, and each
-  question asked or answered, once that is on disk (see ``job_changes.py``).
+  question asked or answered, once that is on disk (see ``job_changes.py``);
+* it saves the notes running jobs write (their progress, ``SavedNotes``) with
+  its commits, at most :data:`NOTES_DELAY` after they change, and gives them
+  back at the next start.
 
 It refuses to be anything more: no scheduling of its own, no second index.
 """
@@ -33,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from resonate.error import DecodingError, ServerError
@@ -63,7 +66,14 @@ from durable_mcp.store.job_changes import (
     job_changes,
     tell_job_changes,
 )
-from durable_mcp.store.journal import MOVE_ASIDE, Journal, JournalWriteError, StoreError, Write
+from durable_mcp.store.journal import (
+    MOVE_ASIDE,
+    Journal,
+    JournalWriteError,
+    NotesWrite,
+    StoreError,
+    Write,
+)
 from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
@@ -107,6 +117,23 @@ CUT_OFF_BY_A_FAILED_WRITE = frozenset(
 )
 #: Ends every StoreUnavailable message (and tells it apart in the SDK's events).
 UNWRITABLE_HINT = "Free disk space (or fix the disk), then try again."
+
+#: Jobs' notes changed are saved at most this long after (with the next commit,
+#: or one of their own): a job that reports its progress 100 times a second
+#: costs at most two commits a second, for all jobs together.
+NOTES_DELAY = 0.5
+
+
+class SavedNotes(Protocol):
+    """What the store saves of the notes jobs write (``jobs/notes.py``'s ``JobNotes``)."""
+
+    on_change: Callable[[], None] | None
+
+    def take_changed(self) -> dict[str, dict[str, Any] | None]: ...
+
+    def changed_again(self, job_ids: Iterable[str]) -> None: ...
+
+    def load(self, saved: Mapping[str, dict[str, Any]]) -> None: ...
 
 
 # ── journal entries ────────────────────────────────────────────────────────
@@ -257,13 +284,17 @@ class EmbeddedStore:
         snapshot_every: int = SNAPSHOT_EVERY,
         writer: Executor | None = None,
         on_job_change: JobChangeObserver = ignore_job_change,
+        notes: SavedNotes | None = None,
     ) -> None:
         """``writer`` runs the journal's writes, one at a time (default: a thread
         of the store's own); tests on fake time pass one that writes at once.
         ``on_job_change`` is told of each job's settled promise once its end is
         on disk (completed, failed, cancelled or timed out), and of each
-        question asked or answered: see ``job_changes.py``."""
+        question asked or answered: see ``job_changes.py``. ``notes`` are
+        saved with the commits and loaded back on open."""
         self.on_job_change = on_job_change
+        self.notes = notes
+        self._notes_due: asyncio.TimerHandle | None = None
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -304,6 +335,8 @@ class EmbeddedStore:
             raise StoreError(
                 f"the store in {self.data_dir} cannot be read ({exc}); {MOVE_ASIDE}"
             ) from exc
+        if self.notes is not None:
+            self._load_notes()
         logger.info(
             "embedded store opened: %s (%d jobs, %d journal entries replayed)",
             self.data_dir,
@@ -311,8 +344,24 @@ class EmbeddedStore:
             len(saved.entries),
         )
 
+    def _load_notes(self) -> None:
+        """The notes saved of the jobs still running; the others' are to be deleted."""
+        assert self.notes is not None
+        saved, ended = {}, []
+        for job_id, data in self._journal.read_notes().items():
+            promise = self.state.promises.get(job_id)
+            if promise is not None and promise.state == "pending":
+                with contextlib.suppress(msgspec.DecodeError):
+                    saved[job_id] = msgspec.json.decode(data)
+            else:
+                ended.append(job_id)
+        self.notes.load(saved)
+        self.notes.changed_again(ended)
+
     async def start(self) -> None:
         """Resume what the last process left running, then keep time."""
+        if self.notes is not None:
+            self.notes.on_change = self._notes_changed
         now = self._clock()
         # The data dir is ours alone, so every lease is a dead process's.
         for task in list(self.state.tasks.values()):
@@ -327,6 +376,10 @@ class EmbeddedStore:
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._notes_due is not None:
+            self._notes_due.cancel()
+        if self.notes is not None:
+            self.notes.on_change = None
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -334,10 +387,12 @@ class EmbeddedStore:
             self._tick_task = None
         await self._written()
         self._receivers.clear()
-        if self._journal.entries_since_snapshot and self._write_error is None:
-            self._journal.snapshot(snapshot_of(self.state))
+        if self._write_error is None:
+            self._save_notes()
+            if self._journal.entries_since_snapshot:
+                self._journal.snapshot(snapshot_of(self.state))
             with contextlib.suppress(JournalWriteError):  # the journal has it all anyway
-                self._journal.commit()
+                self._journal.commit()  # nothing queued: nothing written
         self.close()
 
     def close(self) -> None:
@@ -440,6 +495,7 @@ class EmbeddedStore:
             return  # nothing to write, or it goes once the writer is done
         batch, self._batch = self._batch, None
         self._writing = batch
+        self._save_notes()
         pending = self._journal.take()
         try:
             assert self._writer is not None, "the embedded store is closed"
@@ -467,6 +523,10 @@ class EmbeddedStore:
             self._committed(batch)
         else:
             self._journal.unwritten()  # the changes made meanwhile go too
+            if self.notes is not None:
+                for write in pending:
+                    if isinstance(write, NotesWrite):
+                        self.notes.changed_again(write.notes)
             later, self._batch = self._batch, None
             if isinstance(error, JournalWriteError):
                 self._undo(error)
@@ -569,6 +629,30 @@ class EmbeddedStore:
 
     def _unavailable(self) -> str:
         return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
+
+    # ── notes ──────────────────────────────────────────────────────────────
+
+    def _notes_changed(self) -> None:
+        """A job wrote a note: it goes with the next commit, at most NOTES_DELAY from now."""
+        if self._notes_due is None:
+            loop = asyncio.get_running_loop()
+            self._notes_due = loop.call_later(NOTES_DELAY, self._flush_notes)
+
+    def _flush_notes(self) -> None:
+        self._notes_due = None
+        if not self._stopped and not self._broken:
+            self._batch_of_this_turn()  # a commit, which takes the notes with it
+
+    def _save_notes(self) -> None:
+        """Queue the notes changed since the last commit, for this one."""
+        changed = self.notes.take_changed() if self.notes is not None else {}
+        if changed:
+            self._journal.save_notes(
+                {
+                    job: None if notes is None else msgspec.json.encode(notes)
+                    for job, notes in changed.items()
+                }
+            )
 
     # ── internals ──────────────────────────────────────────────────────────
 

@@ -12,6 +12,10 @@ happened. ``commit`` does all three at once, where waiting is fine. On open, the
 loaded and the entries after it are applied again, which rebuilds the exact
 state. A snapshot replaces the entries it covers, so the journal stays short.
 
+Beside the journal, a table of notes: what running jobs said of themselves
+(their progress), saved with the commits (:meth:`Journal.save_notes`), each
+job's latest only. They are advice, outside the state: not checked on open.
+
 Why SQLite: atomic commits and crash recovery that are tested far beyond what a
 file format of our own would be, in the standard library. The journal runs in
 WAL mode with ``synchronous=FULL``: a commit is fsynced, so a committed entry
@@ -33,7 +37,7 @@ import fcntl
 import os
 import sqlite3
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -176,6 +180,7 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             saved = self._read_or_create(db)
+            db.execute(NOTES_TABLE)  # a store written before notes were saved has none
         except sqlite3.Error as exc:
             raise StoreError(_cannot_open(self.data_dir, exc)) from exc
         except _Damaged as exc:
@@ -220,6 +225,7 @@ class Journal:
                                        last_seq INTEGER NOT NULL, data BLOB NOT NULL);
                 CREATE TABLE journal (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL,
                                       crc INTEGER NOT NULL);
+                {NOTES_TABLE};
                 INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');
                 COMMIT;
                 """
@@ -265,6 +271,15 @@ class Journal:
         """Queue an entry for the next :meth:`commit`."""
         self._seq += 1
         self._pending.append(Write(seq=self._seq, entry=entry))
+
+    def save_notes(self, notes: dict[str, bytes | None]) -> None:
+        """Queue each job's notes (JSON; None: it has none) for the next commit."""
+        self._pending.append(NotesWrite(seq=self._seq, entry=b"", notes=notes))
+
+    def read_notes(self) -> dict[str, bytes]:
+        """The notes saved, by job."""
+        assert self._db is not None, "the journal is not open"
+        return {job: bytes(data) for job, data in self._db.execute("SELECT job, data FROM notes")}
 
     def snapshot(self, data: bytes) -> None:
         """Queue a snapshot of the state after every entry appended so far."""
@@ -341,6 +356,10 @@ class Journal:
                 os.pwrite(self._committed_fd, f"{seq:>20}\n".encode(), 0)
 
 
+#: The notes of running jobs (a store from before it has none: made on open).
+NOTES_TABLE = "CREATE TABLE IF NOT EXISTS notes (job TEXT PRIMARY KEY, data BLOB NOT NULL)"
+
+
 @dataclass
 class Write:
     """One queued journal entry, or a snapshot."""
@@ -361,6 +380,20 @@ class Write:
                 "INSERT INTO journal (seq, entry, crc) VALUES (?, ?, ?)",
                 (self.seq, self.entry, zlib.crc32(self.entry)),
             )
+
+
+@dataclass
+class NotesWrite(Write):
+    """Jobs' notes, saved in the commit of the entries before them (``seq``: the last)."""
+
+    notes: dict[str, bytes | None] = field(default_factory=dict)
+
+    def save(self, db: sqlite3.Connection) -> None:
+        for job, data in self.notes.items():
+            if data is None:
+                db.execute("DELETE FROM notes WHERE job = ?", (job,))
+            else:
+                db.execute("INSERT OR REPLACE INTO notes (job, data) VALUES (?, ?)", (job, data))
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

@@ -1,4 +1,4 @@
-"""The tools that work on any job: probe, await, cancel and list."""
+"""The tools that work on any job: probe, await, answer, cancel and list."""
 
 from __future__ import annotations
 
@@ -22,7 +22,15 @@ WaitSeconds = Annotated[
 ]
 
 #: What list_jobs filters on: a status a job in the store has (never not_found).
-ListedStatus = Literal["running", "completed", "failed", "cancelled"]
+ListedStatus = Literal["running", "input_required", "completed", "failed", "cancelled"]
+
+Answer = Annotated[
+    dict[str, Any],
+    Field(
+        description="The answer, a JSON object that fits the question's schema "
+        "(probe_status shows the question, with its schema)."
+    ),
+]
 
 
 def register(mcp: FastMCP, jobs: Jobs) -> None:
@@ -30,12 +38,24 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
     async def probe_status(job_names: JobNames) -> list[dict[str, Any]]:
         """Check one or more jobs (at most 100 names) without waiting.
 
-        Returns [{"job_name", "status"}] per job; status is "running",
-        "completed", "failed" (with an "error"), "cancelled" or "not_found".
-        For completed jobs call await_result to get their results. For running
-        jobs, probe again later rather than in a tight loop.
+        Returns [{"job_name", "status"}] per job; status is "running" (maybe
+        with "progress"), "input_required" (the job asks a "question": answer
+        it with answer_job), "completed", "failed" (with an "error"),
+        "cancelled" or "not_found". For completed jobs call await_result to get
+        their results. For running jobs, probe again later rather than in a
+        tight loop.
         """
         return [_without_result(await jobs.read_status(name)) for name in job_names]
+
+    @mcp.tool
+    async def answer_job(job_name: JobName, answer: Answer) -> dict[str, Any]:
+        """Answer the question a job waits on (its status is "input_required").
+
+        The answer must fit the question's schema; ask the user the question's
+        message first. Returns the job's status object once the answer is
+        saved: the job then goes on by itself (probe_status or await_result).
+        """
+        return _without_result(await jobs.answer(job_name, answer))
 
     @mcp.tool
     async def cancel_job(job_name: JobName) -> dict[str, Any]:
@@ -75,9 +95,9 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
         call await_result again for them.
         """
 
-        async def report(finished: int, total: int) -> None:
+        async def report(progress: float, total: float | None, message: str) -> None:
             if ctx is not None:
-                await ctx.report_progress(finished, total, f"{finished} of {total} jobs finished")
+                await ctx.report_progress(progress, total, message)
 
         statuses = await jobs.wait(job_names, timeout_seconds, on_progress=report)
         return {
