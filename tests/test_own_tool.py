@@ -24,8 +24,9 @@ from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
 from durable_mcp.store import EmbeddedStore
+from durable_mcp_testing.crashes import saved_notes
+from durable_mcp_testing.held_report_builder import ReportBuilder
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core, eventually
-from durable_mcp_testing.processes import free_port, start_listening, stop
 from durable_mcp_testing.tasks_client import start_task, task_method, tasks_client
 
 ROOT = Path(__file__).parent.parent
@@ -109,6 +110,14 @@ async def test_a_server_of_its_own_gets_its_durable_tool_and_the_job_tools(
     }
     started = await call(reports, "build_report", report_id="q3", topic="sales", sections=2)
     assert started == {"job_name": "report_q3", "status": "running"}
+    asks = await call(reports, "await_result", job_names=["report_q3"])
+    question = asks["report_q3"]["question"]
+    assert (asks["report_q3"]["status"], question["message"]) == (
+        "input_required",
+        "Approve this outline:\nsales, part 1\nsales, part 2",
+    )
+    assert question["schema"] == report_builder.APPROVAL
+    await call(reports, "answer_job", job_name="report_q3", answer={"approve": True})
     report = await call(reports, "await_result", job_names=["report_q3"])
     assert report == {
         "report_q3": {
@@ -149,53 +158,109 @@ def test_durable_tools_are_added_to_an_app_once() -> None:
     assert mcp.providers == before  # nothing was added
 
 
+@pytest.fixture
+def builder(tmp_path: Path) -> Iterator[ReportBuilder]:
+    """The example as a real process on the embedded store, its steps counted
+    (durable_mcp_testing/held_report_builder.py); started by the test."""
+    builder = ReportBuilder(tmp_path)
+    yield builder
+    builder.stop()
+
+
+async def probed(url: str, job: str) -> dict[str, Any]:
+    async with Client(url) as client:
+        (status,) = await call(client, "probe_status", job_names=[job])
+        return dict(status)
+
+
+async def answered(url: str, job: str, answer: dict[str, Any]) -> dict[str, Any]:
+    async with Client(url) as client:
+        return dict(await call(client, "answer_job", job_name=job, answer=answer))
+
+
+async def asking(url: str, job: str) -> dict[str, Any]:
+    """The job's status once it waits for an answer."""
+
+    async def asks() -> dict[str, Any] | None:
+        status = await probed(url, job)
+        return status if status["status"] == "input_required" else None
+
+    return await eventually(asks)
+
+
 # SIGTERM too: FastMCP's `mcp.run(transport="http")` ends the process on it
 # before its lifespans stop (FastMCP #4927), which is a crash for the store.
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["kill_9", "sigterm"])
 async def test_the_report_builder_survives_a_kill_and_repeats_no_finished_step(
-    tmp_path: Path, kill: signal.Signals
+    builder: ReportBuilder, kill: signal.Signals
 ) -> None:
-    # The example, as a real process on the embedded store, its steps counted
-    # in `steps` (durable_mcp_testing/held_report_builder.py); the first
-    # process holds the second section until it is killed.
-    port, steps, log = free_port(), tmp_path / "steps", tmp_path / "server.log"
-    env = {"DURABLE_MCP_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT / "examples")}
-    command = [sys.executable, "-m", "durable_mcp_testing.held_report_builder", str(port)]
-    url = f"http://127.0.0.1:{port}/mcp"
+    # The first process holds the second section, before it runs, until it is killed.
+    builder.start(hold="sales, part 2")
+    async with Client(builder.url) as client:
+        started = await call(client, "build_report", report_id="q3", topic="sales")
+    assert started == {"job_name": "report_q3", "status": "running"}
+    await asking(builder.url, "report_q3")
+    await answered(builder.url, "report_q3", {"approve": True})
 
-    def ran() -> list[str]:
-        return steps.read_text().splitlines() if steps.exists() else []
+    await builder.until_ran("holding sales, part 2")
 
-    async def holding() -> bool | None:
-        return True if "section sales, part 2" in ran() else None
+    async def progress_on_disk() -> dict[str, Any] | None:
+        progress: dict[str, Any] | None = (
+            saved_notes(builder.data_dir).get("report_q3", {}).get("progress")
+        )
+        return progress
 
-    first = start_listening([*command, str(steps), "sales, part 2"], port, env, log)
-    try:
-        async with Client(url) as client:
-            started = await call(client, "build_report", report_id="q3", topic="sales")
-        assert started == {"job_name": "report_q3", "status": "running"}
-        await eventually(holding)  # the outline and part 1 are done, and on disk
-    finally:
-        stop(first, kill)
+    # Part 1 is done, and the progress that says so is on disk before the kill.
+    on_disk = await eventually(progress_on_disk)
+    assert on_disk == {"done": 1, "total": 3, "message": "writing 'sales, part 2'"}
+    builder.stop(kill)
 
-    second = start_listening([*command, str(steps)], port, env, log)
-    try:
-        async with Client(url) as client:
-            report = await call(client, "await_result", job_names=["report_q3"])
-    finally:
-        stop(second)
+    builder.start()
+    async with Client(builder.url) as client:
+        report = await call(client, "await_result", job_names=["report_q3"])
     assert report["report_q3"]["sections"] == [
         f"sales, part {n}: 3 words on it." for n in (1, 2, 3)
     ]
-    # Each finished step ran once; the one cut off by the kill ran again.
-    assert ran() == [
+    # Each step ran once: the one held when the kill came had not run yet.
+    assert builder.ran() == [
         "outline sales",
         "section sales, part 1",
-        "section sales, part 2",
+        "holding sales, part 2",
         "section sales, part 2",
         "section sales, part 3",
     ]
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in builder.log.read_text()
+
+
+async def test_a_question_and_its_answer_outlive_kill_9_before_and_after_the_answer(
+    builder: ReportBuilder,
+) -> None:
+    builder.start()
+    async with Client(builder.url) as client:
+        await call(client, "build_report", report_id="q4", topic="sales")
+    asked = await asking(builder.url, "report_q4")
+    builder.stop(signal.SIGKILL)  # while the question waits
+
+    builder.start(hold="Intro")
+    after_restart = await probed(builder.url, "report_q4")
+    assert after_restart["status"] == "input_required"
+    assert after_restart["question"] == asked["question"]  # the same question, the same id
+    # The person edits the outline; the answer is on disk once acknowledged, and
+    # the kill comes before the next step has run.
+    edited = await answered(builder.url, "report_q4", {"approve": False, "outline": "Intro\nEnd"})
+    assert edited["status"] == "running"
+    await builder.until_ran("holding Intro")
+    builder.stop(signal.SIGKILL)
+
+    builder.start()
+    async with Client(builder.url) as client:
+        report = await call(client, "await_result", job_names=["report_q4"])
+        with pytest.raises(ToolError, match=r"is not waiting for an answer \(it is completed\)"):
+            await call(client, "answer_job", job_name="report_q4", answer={"approve": True})
+    assert report["report_q4"]["sections"] == ["Intro: 1 words on it.", "End: 1 words on it."]
+    # The job ended once, with the answer, and each step ran once.
+    assert builder.ran() == ["outline sales", "holding Intro", "section Intro", "section End"]
+    assert "Traceback" not in builder.log.read_text()
 
 
 async def logged_while_building_a_report(

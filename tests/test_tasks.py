@@ -223,7 +223,8 @@ async def test_both_handshakes_say_the_same_of_list_changes(server: FastMCP) -> 
                 capabilities.resources.list_changed,
             )
 
-    assert said == {"2025-11-25": (False, False, False), "2026-07-28": (False, False, False)}
+    # Listen streams (task pushes) are served: they take list-change kinds too.
+    assert said == {"2025-11-25": (True, True, True), "2026-07-28": (True, True, True)}
 
 
 @pytest.mark.parametrize("task_id", ["", "\ud800", "x" * 100_000, "a\x00b"])

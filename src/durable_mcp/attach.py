@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.providers import Provider
+from mcp_types import SubscriptionsListenRequestParams
 from pydantic import Field
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
@@ -32,6 +33,7 @@ from durable_mcp.jobs.registry import DEFAULT_DEADLINE, DurableTool, DurableTool
 from durable_mcp.jobs.service import InvalidArgument, Jobs, report_started
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.logs import quiet_the_sdk
+from durable_mcp.pushes import TaskPushes
 from durable_mcp.store import StoreError
 from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status
@@ -120,7 +122,11 @@ def attach(
     _attached.add(mcp)  # from its first change on: a second try would add all again
     mcp.add_provider(EngineLifespan(engine, settings.engine, on_stop))
     if settings.tasks:
-        mcp.add_extension(DurableTasks(jobs, engine.retention, settings.rate_limit))
+        tasks = DurableTasks(jobs, engine.retention, settings.rate_limit)
+        mcp.add_extension(tasks)
+        pushes = TaskPushes(tasks, None if engine.tells_changes else PUSH_POLL_SECONDS)
+        engine.job_changes.listen(pushes.changed)
+        serve_pushes(mcp, pushes)
     status.register(mcp, jobs)
 
     def add(tool: DurableTool) -> None:
@@ -131,6 +137,19 @@ def attach(
 
     tools.listen(add)
     return jobs
+
+
+#: Where the engine tells of no change (Postgres), how often a push stream looks.
+PUSH_POLL_SECONDS = 1.0
+
+
+def serve_pushes(mcp: FastMCP, pushes: TaskPushes) -> None:
+    """Serve ``subscriptions/listen`` (task pushes) on ``mcp``, unless it serves it already."""
+    low_level = mcp._mcp_server  # FastMCP registers no listen handler of its own
+    if low_level.get_request_handler("subscriptions/listen") is None:
+        low_level.add_request_handler(
+            "subscriptions/listen", SubscriptionsListenRequestParams, pushes.listen
+        )
 
 
 def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:

@@ -176,6 +176,12 @@ class Engine:
     notes: JobNotes = dataclasses.field(default_factory=JobNotes)
     #: The questions jobs wait to have answered (where the engine can tell).
     questions: QuestionFinder = _no_questions
+
+    @property
+    def tells_changes(self) -> bool:
+        """Whether the store tells of each job's end and question (the in-process ones)."""
+        return self.state is not None
+
     #: How long a finished job is kept, where the store removes it then (embedded, Postgres).
     retention: timedelta | None = None
     #: Set by :func:`start_engine`: the engine runs, these durable functions

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from fastmcp import FastMCP
-from mcp.server.lowlevel import NotificationOptions
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
 from durable_mcp import __version__
@@ -94,8 +93,4 @@ def create_server(
     )
     for register in tools:
         register(mcp, jobs)
-    # The lists of tools, prompts and resources never change once the server
-    # runs: the 2025-11-25 handshake says so too, as server/discover does
-    # (FastMCP's low-level server promises list_changed notifications by default).
-    mcp._mcp_server.notification_options = NotificationOptions()
     return mcp

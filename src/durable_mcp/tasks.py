@@ -177,6 +177,11 @@ class DurableTasks(ServerExtension):
                 message=f"too many tasks/get calls for task {shown(job['job_name'])}: at most "
                 f"{self.limit.per_second:g} a second per task; poll at its pollIntervalMs",
             )
+        return self.detailed(job)
+
+    def detailed(self, job: dict[str, Any]) -> GetTaskResult:
+        """The task of a job's status object, as ``tasks/get`` and ``notifications/tasks``
+        give it: its fields, with the result, the error or the requests for input."""
         task = GetTaskResult(**self._fields(job))
         if job["status"] == JobStatus.input_required:
             question = job["question"]
@@ -245,7 +250,7 @@ class DurableTasks(ServerExtension):
         if task_id is None:
             raise MCPError(code=INVALID_PARAMS, message="the request has no taskId")
         _check_name_header(task_id)
-        job = await self.jobs.read_status(task_id) if _can_name_a_job(task_id) else None
+        job = await self.jobs.read_status(task_id) if can_name_a_job(task_id) else None
         if job is None or job["status"] == JobStatus.not_found:
             # Unknown, or removed after its retention: the extension's one "not found".
             raise MCPError(code=INVALID_PARAMS, message=f"Task {shown(task_id)} not found")
@@ -327,7 +332,8 @@ def _tool_result(result: Any) -> dict[str, Any]:
     }
 
 
-def _can_name_a_job(task_id: str) -> bool:
+def can_name_a_job(task_id: str) -> bool:
+    """Whether ``task_id`` could be a job's name (else no task has it)."""
     try:
         check_job_name(task_id)
     except ValueError:

@@ -90,9 +90,11 @@ def register(mcp: FastMCP, jobs: Jobs) -> None:
 
         Returns {job_name: result} for completed jobs and {job_name: {"status": ...}}
         for the others ("failed" with an "error", "cancelled", "not_found").
-        Waits at most `timeout_seconds`, and never longer than the server's cap
-        (45 s by default); jobs still running then are {"status": "running"}:
-        call await_result again for them.
+        A job that asks a question is {"status": "input_required", "question":
+        ...} at once: ask the user, then answer it with answer_job. Waits at
+        most `timeout_seconds`, and never longer than the server's cap (45 s by
+        default); jobs still running then are {"status": "running"}: call
+        await_result again for them.
         """
 
         async def report(progress: float, total: float | None, message: str) -> None:

@@ -4,6 +4,10 @@ await its jobs, read its data dir while it runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
@@ -11,6 +15,7 @@ from resonate.timing import now_ms
 
 from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.embedded import peek
+from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState
 from durable_mcp_testing.helpers import eventually
 from durable_mcp_testing.processes import Server
@@ -70,3 +75,11 @@ async def timer_due_while_down(server: Server, timer_name: str) -> DurablePromis
     server.kill()
     await until_past(sleep.timeout_at)
     return sleep
+
+
+def saved_notes(data_dir: Path) -> dict[str, Any]:
+    """The notes of running jobs (their progress) on disk, by job (readable while
+    the server runs)."""
+    uri = f"{(data_dir / DB_NAME).resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return {job: json.loads(data) for job, data in db.execute("SELECT job, data FROM notes")}
