@@ -9,7 +9,9 @@ from fastmcp import Client, FastMCP
 from resonate.retry import Constant
 
 from durable_mcp.config import Settings
+from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
+from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.server import TOOLS, create_server
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
@@ -44,13 +46,20 @@ def fake_time() -> FakeTime:
 
 
 @pytest.fixture
+def durable() -> DurableTools:
+    """The server's durable tools: a test module overrides this to add its own."""
+    return BUILT_IN
+
+
+@pytest.fixture
 def server_and_jobs(
-    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime
+    settings: Settings, archive: OpenMeteoArchive, fake_time: FakeTime, durable: DurableTools
 ) -> tuple[FastMCP, Jobs]:
     job_layer: list[Jobs] = []
     server = create_server(
         settings,
         archive=archive,
+        durable=durable,
         tools=[*TOOLS, lambda mcp, jobs: job_layer.append(jobs)],  # registers no tool
         progress_interval_seconds=0.2,
         **fake_time.seams,

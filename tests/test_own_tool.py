@@ -24,6 +24,7 @@ from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.server import create_server
 from durable_mcp.store import EmbeddedStore
+from durable_mcp.store.embedded import peek
 from durable_mcp_testing.crashes import saved_notes
 from durable_mcp_testing.held_report_builder import ReportBuilder
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core, eventually
@@ -239,6 +240,11 @@ async def test_a_question_and_its_answer_outlive_kill_9_before_and_after_the_ans
     async with Client(builder.url) as client:
         await call(client, "build_report", report_id="q4", topic="sales")
     asked = await asking(builder.url, "report_q4")
+
+    async def suspended() -> bool | None:
+        return True if peek(builder.data_dir).tasks["report_q4"].state == "suspended" else None
+
+    await eventually(suspended)  # it holds no worker and no lease while it waits
     builder.stop(signal.SIGKILL)  # while the question waits
 
     builder.start(hold="Intro")

@@ -547,7 +547,8 @@ class Jobs:
         record = await self._get(job_id)
         if record is None:
             raise InvalidArgument(f"no job is named {shown(job_id)}")
-        question = (await self._questions([job_id])).get(job_id)
+        asked = await self._questions([job_id]) if record.state == "pending" else {}
+        question = asked.get(job_id)
         if question is None or question_id not in (None, question.id):
             status = (await self._status(job_id, record))["status"]
             raise InvalidArgument(

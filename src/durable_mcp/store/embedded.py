@@ -294,7 +294,7 @@ class EmbeddedStore:
         saved with the commits and loaded back on open."""
         self.on_job_change = on_job_change
         self.notes = notes
-        self._notes_due: asyncio.TimerHandle | None = None
+        self._notes_due: asyncio.Task[None] | None = None
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -633,12 +633,13 @@ class EmbeddedStore:
     # ── notes ──────────────────────────────────────────────────────────────
 
     def _notes_changed(self) -> None:
-        """A job wrote a note: it goes with the next commit, at most NOTES_DELAY from now."""
+        """A job wrote a note: it goes with the next commit, at most NOTES_DELAY from now
+        (on the store's sleeper, so that a test's fake time moves it)."""
         if self._notes_due is None:
-            loop = asyncio.get_running_loop()
-            self._notes_due = loop.call_later(NOTES_DELAY, self._flush_notes)
+            self._notes_due = asyncio.create_task(self._flush_notes())
 
-    def _flush_notes(self) -> None:
+    async def _flush_notes(self) -> None:
+        await self._sleeper(NOTES_DELAY)
         self._notes_due = None
         if not self._stopped and not self._broken:
             self._batch_of_this_turn()  # a commit, which takes the notes with it

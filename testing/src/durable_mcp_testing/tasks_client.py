@@ -62,14 +62,21 @@ async def start_task(client: Client[Any], tool: str, **arguments: object) -> dic
     return result.structured_content
 
 
-async def task_method(client: Client[Any], method: str, task_id: str) -> dict[str, Any]:
-    """Send ``tasks/get``, ``tasks/cancel`` or ``tasks/update`` (with an empty answer):
-    the answer's fields, camelCase."""
+async def task_method(
+    client: Client[Any],
+    method: str,
+    task_id: str,
+    input_responses: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Send ``tasks/get``, ``tasks/cancel`` or ``tasks/update`` (with ``input_responses``,
+    default none): the answer's fields, camelCase, without its ``_meta``."""
     params = (
-        UpdateTaskParams(task_id=task_id, input_responses={})
+        UpdateTaskParams(task_id=task_id, input_responses=input_responses or {})
         if method == "tasks/update"
         else TaskParams(task_id=task_id)
     )
     request = TaskMethod(method=method, params=params)
     answer = await client.session.send_request(request, TaskState)
-    return answer.model_dump(by_alias=True, exclude_unset=True)
+    fields = answer.model_dump(by_alias=True, exclude_unset=True)
+    fields.pop("_meta", None)  # the server's info
+    return fields
