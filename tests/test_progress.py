@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,11 +163,11 @@ async def test_a_thousand_reports_are_saved_once_half_a_second_later_and_gone_at
     await call(client, "chatter", name="d", reports=1000)
     await fake_time.turns()
     assert (await probed(client, "chatty_d"))["progress"] == {"done": 1000, "total": 1000}
-    assert "chatty_d" not in saved_notes(settings.data_dir)  # not yet: no commit since
+    assert "chatty_d" not in saved_notes(Path(settings.data_dir))  # not yet: no commit since
     writes_before = len(writes)
 
     await fake_time.advance(NOTES_DELAY)
-    assert saved_notes(settings.data_dir) == {
+    assert saved_notes(Path(settings.data_dir)) == {
         "chatty_d": {"progress": {"done": 1000, "total": 1000}}
     }
     assert len(writes) == writes_before + 1  # one commit for the thousand reports
@@ -175,4 +176,4 @@ async def test_a_thousand_reports_are_saved_once_half_a_second_later_and_gone_at
     await fake_time.advance(STORE_TICK, step=STORE_TICK)
     assert (await probed(client, "chatty_d"))["status"] == "completed"
     await fake_time.advance(NOTES_DELAY)
-    assert saved_notes(settings.data_dir) == {}  # an ended job's notes are deleted
+    assert saved_notes(Path(settings.data_dir)) == {}  # an ended job's notes are deleted
