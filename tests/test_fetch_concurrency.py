@@ -153,3 +153,44 @@ async def test_jobs_that_wait_minutes_for_a_fetch_slot_are_each_fetched_once(
     assert [job for job, times in fetches.items() if times != 1] == []
     assert fake.peak_in_flight == SLOTS
     assert [record.getMessage() for record in caplog.records] == []
+
+
+async def test_a_job_waiting_for_a_fetch_slot_says_how_many_are_ahead_of_it(
+    settings: Settings,
+) -> None:
+    simulated = FakeTime()
+
+    async def messages(client: Client[Any], names: list[str]) -> list[str]:
+        statuses = await call(client, "probe_status", job_names=names)
+        return sorted(s["progress"]["message"] for s in statuses if s["status"] == "running")
+
+    with GatedArchive() as fake:
+        server = create_server(
+            replace(settings, open_meteo_url=fake.url, max_fetches=SLOTS), **simulated.seams
+        )
+        async with Client(server) as client:
+            names = await start_jobs(client, range(SLOTS + 3))
+            await fake.until(lambda: fake.in_flight >= SLOTS)
+            await simulated.turns()
+            fetching = ["fetching from the Open-Meteo archive"] * SLOTS
+            assert await messages(client, names) == sorted(
+                [
+                    *fetching,
+                    "waiting for a fetch slot (next in line)",
+                    "waiting for a fetch slot (1 ahead)",
+                    "waiting for a fetch slot (2 ahead)",
+                ]
+            )
+            fake.let_through(1)  # one job ends: the line moves up
+            await fake.until(lambda: fake.answered >= 1 and fake.in_flight >= SLOTS)
+            await simulated.turns()
+            assert await messages(client, names) == sorted(
+                [
+                    *fetching,
+                    "waiting for a fetch slot (next in line)",
+                    "waiting for a fetch slot (1 ahead)",
+                ]
+            )
+            fake.open()
+            results = await await_all(client, names)
+    assert all("summary" in result for result in results.values())

@@ -12,12 +12,13 @@ from urllib.parse import parse_qs
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from resonate.retry import Constant
 
 from durable_mcp.config import Settings
 from durable_mcp.functions.weather import OpenMeteoArchive, canonical, job_name, summarize
 from durable_mcp.server import create_server
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo, archive_response
-from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core
+from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, core, eventually
 
 EDMONTON = {"latitude": 53.5, "longitude": -113.5, "year": 2024, "month": 3}
 EDMONTON_JOB = "weather_data_53.5_-113.5_2024_3"
@@ -239,3 +240,36 @@ async def test_a_job_past_its_deadline_fails_with_a_timeout_error(
         "status": "failed",
         "error": {"type": "Timeout", "message": "the job ran past its deadline"},
     }
+
+
+async def test_a_fetch_that_waits_to_be_retried_says_when_and_why(
+    settings: Settings, fake_archive: FakeOpenMeteo, fake_time: FakeTime
+) -> None:
+    archive = OpenMeteoArchive(fake_archive.url, retry_policy=Constant(delay=30, max_retries=2))
+    server = create_server(settings, archive=archive, **fake_time.seams)
+    fake_archive.fail_with(503)
+    async with Client(server) as client:
+        await call(client, "start_gathering", **EDMONTON)
+        await fake_archive.arrived(1)
+
+        async def retrying() -> dict[str, Any] | None:
+            (status,) = await call(client, "probe_status", job_names=[EDMONTON_JOB])
+            return status if "retrying" in status else None
+
+        status = await eventually(retrying)  # the failed fetch ends on its thread
+        assert status["retrying"] == {
+            "step": "fetch_month",
+            "attempt": 2,
+            "of": 3,
+            "error": {
+                "type": "ArchiveUnavailable",
+                "message": "Open-Meteo archive answered HTTP 503",
+            },
+            "at": "2026-01-01T00:00:30.000+00:00",
+        }
+        assert status["progress"]["message"] == "fetching from the Open-Meteo archive"
+        await fake_time.advance(30 + STORE_TICK, step=STORE_TICK)
+        await fake_archive.arrived(2)  # the retry, 30 s later
+        result = (await call(client, "await_result", job_names=[EDMONTON_JOB]))[EDMONTON_JOB]
+    assert result["summary"]["days"] == 31
+    assert fake_archive.total_requests == 2

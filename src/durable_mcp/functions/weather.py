@@ -8,7 +8,8 @@ there and the archive is called once. The fetch is a checkpointed step
 (``ctx.run``): once it has returned, a replay after a restart reuses its result
 instead of calling the archive again. At most ``max_fetches`` requests are in
 flight; the jobs beyond that wait their turn inside their step, still running
-(see ``OpenMeteoArchive.fetch_in_turn``).
+(see ``OpenMeteoArchive.fetch_in_turn``), and say how many wait ahead of them
+(their progress); then that they are fetching.
 
 Like every module of ``durable_mcp.functions`` it imports nothing of MCP
 (``requests`` when the first fetch runs), so ``durable-mcp serve`` resumes
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import datetime as dt
 import statistics
 import zoneinfo
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +38,7 @@ from resonate.context import Context
 from resonate.retry import Exponential, RetryPolicy
 
 from durable_mcp.config import DEFAULT_MAX_FETCHES
+from durable_mcp.jobs.progress import report_progress
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.tools.arguments import NotABoolean
 
@@ -146,22 +151,31 @@ class OpenMeteoArchive:
     def _fetch_threads(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.max_fetches, thread_name_prefix="open-meteo")
 
-    async def fetch_in_turn(self, params: dict[str, Any]) -> dict[str, Any]:
+    @cached_property
+    def _line(self) -> FetchLine:
+        return FetchLine(self.max_fetches)
+
+    async def fetch_in_turn(
+        self, params: dict[str, Any], waiting: Callable[[int | None], None] = lambda ahead: None
+    ) -> dict[str, Any]:
         """:meth:`fetch` in one of ``max_fetches`` threads, once one is free.
 
         A job waiting its turn waits here, in its running step: its task stays
         leased to this process, kept alive by the SDK's heartbeat, so the store
-        never gives it to a second execution; and the wait costs a queue entry,
-        not a thread.
+        never gives it to a second execution; and the wait costs a place in
+        line, not a thread. ``waiting`` is told how many wait ahead in line, each
+        time that changes, and None when its turn comes.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._fetch_threads, self.fetch, params)
+        async with self._line.turn(waiting):
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._fetch_threads, self.fetch, params)
 
     def close(self) -> None:
         """Drop the fetches still waiting (the server is stopping: they resume at its next start).
 
         The threads of the fetches in flight end with them; a later fetch gets new ones.
         """
+        self.__dict__.pop("_line", None)
         threads: ThreadPoolExecutor | None = self.__dict__.pop("_fetch_threads", None)
         if threads is not None:
             threads.shutdown(wait=False, cancel_futures=True)
@@ -182,15 +196,71 @@ class OpenMeteoArchive:
         return body
 
 
+class FetchLine:
+    """At most ``slots`` fetches at once; the others wait in line, first come first
+    served, each told how many wait ahead of it whenever that changes."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._line: deque[tuple[asyncio.Future[None], Callable[[int | None], None]]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, waiting: Callable[[int | None], None]) -> AsyncIterator[None]:
+        """A slot, for the length of the block (once the ones ahead are done)."""
+        if self._free and not self._line:
+            self._free -= 1
+        else:
+            place = (asyncio.get_running_loop().create_future(), waiting)
+            self._line.append(place)
+            waiting(len(self._line) - 1)
+            try:
+                await place[0]
+            except asyncio.CancelledError:
+                if place in self._line:  # cancelled in line (the job, or the server stopping)
+                    self._line.remove(place)
+                    self._tell_places()
+                elif not place[0].cancelled():  # given the slot as it was cancelled
+                    self._give_back()
+                raise
+        waiting(None)
+        try:
+            yield
+        finally:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """A slot is free: to the first in line, else to the pool."""
+        while self._line:
+            turn, _ = self._line.popleft()
+            if not turn.done():  # not cancelled meanwhile
+                turn.set_result(None)
+                self._tell_places()
+                return
+        self._free += 1
+
+    def _tell_places(self) -> None:
+        for ahead, (_, waiting) in enumerate(self._line):
+            waiting(ahead)
+
+
 async def fetch_month(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The checkpointed step: fetch the archive, or say why it refused.
 
     A refusal is returned rather than raised, so the retry policy -- which
-    retries any raised error -- only ever repeats transient failures.
+    retries any raised error -- only ever repeats transient failures. While it
+    waits for a fetch slot, the job's progress says how many wait ahead.
     """
     archive = ctx.get_dependency(OpenMeteoArchive)
+
+    def waiting(ahead: int | None) -> None:
+        if ahead is None:
+            report_progress(ctx, 0, 1, "fetching from the Open-Meteo archive")
+        else:
+            place = f"{ahead} ahead" if ahead else "next in line"
+            report_progress(ctx, 0, 1, f"waiting for a fetch slot ({place})")
+
     try:
-        return await archive.fetch_in_turn(params)
+        return await archive.fetch_in_turn(params, waiting)
     except ArchiveError as exc:
         return {"refused": str(exc)}
 
