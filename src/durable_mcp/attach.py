@@ -11,6 +11,7 @@ the engine with the app. The engine is the one ``settings`` select, as for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import typing
@@ -226,9 +227,15 @@ class EngineLifespan(Provider):
         if not self.engine.started:
             self.engine.resonate.start()
             logger.info("durable-mcp engine started (%s)", self.label)
+        webhook = self.engine.webhook
+        delivering = asyncio.create_task(webhook.run()) if webhook is not None else None
         try:
             yield
         finally:
+            if delivering is not None:  # what it has not delivered goes at the next start
+                delivering.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await delivering
             for stop in self.on_stop:
                 stop()  # e.g. drop queued fetches, or the stop below would wait for them
             await self.engine.resonate.stop()

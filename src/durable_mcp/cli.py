@@ -80,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run the MCP server over streamable HTTP",
         description="Run the MCP server over streamable HTTP, at http://HOST:PORT/mcp.",
         epilog="Every flag is also an environment variable, named in its help; a flag wins. "
-        "The bearer token, DURABLE_MCP_TOKEN, is read from the environment only (a command "
-        "line is visible to every user of the machine).",
+        "The secrets, DURABLE_MCP_TOKEN (the bearer token) and DURABLE_MCP_WEBHOOK_SECRET, "
+        "are read from the environment only (a command line is visible to every user of "
+        "the machine).",
     )
     for option in OPTIONS:
         if option.flag is not None:

@@ -93,6 +93,8 @@ class Settings:
     max_fetches: int = DEFAULT_MAX_FETCHES
     tasks: bool = True  # serve MCP tasks (SEP-2663) to clients that opt in
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    webhook_url: str | None = None  # each job's end and question is POSTed there
+    webhook_secret: str | None = field(default=None, repr=False)  # signs them; never logged
 
     def __post_init__(self) -> None:
         def checked(name: str, value: object) -> None:
@@ -120,6 +122,10 @@ class Settings:
         checked("max_fetches", _whole(label("max_fetches"), self.max_fetches, MOST_FETCHES))
         checked("tasks", _on_or_off(label("tasks"), self.tasks))
         checked("max_sessions", _whole(label("max_sessions"), self.max_sessions))
+        checked("webhook_url", _optional_url(label("webhook_url"), self.webhook_url))
+        elsewhere = bool(self.pg_dsn or self.resonate_url)
+        webhook = (self.webhook_url, self.webhook_secret, elsewhere)
+        _check_webhook(*webhook, label("webhook_url"), label("webhook_secret"))
 
     @property
     def engine(self) -> str:
@@ -240,6 +246,19 @@ OPTIONS = (
         "further weather jobs wait their turn",
     ),
     Option(
+        "DURABLE_MCP_WEBHOOK_URL",
+        "--webhook-url",
+        "unset",
+        "POST each job's end and each question there, signed (embedded and memory stores)",
+    ),
+    Option(
+        "DURABLE_MCP_WEBHOOK_SECRET",
+        None,
+        "unset",
+        f"the key of the webhook's HMAC-SHA256 signature ({MIN_TOKEN_LENGTH}+ characters); "
+        "needed with DURABLE_MCP_WEBHOOK_URL",
+    ),
+    Option(
         "DURABLE_MCP_TASKS",
         "--tasks",
         "on",
@@ -286,6 +305,15 @@ def load_settings(
             f"{given('RESONATE_PG_DSN')[0]} and {given('RESONATE_URL')[0]}: "
             "set one engine, not both"
         )
+    webhook_url = _optional_url(*given("DURABLE_MCP_WEBHOOK_URL"))
+    webhook_secret = given("DURABLE_MCP_WEBHOOK_SECRET")[1]
+    _check_webhook(
+        webhook_url,
+        webhook_secret,
+        bool(pg_dsn or resonate_url),
+        given("DURABLE_MCP_WEBHOOK_URL")[0],
+        "DURABLE_MCP_WEBHOOK_SECRET",
+    )
     return Settings(
         host=host,
         port=_whole(*given("DURABLE_MCP_PORT", Settings.port), 65535),
@@ -306,6 +334,8 @@ def load_settings(
         max_fetches=_whole(*given("DURABLE_MCP_MAX_FETCHES", DEFAULT_MAX_FETCHES), MOST_FETCHES),
         tasks=_on_or_off(*given("DURABLE_MCP_TASKS", Settings.tasks)),
         max_sessions=_whole(*given("DURABLE_MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
 
 
@@ -355,6 +385,29 @@ def _url(name: str, value: object) -> str:
 
 def _optional_url(name: str, value: object) -> str | None:
     return None if value is None else _url(name, value)
+
+
+def _check_webhook(
+    url: str | None, secret: object, elsewhere: bool, url_name: str, secret_name: str
+) -> None:
+    """The webhook needs a secret to sign with, and a store that writes its events
+    in the commit of the change (the embedded store; the memory store keeps them),
+    not an engine ``elsewhere``."""
+    if url is None:
+        if secret is not None:
+            raise ConfigError(f"{secret_name}: set only with {url_name}")
+        return
+    if not isinstance(secret, str) or len(secret) < MIN_TOKEN_LENGTH or not secret.isprintable():
+        raise ConfigError(  # the value itself never goes into a message: it is a secret
+            f"{secret_name}: required with {url_name}, {MIN_TOKEN_LENGTH} or more printable "
+            "characters, e.g. the output of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    if elsewhere:
+        raise ConfigError(
+            f"{url_name}: the webhook is sent from the embedded and memory stores only, "
+            "not yet from Postgres or a Resonate Server"
+        )
 
 
 def check_http_url(name: str, value: str) -> None:

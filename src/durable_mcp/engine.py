@@ -53,6 +53,7 @@ from durable_mcp.store import (
 )
 from durable_mcp.store.memory import MemoryStore
 from durable_mcp.store.state import IndexedState
+from durable_mcp.webhook import Webhook
 
 if TYPE_CHECKING:
     from durable_mcp.jobs.service import JobLister, QuestionFinder
@@ -176,6 +177,8 @@ class Engine:
     notes: JobNotes = dataclasses.field(default_factory=JobNotes)
     #: The questions jobs wait to have answered (where the engine can tell).
     questions: QuestionFinder = _no_questions
+    #: Delivers job ends and questions to DURABLE_MCP_WEBHOOK_URL, if it is set.
+    webhook: Webhook | None = None
 
     @property
     def tells_changes(self) -> bool:
@@ -230,6 +233,12 @@ def build_engine(
     lister: JobLister | None = None  # the engine's own listing of its jobs (Postgres)
     job_changes = JobChanges()  # the in-process stores tell it of each job's end, and questions
     notes = JobNotes(clock)  # what running jobs say of themselves; the embedded store saves them
+    webhook = None
+    if settings.webhook_url and settings.webhook_secret:  # its events go with the store's commits
+        webhook = Webhook(
+            settings.webhook_url, settings.webhook_secret, clock=clock, sleeper=sleeper
+        )
+    outbox = webhook.outbox if webhook is not None else None
     # Re-registering listeners defends against a dropped push channel; in one
     # process nothing can drop a push, so the in-process stores turn it off.
     refresh_seconds = 0.0
@@ -255,6 +264,7 @@ def build_engine(
             writer=writer,
             on_job_change=job_changes,
             notes=notes,
+            outbox=outbox,
         )
         store.open()  # takes the data dir now: a second server fails before it listens
         network = store
@@ -266,6 +276,7 @@ def build_engine(
             sleeper=sleeper,
             tick_interval=LOCAL_TICK_SECONDS,
             on_job_change=job_changes,
+            outbox=outbox,
         )
     if network is not None:
         # The in-process stores' leases lapse like any store's (the SDK would not
@@ -318,6 +329,7 @@ def build_engine(
             notes=notes,
             questions=questions_in(state),
             retention=settings.retention if isinstance(network, EmbeddedStore) else None,
+            webhook=webhook,
         )
     if settings.pg_dsn:
         return Engine(resonate, lister=lister, retention=settings.retention, notes=notes)

@@ -70,10 +70,11 @@ from durable_mcp.store.journal import (
     MOVE_ASIDE,
     Journal,
     JournalWriteError,
-    NotesWrite,
+    RowsWrite,
     StoreError,
     Write,
 )
+from durable_mcp.store.outbox import Event, Outbox, events_of
 from durable_mcp.store.state import IndexedState, is_job
 
 logger = logging.getLogger(__name__)
@@ -285,16 +286,21 @@ class EmbeddedStore:
         writer: Executor | None = None,
         on_job_change: JobChangeObserver = ignore_job_change,
         notes: SavedNotes | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         """``writer`` runs the journal's writes, one at a time (default: a thread
         of the store's own); tests on fake time pass one that writes at once.
         ``on_job_change`` is told of each job's settled promise once its end is
         on disk (completed, failed, cancelled or timed out), and of each
         question asked or answered: see ``job_changes.py``. ``notes`` are
-        saved with the commits and loaded back on open."""
+        saved with the commits and loaded back on open; so are the events of
+        the ``outbox``, each in the commit of the change it tells of, until
+        delivered."""
         self.on_job_change = on_job_change
         self.notes = notes
-        self._notes_due: asyncio.Task[None] | None = None
+        self.outbox = outbox
+        self._delivered: set[str] = set()  # outbox events delivered, to delete
+        self._save_due: asyncio.Task[None] | None = None
         self.data_dir = data_dir
         self.retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
@@ -337,6 +343,8 @@ class EmbeddedStore:
             ) from exc
         if self.notes is not None:
             self._load_notes()
+        if self.outbox is not None:
+            self.outbox.add(self._journal.read_rows("outbox").items())
         logger.info(
             "embedded store opened: %s (%d jobs, %d journal entries replayed)",
             self.data_dir,
@@ -348,7 +356,7 @@ class EmbeddedStore:
         """The notes saved of the jobs still running; the others' are to be deleted."""
         assert self.notes is not None
         saved, ended = {}, []
-        for job_id, data in self._journal.read_notes().items():
+        for job_id, data in self._journal.read_rows("notes").items():
             promise = self.state.promises.get(job_id)
             if promise is not None and promise.state == "pending":
                 with contextlib.suppress(msgspec.DecodeError):
@@ -361,7 +369,9 @@ class EmbeddedStore:
     async def start(self) -> None:
         """Resume what the last process left running, then keep time."""
         if self.notes is not None:
-            self.notes.on_change = self._notes_changed
+            self.notes.on_change = self._save_soon
+        if self.outbox is not None:
+            self.outbox.on_delivered = self._outbox_delivered
         now = self._clock()
         # The data dir is ours alone, so every lease is a dead process's.
         for task in list(self.state.tasks.values()):
@@ -376,10 +386,12 @@ class EmbeddedStore:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._notes_due is not None:
-            self._notes_due.cancel()
+        if self._save_due is not None:
+            self._save_due.cancel()
         if self.notes is not None:
             self.notes.on_change = None
+        if self.outbox is not None:
+            self.outbox.on_delivered = None
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -388,7 +400,7 @@ class EmbeddedStore:
         await self._written()
         self._receivers.clear()
         if self._write_error is None:
-            self._save_notes()
+            self._save_rows()
             if self._journal.entries_since_snapshot:
                 self._journal.snapshot(snapshot_of(self.state))
             with contextlib.suppress(JournalWriteError):  # the journal has it all anyway
@@ -471,7 +483,12 @@ class EmbeddedStore:
         batch.outgoing += self._take_outgoing()
         changed = self.state.promises.changed
         if changed:
-            batch.ended += job_changes(self.state.promises, changed)
+            ended = job_changes(self.state.promises, changed)
+            if events := events_of(self.outbox, ended, self.state.promises):
+                # In this change's commit: a crash after it still delivers them.
+                self._journal.save_rows("outbox", dict(events))
+                batch.events += events
+            batch.ended += ended
             batch.changed |= changed
             changed.clear()
 
@@ -495,7 +512,7 @@ class EmbeddedStore:
             return  # nothing to write, or it goes once the writer is done
         batch, self._batch = self._batch, None
         self._writing = batch
-        self._save_notes()
+        self._save_rows()
         pending = self._journal.take()
         try:
             assert self._writer is not None, "the embedded store is closed"
@@ -523,10 +540,12 @@ class EmbeddedStore:
             self._committed(batch)
         else:
             self._journal.unwritten()  # the changes made meanwhile go too
-            if self.notes is not None:
-                for write in pending:
-                    if isinstance(write, NotesWrite):
-                        self.notes.changed_again(write.notes)
+            for write in pending:
+                if isinstance(write, RowsWrite):  # to save with the next commit
+                    if write.table == "notes" and self.notes is not None:
+                        self.notes.changed_again(write.rows)
+                    elif write.table == "outbox":
+                        self._delivered.update(k for k, v in write.rows.items() if v is None)
             later, self._batch = self._batch, None
             if isinstance(error, JournalWriteError):
                 self._undo(error)
@@ -551,6 +570,8 @@ class EmbeddedStore:
                 self._renew_leases_and_release_cut_off()
             self._send_executes_again()  # what waited to run meanwhile
         batch.done.set_result(None)
+        if self.outbox is not None and batch.events:
+            self.outbox.add(batch.events)
         try:
             self._dispatch(batch.outgoing)
         finally:
@@ -630,30 +651,39 @@ class EmbeddedStore:
     def _unavailable(self) -> str:
         return f"the embedded store {self._write_error}; nothing was changed. {UNWRITABLE_HINT}"
 
-    # ── notes ──────────────────────────────────────────────────────────────
+    # ── notes and delivered events ─────────────────────────────────────────
 
-    def _notes_changed(self) -> None:
-        """A job wrote a note: it goes with the next commit, at most NOTES_DELAY from now
-        (on the store's sleeper, so that a test's fake time moves it)."""
-        if self._notes_due is None:
-            self._notes_due = asyncio.create_task(self._flush_notes())
+    def _outbox_delivered(self, key: str) -> None:
+        self._delivered.add(key)
+        self._save_soon()
 
-    async def _flush_notes(self) -> None:
+    def _save_soon(self) -> None:
+        """A job wrote a note, or an event was delivered: it goes with the next commit,
+        at most NOTES_DELAY from now (on the store's sleeper, so that a test's fake
+        time moves it)."""
+        if self._save_due is None:
+            self._save_due = asyncio.create_task(self._save_later())
+
+    async def _save_later(self) -> None:
         await self._sleeper(NOTES_DELAY)
-        self._notes_due = None
+        self._save_due = None
         if not self._stopped and not self._broken:
-            self._batch_of_this_turn()  # a commit, which takes the notes with it
+            self._batch_of_this_turn()  # a commit, which takes the rows with it
 
-    def _save_notes(self) -> None:
-        """Queue the notes changed since the last commit, for this one."""
+    def _save_rows(self) -> None:
+        """Queue the notes changed and the events delivered since the last commit, for this one."""
         changed = self.notes.take_changed() if self.notes is not None else {}
         if changed:
-            self._journal.save_notes(
+            self._journal.save_rows(
+                "notes",
                 {
                     job: None if notes is None else msgspec.json.encode(notes)
                     for job, notes in changed.items()
-                }
+                },
             )
+        if self._delivered:
+            self._journal.save_rows("outbox", dict.fromkeys(self._delivered))
+            self._delivered = set()
 
     # ── internals ──────────────────────────────────────────────────────────
 
@@ -749,6 +779,7 @@ class _Batch:
     outgoing: list[Any] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # the promises whose records changed
     ended: list[DurablePromise] = field(default_factory=list)  # jobs settled, questions
+    events: list[Event] = field(default_factory=list)  # the outbox's, saved in this commit
     renewed_leases: bool = False  # holds the renewals after an outage
 
     async def written(self) -> None:

@@ -12,9 +12,12 @@ happened. ``commit`` does all three at once, where waiting is fine. On open, the
 loaded and the entries after it are applied again, which rebuilds the exact
 state. A snapshot replaces the entries it covers, so the journal stays short.
 
-Beside the journal, a table of notes: what running jobs said of themselves
-(their progress), saved with the commits (:meth:`Journal.save_notes`), each
-job's latest only. They are advice, outside the state: not checked on open.
+Beside the journal, two tables of rows saved with the commits
+(:meth:`Journal.save_rows`): ``notes``, what running jobs said of themselves
+(their progress), each job's latest only, advice outside the state, not
+checked on open; and ``outbox``, the events the webhook has yet to deliver,
+each written in the commit of the change it tells of and deleted once
+delivered.
 
 Why SQLite: atomic commits and crash recovery that are tested far beyond what a
 file format of our own would be, in the standard library. The journal runs in
@@ -39,7 +42,7 @@ import sqlite3
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 #: Bumped when the files change shape; an older program refuses a newer store.
 FORMAT_VERSION = 1
@@ -180,7 +183,8 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             saved = self._read_or_create(db)
-            db.execute(NOTES_TABLE)  # a store written before notes were saved has none
+            for table in SIDE_TABLES:  # a store written before them has none
+                db.execute(side_table(table))
         except sqlite3.Error as exc:
             raise StoreError(_cannot_open(self.data_dir, exc)) from exc
         except _Damaged as exc:
@@ -225,7 +229,8 @@ class Journal:
                                        last_seq INTEGER NOT NULL, data BLOB NOT NULL);
                 CREATE TABLE journal (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL,
                                       crc INTEGER NOT NULL);
-                {NOTES_TABLE};
+                {side_table("notes")};
+                {side_table("outbox")};
                 INSERT INTO meta VALUES ('format_version', '{FORMAT_VERSION}');
                 COMMIT;
                 """
@@ -272,14 +277,15 @@ class Journal:
         self._seq += 1
         self._pending.append(Write(seq=self._seq, entry=entry))
 
-    def save_notes(self, notes: dict[str, bytes | None]) -> None:
-        """Queue each job's notes (JSON; None: it has none) for the next commit."""
-        self._pending.append(NotesWrite(seq=self._seq, entry=b"", notes=notes))
+    def save_rows(self, table: SideTable, rows: dict[str, bytes | None]) -> None:
+        """Queue rows of ``table`` (by key; None: delete it) for the next commit."""
+        self._pending.append(RowsWrite(seq=self._seq, entry=b"", table=table, rows=rows))
 
-    def read_notes(self) -> dict[str, bytes]:
-        """The notes saved, by job."""
+    def read_rows(self, table: SideTable) -> dict[str, bytes]:
+        """The rows of ``table``, by key."""
         assert self._db is not None, "the journal is not open"
-        return {job: bytes(data) for job, data in self._db.execute("SELECT job, data FROM notes")}
+        key = SIDE_TABLES[table]
+        return {k: bytes(data) for k, data in self._db.execute(f"SELECT {key}, data FROM {table}")}
 
     def snapshot(self, data: bytes) -> None:
         """Queue a snapshot of the state after every entry appended so far."""
@@ -356,8 +362,16 @@ class Journal:
                 os.pwrite(self._committed_fd, f"{seq:>20}\n".encode(), 0)
 
 
-#: The notes of running jobs (a store from before it has none: made on open).
-NOTES_TABLE = "CREATE TABLE IF NOT EXISTS notes (job TEXT PRIMARY KEY, data BLOB NOT NULL)"
+type SideTable = Literal["notes", "outbox"]
+
+#: The tables beside the journal, and their key column (a store from before one has
+#: none: it is made on open).
+SIDE_TABLES: dict[SideTable, str] = {"notes": "job", "outbox": "key"}
+
+
+def side_table(table: SideTable) -> str:
+    key = SIDE_TABLES[table]
+    return f"CREATE TABLE IF NOT EXISTS {table} ({key} TEXT PRIMARY KEY, data BLOB NOT NULL)"
 
 
 @dataclass
@@ -383,17 +397,22 @@ class Write:
 
 
 @dataclass
-class NotesWrite(Write):
-    """Jobs' notes, saved in the commit of the entries before them (``seq``: the last)."""
+class RowsWrite(Write):
+    """Rows of a side table, saved in the commit of the entries before them (``seq``:
+    the last)."""
 
-    notes: dict[str, bytes | None] = field(default_factory=dict)
+    table: SideTable = "notes"
+    rows: dict[str, bytes | None] = field(default_factory=dict)
 
     def save(self, db: sqlite3.Connection) -> None:
-        for job, data in self.notes.items():
+        key = SIDE_TABLES[self.table]
+        for name, data in self.rows.items():
             if data is None:
-                db.execute("DELETE FROM notes WHERE job = ?", (job,))
+                db.execute(f"DELETE FROM {self.table} WHERE {key} = ?", (name,))
             else:
-                db.execute("INSERT OR REPLACE INTO notes (job, data) VALUES (?, ?)", (job, data))
+                db.execute(
+                    f"INSERT OR REPLACE INTO {self.table} ({key}, data) VALUES (?, ?)", (name, data)
+                )
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
