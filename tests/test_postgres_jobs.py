@@ -94,7 +94,7 @@ async def test_jobs_are_listed_newest_first_filtered_and_paged(
         ]
         assert listing["next_cursor"] is None
         assert set(listing["jobs"][2]) == {"job_name", "kind", "status", "created_at"}
-        assert set(listing["jobs"][0]) == set(LISTED)
+        assert set(listing["jobs"][0]) == {"job_name", "kind", "status", "created_at", "settled_at"}
         assert await names(status="running") == ["a"]
         assert await names(status="completed") == ["c", done]
         assert await names(status="failed") == [failed]
@@ -226,7 +226,9 @@ def test_the_requests_that_create_a_job_are_told_apart() -> None:
 )
 def test_a_listed_job_has_the_status_probe_status_gives(state: str) -> None:
     settled_at = None if state == "pending" else 2_000
-    listed = _listed("tea", "timer", 1_000, state, settled_at, 10_000, False, 3_000)
+    listed = _listed(
+        "tea", "timer", 1_000, state, settled_at, 10_000, False, 3_000, None, None, None
+    )
     record = PromiseRecord(
         id="tea",
         state=state,  # type: ignore[arg-type]
@@ -241,5 +243,5 @@ def test_a_listed_job_has_the_status_probe_status_gives(state: str) -> None:
 
 def test_a_pending_job_past_its_deadline_is_listed_as_failed() -> None:
     # resonate-pg reports it so (rejected_timedout) before its timer settles it.
-    listed = _listed("tea", "timer", 1_000, "pending", None, 2_000, False, 3_000)
+    listed = _listed("tea", "timer", 1_000, "pending", None, 2_000, False, 3_000, None, None, None)
     assert (listed["status"], listed["settled_at"]) == ("failed", "1970-01-01T00:00:02.000+00:00")

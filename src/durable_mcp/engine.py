@@ -250,6 +250,7 @@ def build_engine(
             settings.pg_dsn, pid=pid, group=GROUP, retention=settings.retention
         )
         network, lister, refresh_seconds = postgres, postgres.list_jobs, 60.0
+        postgres.keep_notes(notes)  # every replica shows every job's progress
         lease, beat_every = PG_LEASE, PG_HEARTBEAT  # replicas take over a dead one's jobs
     elif settings.resonate_url:
         refresh_seconds = 60.0  # Resonate builds its HTTP + SSE connections from the url
@@ -332,7 +333,13 @@ def build_engine(
             webhook=webhook,
         )
     if settings.pg_dsn:
-        return Engine(resonate, lister=lister, retention=settings.retention, notes=notes)
+        return Engine(
+            resonate,
+            lister=lister,
+            retention=settings.retention,
+            notes=notes,
+            questions=postgres.questions,  # any replica sees, and answers, any question
+        )
     return Engine(resonate, notes=notes)
 
 

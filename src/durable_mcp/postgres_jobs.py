@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -32,11 +32,14 @@ import psycopg
 from resonate.types import PromiseRecord, PromiseState, Value
 from resonate_base.error import ConnectorError
 
+from durable_mcp.jobs.notes import JobNotes
+from durable_mcp.jobs.questions import question_of
 from durable_mcp.jobs.service import unknown_cursor
-from durable_mcp.jobs.status import LISTED, JobStatus, status_from_record
+from durable_mcp.jobs.status import LISTED, JobStatus, decoded, status_from_record
 from durable_mcp.postgres import DatabaseUnreachable, PostgresEngine
 from durable_mcp.sdk_compat import RPC_SQL, PgConn, PgSessions
-from durable_mcp.store.state import is_job
+from durable_mcp.store.embedded import NOTES_DELAY
+from durable_mcp.store.state import QUESTION_TAG, is_job
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,14 @@ MIGRATIONS = (
       SELECT id, durable_mcp.job_kind(param_data), created_at
       FROM resonate.promises WHERE strpos(id, ':') = 0;
     """,
+    """
+    -- What running jobs say of themselves (their progress), each job's latest,
+    -- saved by the replica that runs it and read by every replica.
+    CREATE TABLE durable_mcp.notes (
+      id   text PRIMARY KEY REFERENCES resonate.promises (id) ON DELETE CASCADE,
+      data jsonb NOT NULL
+    );
+    """,
 )
 
 MIGRATE_SQL = f"""
@@ -98,11 +109,33 @@ SELECT id, durable_mcp.job_kind(param_data), created_at FROM resonate.promises W
 ON CONFLICT (id) DO NOTHING
 """
 
+#: Save the notes of jobs that still exist (``%s``: a JSON object, notes by job).
+SAVE_NOTES_SQL = """
+INSERT INTO durable_mcp.notes (id, data)
+SELECT n.id, n.data FROM jsonb_each(%s::jsonb) AS n (id, data)
+JOIN resonate.promises p ON p.id = n.id
+ON CONFLICT (id) DO UPDATE SET data = excluded.data
+"""
+
+#: The question a pending job waits on: a pending promise of its own, tagged so.
+QUESTION_OF = f"""
+SELECT q.id, q.param_data FROM resonate.promises q
+WHERE q.origin_id = p.id AND p.state = 'pending' AND q.state = 'pending'
+  AND q.timeout_at > {NOW} AND q.tags ? '{QUESTION_TAG}'
+ORDER BY q.created_at DESC LIMIT 1
+"""
+
+QUESTIONS_SQL = f"""
+SELECT p.id, q.id FROM resonate.promises p CROSS JOIN LATERAL ({QUESTION_OF}) q
+WHERE p.id = ANY(%s)
+"""
+
 #: The effective state, as resonate-pg reports it (``_promise_json``): a
 #: pending promise past its timeout is already settled to whoever reads it.
 _TIMED_OUT = f"p.state = 'pending' AND p.timeout_at <= {NOW}"
 _STATUS_WHERE = {
-    JobStatus.running: f"p.state = 'pending' AND p.timeout_at > {NOW}",
+    JobStatus.running: f"p.state = 'pending' AND p.timeout_at > {NOW} AND q.id IS NULL",
+    JobStatus.input_required: f"p.state = 'pending' AND p.timeout_at > {NOW} AND q.id IS NOT NULL",
     JobStatus.completed: f"(p.state = 'resolved' OR ({_TIMED_OUT} AND p.is_timer))",
     JobStatus.failed: (
         f"(p.state IN ('rejected', 'rejected_timedout') OR ({_TIMED_OUT} AND NOT p.is_timer))"
@@ -111,8 +144,11 @@ _STATUS_WHERE = {
 }
 
 LIST_SQL = f"""
-SELECT j.id, j.kind, j.created_at, p.state, p.settled_at, p.timeout_at, p.is_timer, {NOW}
+SELECT j.id, j.kind, j.created_at, p.state, p.settled_at, p.timeout_at, p.is_timer, {NOW},
+       q.id, q.param_data, n.data
 FROM durable_mcp.jobs j JOIN resonate.promises p ON p.id = j.id
+LEFT JOIN LATERAL ({QUESTION_OF}) q ON true
+LEFT JOIN durable_mcp.notes n ON n.id = j.id
 WHERE {{where}}
 ORDER BY j.created_at DESC, j.id DESC
 LIMIT %s
@@ -232,6 +268,9 @@ def _listed(
     timeout_at: int,
     is_timer: bool,
     now: int,
+    question_id: str | None,
+    question: str | None,
+    notes: dict[str, Any] | None,
 ) -> dict[str, Any]:
     if state == "pending" and timeout_at <= now:
         state, settled_at = ("resolved" if is_timer else "rejected_timedout"), timeout_at
@@ -243,7 +282,9 @@ def _listed(
         created_at=created_at,
         settled_at=settled_at,
     )
-    job = status_from_record(job_id, record, now)  # the status vocabulary, as everywhere
+    asked = question_of(question_id, decoded(question)) if question_id else None
+    # The status vocabulary, as everywhere.
+    job = status_from_record(job_id, record, now, notes=notes, question=asked)
     return {key: job[key] for key in LISTED if key in job}
 
 
@@ -343,6 +384,8 @@ class PostgresJobsEngine(PostgresEngine):
         self._migrated = False
         self._migrating = asyncio.Lock()
         self._sweep_loop: asyncio.Task[None] | None = None
+        self._notes: JobNotes | None = None
+        self._saving: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await super().start()
@@ -352,6 +395,10 @@ class PostgresJobsEngine(PostgresEngine):
             )
 
     async def stop(self) -> None:
+        if self._saving is not None and not self._saving.done():
+            self._saving.cancel()
+        if self._notes is not None and not self._stopped:
+            await self._save_notes(delay=0)  # the last ones, while the database is ours
         if self._sweep_loop is not None:
             self._sweep_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -394,5 +441,54 @@ class PostgresJobsEngine(PostgresEngine):
             await self.migrated()
             async with self._sessions.session() as conn:
                 return await list_jobs(conn, status, kind, limit, cursor)
+        except (psycopg.Error, DatabaseUnreachable) as exc:
+            raise ConnectorError(exc) from exc
+
+    async def questions(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The question each of ``job_ids`` waits on, by job (the ones that wait)."""
+        rows = await self._read(QUESTIONS_SQL, [list(job_ids)])
+        return {job_id: question_id for job_id, question_id in rows}
+
+    async def read_notes(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The notes saved of ``job_ids``, by any replica."""
+        rows = await self._read(
+            "SELECT id, data FROM durable_mcp.notes WHERE id = ANY(%s)", [list(job_ids)]
+        )
+        return {job_id: data for job_id, data in rows}
+
+    def keep_notes(self, notes: JobNotes) -> None:
+        """Save what ``notes`` changes, at most NOTES_DELAY later, and read every
+        replica's from here."""
+        notes.on_change = self._save_soon
+        notes.elsewhere = self.read_notes
+        self._notes = notes
+
+    def _save_soon(self) -> None:
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.create_task(self._save_notes())
+
+    async def _save_notes(self, delay: float = NOTES_DELAY) -> None:
+        """The changed notes, in one transaction; again with the next change if it fails."""
+        await asyncio.sleep(delay)
+        assert self._notes is not None
+        changed = self._notes.take_changed()
+        gone = [job_id for job_id, notes in changed.items() if notes is None]
+        kept = {job_id: notes for job_id, notes in changed.items() if notes is not None}
+        try:
+            await self.migrated()
+            async with self._sessions.session() as conn:
+                if gone:
+                    await conn.execute("DELETE FROM durable_mcp.notes WHERE id = ANY(%s)", [gone])
+                if kept:
+                    await conn.execute(SAVE_NOTES_SQL, [json.dumps(kept)])
+        except Exception as exc:  # an outage: they go with the next change
+            self._notes.changed_again(changed)
+            logger.debug("cannot save the jobs' notes yet: %s", exc)
+
+    async def _read(self, sql: str, params: list[Any]) -> list[Any]:
+        try:
+            await self.migrated()
+            async with self._sessions.session() as conn:
+                return list(await (await conn.execute(sql, params)).fetchall())
         except (psycopg.Error, DatabaseUnreachable) as exc:
             raise ConnectorError(exc) from exc

@@ -216,10 +216,13 @@ def durable_job(fn: Callable[..., Awaitable[Any]], retry: RetryPolicy) -> Callab
                 value = await value
             check_storable(value, f"the result of {kind}")
         except JobFailed:
+            _over(notes, ctx)
             raise
         except Exception as exc:
+            _over(notes, ctx)
             step, attempts = getattr(exc, _STEP_ATTRIBUTE, (None, 1))
             raise JobFailed(type(exc).__name__, str(exc), step, attempts) from exc
+        _over(notes, ctx)
         return value
 
     return _like(job, fn)
@@ -264,6 +267,13 @@ class FailFastCore(Core):
                 state=state, value=self.codec.encode(promise.value.data), tree=tree
             )
         return ExecFulfilled(state="rejected", value=self.codec.encode(failure), tree=tree)
+
+
+def _over(notes: JobNotes | None, ctx: Context) -> None:
+    """The job's function has ended: what it said while it ran is over (every store;
+    Postgres tells no ends, so this is where its replica forgets them)."""
+    if notes is not None:
+        notes.forget(ctx.info.origin_id)
 
 
 def _note_failure(

@@ -15,7 +15,7 @@ and is told when there are some to save (``on_change``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from resonate.context import Context
@@ -32,6 +32,8 @@ class JobNotes:
         self._changed: set[str] = set()
         #: Called when a note changes, once until the changes are taken (a store's flush).
         self.on_change: Callable[[], None] | None = None
+        #: Reads the notes other processes saved (Postgres: every replica's), if any.
+        self.elsewhere: Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]] | None = None
 
     def note(self, job_id: str, key: str, value: Any) -> None:
         self._notes.setdefault(job_id, {})[key] = value
@@ -49,8 +51,14 @@ class JobNotes:
         return self._notes.get(job_id, {})
 
     async def read(self, job_ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
-        """The notes of each of ``job_ids`` that has some (a store elsewhere: from it)."""
-        return {job_id: notes for job_id in job_ids if (notes := self._notes.get(job_id))}
+        """The notes of each of ``job_ids`` that has some: this process's own, else
+        those saved elsewhere (by another replica)."""
+        ids = list(job_ids)
+        here = {job_id: notes for job_id in ids if (notes := self._notes.get(job_id))}
+        others = [job_id for job_id in ids if job_id not in here]
+        if self.elsewhere is None or not others:
+            return dict(here)
+        return {**await self.elsewhere(others), **here}
 
     def forget(self, job_id: str) -> None:
         """The job has ended: nothing it said while it ran applies any more."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from resonate.types import PromiseRecord
+from resonate.types import PromiseRecord, Value
 
 from durable_mcp.jobs.failures import stored_failure
 from durable_mcp.jobs.questions import Question, question_of
@@ -130,6 +130,11 @@ def status_from_promise(
         decoded = _decode(question)
         asked = question_of(decoded.id, decoded.param.data)
     return status_from_record(promise.id, _decode(promise), now, notes=notes, question=asked)
+
+
+def decoded(data: str | None) -> Any:
+    """A promise's param or value as the store keeps it (base64 JSON), decoded."""
+    return _CODEC.decode(Value(data=data))
 
 
 def _decode(promise: DurablePromise) -> PromiseRecord:
