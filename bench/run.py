@@ -10,8 +10,10 @@ Every figure comes from real processes on 127.0.0.1 (see
 - ours: ``set_timer`` on the embedded and memory stores, ``probe_status``,
   the proxy against a direct call, 16 concurrent clients, 10,000 sleeping
   timers (peak RSS, lateness against their deadlines), recovery after
-  ``kill -9`` with 1,000 jobs in flight, and ``probe_status`` on a server of
-  one's own while poison jobs start beside it.
+  ``kill -9`` with 1,000 jobs in flight, ``probe_status`` on a server of
+  one's own while poison jobs start beside it, ``set_timer`` and
+  ``probe_status`` beside jobs reporting progress 100 times a second, and how
+  soon a job resumes once its question is answered.
 
 Prints a table (each figure against the bare floor, with our no-op's ratio beside
 it), writes ``bench/results.json``. ``--quick`` runs every part small
@@ -54,10 +56,11 @@ class Sizes:
     concurrent_calls: int  # calls per client, 16 clients
     timers: int  # concurrently sleeping timers
     in_flight: int  # jobs in flight at kill -9
+    answers: int  # questions answered, one after the other
 
 
-FULL = Sizes(calls=500, concurrent_calls=60, timers=10_000, in_flight=1_000)
-QUICK = Sizes(calls=30, concurrent_calls=5, timers=200, in_flight=50)
+FULL = Sizes(calls=500, concurrent_calls=60, timers=10_000, in_flight=1_000, answers=200)
+QUICK = Sizes(calls=30, concurrent_calls=5, timers=200, in_flight=50, answers=20)
 
 
 async def sequential(url_or_client: str | Client[Any], call: Call, n: int) -> dict[str, float]:
@@ -249,6 +252,67 @@ async def beside_poison(root: Path, n: int) -> dict[str, Any]:
     return figures
 
 
+async def beside_progress(root: Path, n: int) -> dict[str, Any]:
+    """``set_timer`` and ``probe_status``, paired with the bare floor, first quiet,
+    then while jobs report their progress 100 times a second each (one after the
+    other, 1,000 reports a job): how much the reports cost the other calls."""
+    figures: dict[str, Any] = {}
+    started = 0
+    with server("bare", root / "bare") as (bare, _), server("talking", root / "t") as (url, _):
+
+        async def chatter() -> None:
+            nonlocal started
+            async with Client(url) as client:
+                for i in range(1_000_000):
+                    job = f"chatty_{i}"
+                    await client.call_tool("chatty", {"name": str(i), "reports": 1000})
+                    started += 1
+                    running = True
+                    while running:
+                        done = await client.call_tool("await_result", {"job_names": [job]})
+                        running = isinstance(done.data[job], dict)  # still {"status": "running"}
+
+        async with Client(url) as client:
+            await client.call_tool("set_timer", {"timer_name": "probed", "seconds": 3600})
+        calls = [noop, set_timer("quiet"), probe]
+        floor, timer, probed = await paired([bare, url, url], calls, n)
+        quiet = {"set_timer": timer["p50_ms"] / floor["p50_ms"]}
+        quiet["probe_status"] = probed["p50_ms"] / floor["p50_ms"]
+        chatting = asyncio.create_task(chatter())
+        try:
+            calls = [noop, set_timer("chatty"), probe]
+            floor, timer, probed = await paired([bare, url, url], calls, n)
+        finally:
+            chatting.cancel()
+    for name, busy in (("set_timer", timer), ("probe_status", probed)):
+        figures[f"{name}_quiet_ratio"] = round(quiet[name], 2)
+        figures[f"{name}_beside_progress_ratio"] = round(busy["p50_ms"] / floor["p50_ms"], 2)
+        figures[f"{name}_beside_progress_over_quiet"] = round(
+            busy["p50_ms"] / floor["p50_ms"] / quiet[name], 2
+        )
+    figures["chatty_jobs_started"] = started  # one at a time, 1,000 reports in 10 s each
+    return figures
+
+
+async def answer_to_resumed(root: Path, n: int, store: str = "embedded") -> dict[str, float]:
+    """From sending ``answer_job`` to the job running its next step, ``n`` times:
+    each job asks, is answered, and returns the wall time it resumed."""
+    seconds = []
+    with server("talking", root / store, store) as (url, _):
+        async with Client(url) as client:
+            for i in range(n + 5):  # the first 5 warm up
+                job = f"approve_{i}"
+                await client.call_tool("approve", {"name": str(i)})
+                asked = await client.call_tool("await_result", {"job_names": [job]})
+                assert asked.data[job]["status"] == "input_required", asked.data
+                sent = time.time()
+                await client.call_tool("answer_job", {"job_name": job, "answer": {"go": True}})
+                resumed = (await client.call_tool("await_result", {"job_names": [job]})).data[job]
+                if i >= 5:
+                    seconds.append(resumed - sent)
+    return latency(seconds)
+
+
 async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with server("bare", root / "bare") as (bare, _), server("ours", root / "floor") as (url, _):
@@ -293,6 +357,8 @@ async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
         results["sleeping_timers"] = await many_timers(url, pid, sizes.timers)
     results["recovery_after_kill_9"] = await recovery(root / "recovery", sizes.in_flight)
     results["probe_beside_poison"] = await beside_poison(root / "poison", sizes.calls)
+    results["beside_progress"] = await beside_progress(root / "progress", sizes.calls)
+    results["answer_to_resumed_embedded"] = await answer_to_resumed(root / "answers", sizes.answers)
     return results
 
 
@@ -354,6 +420,12 @@ def targets(r: dict[str, Any]) -> list[Row]:
     check("restart to listening s", listening, "<= 1.2", listening <= 1.2)
     poison = r["probe_beside_poison"]["poisoned_over_quiet"]
     check("probe_status beside poison / quiet", poison, "<= 1.15", poison <= 1.15)
+    talking = r["beside_progress"]
+    for name in ("set_timer", "probe_status"):
+        ratio = talking[f"{name}_beside_progress_over_quiet"]
+        check(f"{name} beside 100 reports/s / quiet", ratio, "<= 1.15", ratio <= 1.15)
+    answered = r["answer_to_resumed_embedded"]["p50_ms"]
+    check("answer -> job resumed p50 ms (embedded)", answered, "<= 20", answered <= 20)
     return rows
 
 

@@ -51,7 +51,12 @@ def test_the_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert results["cpu_hog"]["floor_slowdown"] > 0 and results["cpu_hog"]["set_timer_slowdown"] > 0
     assert results["probe_beside_poison"]["poison_jobs_started"] > 0
     assert results["probe_beside_poison"]["poisoned_over_quiet"] > 0
-    assert len(results["targets"]) == 13
+    talking = results["beside_progress"]
+    assert talking["set_timer_beside_progress_over_quiet"] > 0
+    assert talking["probe_status_beside_progress_over_quiet"] > 0
+    assert talking["chatty_jobs_started"] > 0
+    assert results["answer_to_resumed_embedded"]["p50_ms"] > 0
+    assert len(results["targets"]) == 16
 
 
 @pytest.mark.timeout(300)

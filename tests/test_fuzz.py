@@ -277,7 +277,7 @@ def numbers(low: float, high: float) -> st.SearchStrategy[Any]:
 
 
 NAMES = st.sampled_from(
-    ["tea", "egg", "a b", "😀 timer", "שלום", "x" * 200, "ask_me_tea"]
+    ["tea", "egg", "a b", "😀 timer", "שלום", "x" * 200, "ask_me_tea", "ask_me_egg", "ask_me_a b"]
 ) | st.text(min_size=1, max_size=8)
 WRAPPED_NAMES = NAMES | st.builds(
     lambda key, name: {key: name},
@@ -306,7 +306,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "cursor": st.none() | NAMES,
     "timeout_seconds": st.none() | numbers(0, 60),
     "retry": st.booleans(),  # junk comes from the schema's wild values
-    "answer": st.just({"ok": True}) | st.just({"ok": "yes"}) | st.just({}),
+    # Mostly right: each question takes one answer, and some must be taken.
+    "answer": st.sampled_from([{"ok": True}, {"ok": False}, {"ok": True}, {"ok": "yes"}, {}]),
     "name": NAMES,  # ask_me's: "tea" asks in job ask_me_tea, one of NAMES
 }
 

@@ -667,7 +667,10 @@ class EmbeddedStore:
     async def _save_later(self) -> None:
         await self._sleeper(NOTES_DELAY)
         self._save_due = None
-        if not self._stopped and not self._broken:
+        # Not while the disk refuses writes: they go with the commit that finds it
+        # writable again (a few rows may fit where the journal does not: that is
+        # no sign that it can write again).
+        if not self._stopped and not self._broken and self._write_error is None:
             self._batch_of_this_turn()  # a commit, which takes the rows with it
 
     def _save_rows(self) -> None:

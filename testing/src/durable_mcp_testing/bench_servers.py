@@ -7,6 +7,9 @@
   middleware, no auth, no extensions -- served the same way (``serve()``, the
   same socket and HTTP stack). Its ``noop`` is the true floor: what FastMCP
   itself costs per call; ours minus it is what our middleware costs.
+- ``talking PORT DATA_DIR STORE``: ``ours``, plus two durable tools that talk:
+  ``chatty`` reports its progress many times a second, ``approve`` asks a
+  question and, once answered, returns when it resumed (wall clock).
 - ``baseline PORT``: the seed 002 design -- an in-process dict of jobs and a
   background asyncio task per job, no durability -- with the same ``set_timer``
   and ``get_timer_status`` tools.
@@ -25,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from fastmcp import FastMCP
+from resonate.context import Context
 
+from durable_mcp import DurableTools, ask, report_progress
 from durable_mcp.cli import bind
 from durable_mcp.config import load_settings
+from durable_mcp.functions import BUILT_IN
 from durable_mcp.http import serve
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.logs import configure_logging
@@ -40,6 +46,35 @@ def noop_tool(mcp: FastMCP, jobs: Jobs) -> None:
     async def noop() -> dict[str, Any]:
         """Do nothing (benchmark floor)."""
         return {}
+
+
+talking = DurableTools()
+
+
+async def report_many(ctx: Context, reports: int, per_second: float) -> int:
+    for n in range(reports):
+        report_progress(ctx, n + 1, reports, f"report {n + 1}")
+        await asyncio.sleep(1 / per_second)
+    return reports
+
+
+@talking.tool(job_name=lambda name: f"chatty_{name}")
+async def chatty(ctx: Context, name: str, reports: int = 1000, per_second: float = 100) -> int:
+    """Report progress ``reports`` times, ``per_second`` a second."""
+    done: int = await ctx.run(report_many, reports, per_second)
+    return done
+
+
+def wall_clock(ctx: Context) -> float:
+    return time.time()
+
+
+@talking.tool(job_name=lambda name: f"approve_{name}")
+async def approve(ctx: Context, name: str) -> float:
+    """Ask; once answered, return the time the job resumed (s since the epoch)."""
+    await ask(ctx, "Go on?", {"type": "object", "properties": {"go": {"type": "boolean"}}})
+    resumed: float = await ctx.run(wall_clock)
+    return resumed
 
 
 def bare_server() -> FastMCP:
@@ -117,6 +152,10 @@ def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> N
         app = bare_server()
     elif kind == "baseline":
         app = baseline_server()
+    elif kind == "talking":
+        app = create_server(
+            settings, tools=[*TOOLS, noop_tool], durable=DurableTools(BUILT_IN, talking)
+        )
     else:
         app = create_server(settings, tools=[*TOOLS, noop_tool])
     asyncio.run(serve(app, settings, sock))
