@@ -184,3 +184,27 @@ def test_a_bad_webhook_setting_is_refused_naming_it(env: dict[str, str], error: 
     with pytest.raises(ConfigError, match=error) as refused:
         load_settings(env)
     assert SECRET not in str(refused.value) and "short" not in str(refused.value)
+
+
+def readme_receiver_check() -> Any:
+    """The README's ``is_from_durable_mcp``, as it is written there."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("```python\nimport hashlib\nimport hmac\n") + len("```python\n")
+    code = readme[start : readme.index("```", start)]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # our README's own snippet
+    return namespace["is_from_durable_mcp"]
+
+
+async def test_the_readmes_receiver_check_accepts_a_delivery_and_refuses_a_forgery(
+    client: Client[Any], fake_time: FakeTime, receiver: WebhookReceiver
+) -> None:
+    await call(client, "set_timer", timer_name="tea", seconds=1)
+    await fake_time.advance(1.5, step=0.1)
+    await receiver.arrived(1)
+    (delivery,) = receiver.deliveries
+    signature = delivery.headers["X-Durable-MCP-Signature"]
+    is_from_durable_mcp = readme_receiver_check()
+    assert is_from_durable_mcp(SECRET, delivery.body, signature)
+    assert not is_from_durable_mcp(SECRET, delivery.body.replace(b"tea", b"tee"), signature)
+    assert not is_from_durable_mcp("another-secret-of-some-length", delivery.body, signature)
