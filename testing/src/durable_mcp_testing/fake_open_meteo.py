@@ -10,35 +10,27 @@ waiting until ``release``, and ``arrived`` tells when one is waiting.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from durable_mcp_testing.local_http import LocalHTTPServer
 
-class FakeOpenMeteo:
+
+class FakeOpenMeteo(LocalHTTPServer):
     def __init__(self, delay_seconds: float = 0.0) -> None:
         self.requests: Counter[str] = Counter()  # query string -> times asked
         self.statuses: list[int] = []  # answered before normal responses, first first
         self.delay_seconds = delay_seconds
-        self._lock = threading.Lock()
-        self._arrivals = 0  # requests received, answered or held
-        self._arrival = threading.Condition(self._lock)
-        self._release = threading.Event()
-        self._release.set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1/archive"
+        return f"{self.address}/v1/archive"
 
     @property
     def total_requests(self) -> int:
@@ -47,40 +39,8 @@ class FakeOpenMeteo:
     def fail_with(self, *statuses: int) -> None:
         self.statuses.extend(statuses)
 
-    def hold(self) -> None:
-        """Make requests wait until :meth:`release` (a fetch in flight)."""
-        self._release.clear()
-
-    def release(self) -> None:
-        self._release.set()
-
-    async def arrived(self, count: int = 1, within: float = 60) -> None:
-        """Return once ``count`` requests have arrived in all (held ones count).
-
-        ``within`` fails a test whose request never comes; it is no speed claim.
-        """
-
-        def wait() -> bool:
-            with self._arrival:
-                return self._arrival.wait_for(lambda: self._arrivals >= count, timeout=within)
-
-        if not await asyncio.to_thread(wait):
-            raise AssertionError(f"{count} requests did not arrive within {within} s")
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
-
     def _answer(self, query: str) -> tuple[int, dict[str, Any]]:
-        with self._arrival:
-            self._arrivals += 1
-            self._arrival.notify_all()
-        self._release.wait(timeout=30)
+        self._arrive_and_wait()
         with self._lock:
             self.requests[query] += 1
             if self.statuses:
