@@ -31,15 +31,13 @@ from resonate.retry import RetryPolicy
 
 from durable_mcp.jobs.declaration import check_declaration
 from durable_mcp.jobs.failures import DEFAULT_RETRY, durable_job
+from durable_mcp.jobs.status import Details
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
 
     from durable_mcp.config import Settings
     from durable_mcp.jobs.service import Jobs
-
-#: Extra status fields for one kind of job: (its args, when it was created in ms, now in ms).
-Details = Callable[[list[Any], int, int], dict[str, Any]]
 
 #: How long a job may run when its kind names no deadline.
 DEFAULT_DEADLINE = timedelta(hours=1)

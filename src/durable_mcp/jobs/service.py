@@ -34,13 +34,13 @@ from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.questions import ACTIONS, Question, answer_value, check_answer, question_of
 from durable_mcp.jobs.registry import (
     DEFAULT_DEADLINE,
-    Details,
     JobKind,
     check_job_name,
     shown,
 )
 from durable_mcp.jobs.status import (
     LISTED,
+    Details,
     JobStatus,
     describe,
     invocation_of,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from resonate.types import PromiseRecord, Value
 
@@ -23,8 +23,18 @@ from durable_mcp.jobs.questions import Question, question_of
 from durable_mcp.sdk_compat import Codec, NoopEncryptor, error_of, parse_promise
 
 if TYPE_CHECKING:
-    from durable_mcp.jobs.registry import JobKind
     from durable_mcp.sdk_compat import DurablePromise
+
+#: Extra status fields for one kind of job: (its args, when it was created in ms, now in ms).
+Details = Callable[[list[Any], int, int], dict[str, Any]]
+
+
+class KindOfJob(Protocol):
+    """What a status needs of a kind of job (``registry.JobKind``): its extra fields."""
+
+    @property
+    def details(self) -> Details | None: ...
+
 
 #: Polling hints grow with a job's age: a quarter of it, from 1 s up to 30 s.
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
@@ -49,7 +59,7 @@ def status_from_record(
     job_id: str,
     record: PromiseRecord | None,
     now: int,
-    kinds: Mapping[str, JobKind] | None = None,
+    kinds: Mapping[str, KindOfJob] | None = None,
     notes: Mapping[str, Any] | None = None,
     question: Question | None = None,
 ) -> dict[str, Any]:
