@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -115,6 +116,24 @@ def baseline_server() -> FastMCP:
         return {}
 
     return mcp
+
+
+BENCH = Path(__file__).parents[3] / "bench"
+
+
+def quick_results(script: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
+    """Run ``bench/script --quick`` (for the tests: the harness works) and read the
+    results it wrote."""
+    output = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--output", str(output)],
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+    )
+    results: dict[str, Any] = json.loads(output.read_text())
+    assert results["quick"] is True
+    return results
 
 
 @contextmanager

@@ -1,0 +1,24 @@
+"""`make bench`'s scale part (``bench/scale.py --quick``) keeps working: every figure is
+produced (nothing about speed). A file of its own, so that the two test workers
+share the bench's time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from durable_mcp_testing.bench_servers import quick_results
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    results = quick_results("scale.py", tmp_path, timeout=240)
+    timers = results["sleeping_timers"]
+    assert timers["completed"] == timers["timers"] > 0
+    assert timers["peak_rss_mb"] > 0 and timers["lateness_p99_s"] is not None
+    assert [row["jobs"] for row in results["growth"]] == [500, 1_000, 2_000]
+    assert all(row["starts_per_s"] > 0 and row["rss_mb"] > 0 for row in results["growth"])
+    restart = results["restart_after_kill_9"]
+    assert restart["promises"] > timers["timers"] and restart["restart_to_listening_s"] > 0
+    assert len(results["targets"]) == 2
