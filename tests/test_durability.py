@@ -204,10 +204,13 @@ async def test_a_start_says_it_resumes_only_the_jobs_still_running(server: Serve
     await call_server(server, "cancel_job", job_name="tea")
     server.close()  # a clean stop: the cancelled timer's sleep is still waiting for its deadline
     server.start()
+    # The port is bound before the engine starts: a call is answered once it has.
+    await call_server(server, "probe_status", job_names=["tea"])
     assert "resuming" not in log.read_text()
 
     await call_server(server, "set_timer", timer_name="coffee", seconds=600)
     server.close()
     server.start()
+    await call_server(server, "probe_status", job_names=["coffee"])
     resuming = [line for line in log.read_text().splitlines() if "resuming" in line]
     assert [line.split(": ", 1)[1] for line in resuming] == ["resuming 1 interrupted job"]
