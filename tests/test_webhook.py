@@ -23,6 +23,7 @@ from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.server import create_server
 from durable_mcp.store.journal import DB_NAME
+from durable_mcp.webhook import RETRY_WAIT_TASK
 from durable_mcp_testing.helpers import FAKE_START_MS, FakeTime, call, eventually
 from durable_mcp_testing.processes import Server
 from durable_mcp_testing.webhook_receiver import WebhookReceiver
@@ -93,10 +94,19 @@ async def test_a_receiver_that_is_down_gets_the_event_later_and_the_log_says_so_
     await call(client, "set_timer", timer_name="tea", seconds=1)
     await fake_time.advance(1.5, step=0.1)
     await receiver.arrived(1)
-    # Tried again 1, 2 and 4 s later; nothing else waits for it meanwhile.
+
+    async def retry_due() -> int | None:  # the server has read the failure: time may move
+        return fake_time.wake_of(RETRY_WAIT_TASK)
+
+    # Tried again 1, 2 and 4 s after each failure; nothing else waits for it meanwhile.
     assert (await call(client, "set_timer", timer_name="coffee", seconds=60))["status"] == "running"
     for tries, wait in ((2, 1), (3, 2), (4, 4)):
-        await fake_time.advance(wait, step=0.1)
+        due_in = await eventually(retry_due) - fake_time.now
+        # The first failure was read while the clock moved; since then it waits for us.
+        assert due_in == wait * 1000 if tries > 2 else 0 < due_in <= wait * 1000
+        await fake_time.advance(due_in / 1000 - 0.1, step=0.1)
+        assert receiver.count == tries - 1  # not before its time
+        await fake_time.advance(0.1)
         await receiver.arrived(tries)
 
     async def said_again() -> bool | None:  # the server has read the answer

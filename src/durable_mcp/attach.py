@@ -228,7 +228,11 @@ class EngineLifespan(Provider):
             self.engine.resonate.start()
             logger.info("durable-mcp engine started (%s)", self.label)
         webhook = self.engine.webhook
-        delivering = asyncio.create_task(webhook.run()) if webhook is not None else None
+        delivering = (
+            asyncio.create_task(webhook.run(), name="durable-mcp webhook")
+            if webhook is not None
+            else None
+        )
         try:
             yield
         finally:

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 MOST_AT_ONCE = 8
 #: How long a receiver has to answer, in seconds.
 TIMEOUT_SECONDS = 10.0
+#: The name of the task that waits for the next retry (a test watches for it).
+RETRY_WAIT_TASK = "durable-mcp webhook: wait for the next retry"
 #: Waits between tries of one event: the first, and the longest.
 FIRST_RETRY_SECONDS, LONGEST_RETRY_SECONDS = 1.0, 300.0
 
@@ -116,7 +118,9 @@ class Webhook:
                         *self._sending.values(),
                     ]
                     if wake_in is not None:
-                        waits.append(asyncio.ensure_future(self.sleeper(wake_in)))
+                        waits.append(
+                            asyncio.create_task(self.sleeper(wake_in), name=RETRY_WAIT_TASK)
+                        )
                     try:
                         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     finally:

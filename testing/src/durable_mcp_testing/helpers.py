@@ -129,6 +129,15 @@ class FakeTime:
                 await asyncio.wait([waiting, *done], return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
 
+    def wake_of(self, task_name: str) -> int | None:
+        """When a task of that name, asleep on this clock now, wakes (ms); None if none sleeps."""
+        wakes = [
+            wake
+            for wake, _, woken, task in self._sleepers
+            if task is not None and task.get_name() == task_name and not woken.done()
+        ]
+        return min(wakes, default=None)
+
     async def turns(self) -> None:
         for _ in range(self.TURNS):
             await asyncio.sleep(0)

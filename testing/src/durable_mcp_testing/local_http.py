@@ -29,6 +29,12 @@ class LocalHTTPServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    @property
+    def count(self) -> int:
+        """Requests arrived so far (answered or held)."""
+        with self._lock:
+            return self._arrivals
+
     def hold(self) -> None:
         """Make requests wait, unanswered, until :meth:`release`."""
         self._release.clear()
