@@ -118,9 +118,8 @@ class Webhook:
                         *self._sending.values(),
                     ]
                     if wake_in is not None:
-                        waits.append(
-                            asyncio.create_task(self.sleeper(wake_in), name=RETRY_WAIT_TASK)
-                        )
+                        retry = asyncio.create_task(self._sleep(wake_in), name=RETRY_WAIT_TASK)
+                        waits.append(retry)
                     try:
                         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                     finally:
@@ -132,6 +131,9 @@ class Webhook:
                     sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.gather(*self._sending.values())
+
+    async def _sleep(self, seconds: float) -> None:
+        await self.sleeper(seconds)
 
     def _send_due(self, http: httpx2.AsyncClient) -> float | None:
         """Start the deliveries that are due, as many as may run; the seconds until
