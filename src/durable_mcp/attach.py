@@ -38,6 +38,7 @@ from durable_mcp.pushes import TaskPushes
 from durable_mcp.store import StoreError
 from durable_mcp.tasks import DurableTasks
 from durable_mcp.tools import status
+from durable_mcp.web import serve_window
 
 logger = logging.getLogger("durable_mcp")
 
@@ -129,6 +130,7 @@ def attach(
         engine.job_changes.listen(pushes.changed)
         serve_pushes(mcp, pushes)
     status.register(mcp, jobs)
+    serve_window(mcp, jobs, engine, settings, tools)  # /jobs, /metrics, /healthz, /readyz
 
     def add(tool: DurableTool) -> None:
         if engine.started and tool.job not in engine.functions:

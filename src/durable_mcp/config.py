@@ -95,6 +95,7 @@ class Settings:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     webhook_url: str | None = None  # each job's end and question is POSTed there
     webhook_secret: str | None = field(default=None, repr=False)  # signs them; never logged
+    web: bool = True  # the jobs page (/jobs) and /metrics, behind the token if one is set
 
     def __post_init__(self) -> None:
         def checked(name: str, value: object) -> None:
@@ -121,6 +122,7 @@ class Settings:
         checked("rate_limit", _positive(label("rate_limit"), self.rate_limit))
         checked("max_fetches", _whole(label("max_fetches"), self.max_fetches, MOST_FETCHES))
         checked("tasks", _on_or_off(label("tasks"), self.tasks))
+        checked("web", _on_or_off(label("web"), self.web))
         checked("max_sessions", _whole(label("max_sessions"), self.max_sessions))
         checked("webhook_url", _optional_url(label("webhook_url"), self.webhook_url))
         elsewhere = bool(self.pg_dsn or self.resonate_url)
@@ -265,6 +267,13 @@ OPTIONS = (
         "on or off: serve MCP tasks to clients that ask for them "
         "(off: they get the job name, as any client does)",
     ),
+    Option(
+        "DURABLE_MCP_WEB",
+        "--web",
+        "on",
+        "on or off: serve the jobs page (/jobs) and /metrics, behind the token if one "
+        "is set (/healthz and /readyz are always served)",
+    ),
 )
 
 #: Every environment variable the server reads.
@@ -333,6 +342,7 @@ def load_settings(
         rate_limit=_positive(*given("DURABLE_MCP_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
         max_fetches=_whole(*given("DURABLE_MCP_MAX_FETCHES", DEFAULT_MAX_FETCHES), MOST_FETCHES),
         tasks=_on_or_off(*given("DURABLE_MCP_TASKS", Settings.tasks)),
+        web=_on_or_off(*given("DURABLE_MCP_WEB", Settings.web)),
         max_sessions=_whole(*given("DURABLE_MCP_MAX_SESSIONS", DEFAULT_MAX_SESSIONS)),
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,

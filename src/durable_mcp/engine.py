@@ -31,6 +31,7 @@ from durable_mcp.functions import FUNCTIONS
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.failures import FailFastCore
 from durable_mcp.jobs.notes import JobNotes
+from durable_mcp.jobs.steps import StepReader, no_steps, step_of
 from durable_mcp.sdk_compat import (
     CORE_LOGGER,
     DEFAULT_TTL,
@@ -52,7 +53,7 @@ from durable_mcp.store import (
     StoreUnavailable,
 )
 from durable_mcp.store.memory import MemoryStore
-from durable_mcp.store.state import IndexedState
+from durable_mcp.store.state import IndexedState, kind_of
 from durable_mcp.webhook import Webhook
 
 if TYPE_CHECKING:
@@ -154,6 +155,50 @@ def questions_in(state: IndexedState) -> QuestionFinder:
     return pending
 
 
+#: ``counts()``: jobs running and waiting for input now, by kind:
+#: ``{"running": {kind: n}, "input_required": {kind: n}}``.
+JobCounter = Callable[[], Awaitable[dict[str, dict[str, int]]]]
+
+
+def steps_in(state: IndexedState) -> StepReader:
+    """A job's steps, from an in-process store's state (its branch and question indexes)."""
+
+    async def steps(job_id: str) -> list[dict[str, Any]]:
+        promises = state.promises
+        ids = {**promises.by_branch.get(job_id, {}), **promises.questions.get(job_id, {})}
+        return [
+            step_of(p.id, p.tags, p.state, p.created_at, p.settled_at)
+            for p in map(promises.__getitem__, ids)
+            if p.id != job_id
+        ]
+
+    return steps
+
+
+def counts_in(state: IndexedState) -> JobCounter:
+    """Jobs running and waiting for input now, by kind, from an in-process store's state."""
+
+    async def counts() -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {"running": {}, "input_required": {}}
+        jobs = state.promises.job_index()
+        for (status, kind), ids in jobs.buckets.items():
+            if status == "running" and ids:
+                found["running"][kind or ""] = len(ids)
+        for job_id in state.promises.questions:
+            job = state.promises.get(job_id)
+            if job is not None and state.promises.pending_question(job_id) is not None:
+                kind = kind_of(job) or ""
+                found["running"][kind] -= 1
+                found["input_required"][kind] = found["input_required"].get(kind, 0) + 1
+        return found
+
+    return counts
+
+
+async def _no_counts() -> dict[str, dict[str, int]]:
+    return {"running": {}, "input_required": {}}
+
+
 @dataclass(frozen=True)
 class Engine:
     """The Resonate instance, and what the job layer must know of its store.
@@ -179,6 +224,12 @@ class Engine:
     questions: QuestionFinder = _no_questions
     #: Delivers job ends and questions to DURABLE_MCP_WEBHOOK_URL, if it is set.
     webhook: Webhook | None = None
+    #: A job's steps, sleeps and questions, for the jobs page (``jobs/steps.py``).
+    steps: StepReader = no_steps
+    #: Jobs running and waiting for input now, by kind (``/metrics``).
+    job_counts: JobCounter = _no_counts
+    #: Raises unless the database answers (Postgres; ``/readyz``).
+    ping: Callable[[], Awaitable[None]] | None = None
 
     @property
     def tells_changes(self) -> bool:
@@ -331,6 +382,8 @@ def build_engine(
             questions=questions_in(state),
             retention=settings.retention if isinstance(network, EmbeddedStore) else None,
             webhook=webhook,
+            steps=steps_in(state),
+            job_counts=counts_in(state),
         )
     if settings.pg_dsn:
         return Engine(
@@ -339,6 +392,9 @@ def build_engine(
             retention=settings.retention,
             notes=notes,
             questions=postgres.questions,  # any replica sees, and answers, any question
+            steps=postgres.steps,
+            job_counts=postgres.job_counts,
+            ping=postgres.ping,
         )
     return Engine(resonate, notes=notes)
 

@@ -171,4 +171,6 @@ async def serve(
     if asked:
         server.should_exit = True
     logger.info("durable-mcp listening on http://%s:%d/mcp", settings.host, settings.port)
+    if settings.web:
+        logger.info("jobs page: http://%s:%d/jobs", settings.host, settings.port)
     await server.serve(sockets=[sock])

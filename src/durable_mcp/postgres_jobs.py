@@ -36,6 +36,7 @@ from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.questions import question_of
 from durable_mcp.jobs.service import unknown_cursor
 from durable_mcp.jobs.status import LISTED, JobStatus, decoded, status_from_record
+from durable_mcp.jobs.steps import step_of
 from durable_mcp.postgres import DatabaseUnreachable, PostgresEngine
 from durable_mcp.sdk_compat import RPC_SQL, PgConn, PgSessions
 from durable_mcp.store.embedded import NOTES_DELAY
@@ -130,6 +131,12 @@ SELECT p.id, q.id FROM resonate.promises p CROSS JOIN LATERAL ({QUESTION_OF}) q
 WHERE p.id = ANY(%s)
 """
 
+#: A job's steps and questions (what it started, less itself), for the jobs page's timeline.
+STEPS_SQL = """
+SELECT id, tags, state, created_at, settled_at FROM resonate.promises
+WHERE origin_id = %s AND id <> %s ORDER BY created_at, id
+"""
+
 #: The effective state, as resonate-pg reports it (``_promise_json``): a
 #: pending promise past its timeout is already settled to whoever reads it.
 _TIMED_OUT = f"p.state = 'pending' AND p.timeout_at <= {NOW}"
@@ -142,6 +149,15 @@ _STATUS_WHERE = {
     ),
     JobStatus.cancelled: "p.state = 'rejected_canceled'",
 }
+
+#: Jobs running and waiting for input, by kind.
+COUNTS_SQL = f"""
+SELECT j.kind, count(*) FILTER (WHERE q.id IS NULL), count(q.id)
+FROM durable_mcp.jobs j JOIN resonate.promises p ON p.id = j.id
+LEFT JOIN LATERAL ({QUESTION_OF}) q ON true
+WHERE p.state = 'pending' AND p.timeout_at > {NOW}
+GROUP BY j.kind
+"""
 
 LIST_SQL = f"""
 SELECT j.id, j.kind, j.created_at, p.state, p.settled_at, p.timeout_at, p.is_timer, {NOW},
@@ -232,6 +248,7 @@ async def list_jobs(
     kind: str | None = None,
     limit: int = 20,
     cursor: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Jobs newest first, as ``Jobs.list`` answers: ``{"jobs", "next_cursor"}``.
 
@@ -245,6 +262,9 @@ async def list_jobs(
     if kind is not None:
         where.append("j.kind = %s")
         params.append(kind)
+    if name:
+        where.append("strpos(j.id, %s) > 0")
+        params.append(name)
     if cursor:
         last = await conn.execute("SELECT created_at FROM durable_mcp.jobs WHERE id = %s", [cursor])
         row = await last.fetchone()
@@ -434,15 +454,37 @@ class PostgresJobsEngine(PostgresEngine):
         return str(row[0])
 
     async def list_jobs(
-        self, status: JobStatus | None, kind: str | None, limit: int, cursor: str | None
+        self,
+        status: JobStatus | None,
+        kind: str | None,
+        limit: int,
+        cursor: str | None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """:func:`list_jobs` on a pooled connection; the database's failures as the engine's."""
         try:
             await self.migrated()
             async with self._sessions.session() as conn:
-                return await list_jobs(conn, status, kind, limit, cursor)
+                return await list_jobs(conn, status, kind, limit, cursor, name)
         except (psycopg.Error, DatabaseUnreachable) as exc:
             raise ConnectorError(exc) from exc
+
+    async def steps(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's steps, sleeps and questions (``jobs/steps.py``), oldest first."""
+        rows = await self._read(STEPS_SQL, [job_id, job_id])
+        return [step_of(*row) for row in rows]
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query (``/readyz``)."""
+        await self._read("SELECT 1", [])
+
+    async def job_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs running and waiting for input now, by kind (``/metrics``)."""
+        counts: dict[str, dict[str, int]] = {"running": {}, "input_required": {}}
+        for kind, running, asked in await self._read(COUNTS_SQL, []):
+            counts["running"][kind or ""] = running
+            counts["input_required"][kind or ""] = asked
+        return counts
 
     async def questions(self, job_ids: Sequence[str]) -> dict[str, str]:
         """The question each of ``job_ids`` waits on, by job (the ones that wait)."""

@@ -29,6 +29,8 @@ Names the SDK does not offer as its API:
   ``Context``'s ``_state`` and its ``workflow`` flag) and :func:`replace_core`
   (``Resonate._core``): ``jobs/failures.py`` fails a job the SDK would hand back
   in a loop, wraps each step a job runs, and knows when the SDK retries one.
+- :func:`engine_running` (``Resonate._runtime``'s ``started`` and
+  ``stopping``): ``/readyz`` says whether the engine runs.
 - :func:`external_promise` (a ``Context``'s ``_global_req``, ``_next_id``,
   ``_remote_future`` and its state's ``chain``): ``ctx.promise()`` with a
   param and tags of our own, for ``jobs/questions.py``'s questions.
@@ -303,6 +305,12 @@ def replace_core[C: Core](resonate: Resonate, core_class: type[C]) -> C:
     core = core_class(**{name: getattr(old, name) for name in old.__struct_fields__})
     resonate._core = core
     return core
+
+
+def engine_running(resonate: Resonate) -> bool:
+    """Whether ``resonate`` was started and is not stopping (its ``_runtime`` flags)."""
+    runtime = resonate._runtime
+    return bool(runtime.started and not runtime.stopping)
 
 
 # ── the heartbeat ──────────────────────────────────────────────────────────

@@ -46,11 +46,13 @@ from resonate.error import (
     FunctionNotFoundError,
     PlatformError,
     SerializationError,
+    Suspended,
 )
 from resonate.retry import Constant, Exponential, Linear, Never, RetryPolicy
 from resonate.tree import Tree
 from resonate.types import PromiseRecord
 
+from durable_mcp import tracing
 from durable_mcp.events import job_event
 from durable_mcp.jobs.declaration import resolved_signature
 from durable_mcp.jobs.notes import JobNotes, notes_of
@@ -187,10 +189,11 @@ def as_step(fn: Callable[..., Any], retries: Retries, parent: JobContext) -> Cal
         nonlocal attempts
         attempts += 1
         try:
-            value = fn(JobContext.around(ctx, retries.policy, parent.notes), *args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-            check_storable(value, f"the value of step {name}")
+            with tracing.step_run(job_id, name, attempts):
+                value = fn(JobContext.around(ctx, retries.policy, parent.notes), *args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                check_storable(value, f"the value of step {name}")
         except Exception as exc:
             delay = retries.after(exc, attempts, workflow=is_workflow(ctx))
             _note_failure(parent.notes, job_id, name, attempts, retries.most(), exc, delay)
@@ -210,20 +213,28 @@ def durable_job(fn: Callable[..., Awaitable[Any]], retry: RetryPolicy) -> Callab
 
     async def job(ctx: Context, *args: Any, **kwargs: Any) -> Any:
         notes = notes_of(ctx)
-        try:
-            value = fn(JobContext.around(ctx, retry, notes), *args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-            check_storable(value, f"the result of {kind}")
-        except JobFailed:
+        with tracing.job_run(notes, ctx.info.origin_id, kind) as span:
+            try:
+                value = fn(JobContext.around(ctx, retry, notes), *args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                check_storable(value, f"the result of {kind}")
+            except JobFailed as exc:
+                tracing.ended(span, exc)
+                _over(notes, ctx)
+                raise
+            except Exception as exc:
+                _over(notes, ctx)
+                step, attempts = getattr(exc, _STEP_ATTRIBUTE, (None, 1))
+                failure = JobFailed(type(exc).__name__, str(exc), step, attempts)
+                tracing.ended(span, failure)
+                raise failure from exc
+            except Suspended:  # it waits (a sleep, an answer): the next run goes on
+                tracing.ended(span, None, suspended=True)
+                raise
+            tracing.ended(span, None)
             _over(notes, ctx)
-            raise
-        except Exception as exc:
-            _over(notes, ctx)
-            step, attempts = getattr(exc, _STEP_ATTRIBUTE, (None, 1))
-            raise JobFailed(type(exc).__name__, str(exc), step, attempts) from exc
-        _over(notes, ctx)
-        return value
+            return value
 
     return _like(job, fn)
 

@@ -29,6 +29,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
+from durable_mcp import tracing
 from durable_mcp.events import job_event
 from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.questions import ACTIONS, Question, answer_value, check_answer, question_of
@@ -49,7 +50,7 @@ from durable_mcp.jobs.status import (
 )
 from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.job_changes import is_job_end
-from durable_mcp.store.state import JOB_TAG, KIND_TAG, STATUS_TAG, is_job
+from durable_mcp.store.state import JOB_TAG, KIND_TAG, NAME_TAG, STATUS_TAG, is_job
 
 #: Called while :meth:`Jobs.wait` waits: (progress, total or None, message).
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
@@ -65,7 +66,9 @@ BUSY_RETRY_SECONDS = 10
 
 #: Lists jobs where the engine does not search its promises but keeps an index
 #: of them (Postgres): (status, kind, limit, cursor) -> what :meth:`Jobs.list` answers.
-JobLister = Callable[[JobStatus | None, str | None, int, str | None], Awaitable[dict[str, Any]]]
+JobLister = Callable[
+    [JobStatus | None, str | None, int, str | None, str | None], Awaitable[dict[str, Any]]
+]
 
 
 #: The store's promise state for each job status (``failed`` and ``cancelled``
@@ -204,6 +207,10 @@ class Jobs:
         self.progress_interval_seconds = progress_interval_seconds
         self.deadlines = dict(deadlines or {})  # configured, by kind: they win
         self.kinds: dict[str, JobKind] = {}
+        #: The durable function of each kind (to run a failed or cancelled job again).
+        self.functions: dict[str, Callable[..., Any]] = {}
+        #: Told ``(job_id, kind)`` of each job this process creates, once it is on disk.
+        self.on_started: list[Callable[[str, str], None]] = []
         self.clock = clock
         self.sleeper = sleeper
         self.stopping = stopping if stopping is not None else asyncio.Event()
@@ -230,6 +237,7 @@ class Jobs:
             self.resonate.register(fn)
         kind = fn.__name__
         self.kinds[kind] = JobKind(self.deadlines.get(kind, deadline), details)
+        self.functions[kind] = fn
 
     async def start(
         self,
@@ -291,6 +299,8 @@ class Jobs:
         if record is None:
             self._refuse_if_busy()
             timeout = deadline or self.kinds[fn.__name__].deadline
+            # The trace of the call that starts it, kept with the job: its runs join it.
+            tracing.keep_trace(self.notes, job_id)
             handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
             with _engine_errors():
                 await handle.id()  # the store has the job, on disk
@@ -309,6 +319,8 @@ class Jobs:
             )
         if created:
             job_event("started", job_id, kind=fn.__name__)  # on disk by now
+            for told in self.on_started:
+                told(job_id, fn.__name__)
         return await self._status(job_id, record)
 
     def _owner_of(self, job_id: str) -> str | None:
@@ -327,6 +339,31 @@ class Jobs:
             async with starting:
                 record = await self._get(job_id)
         return await self._status(job_id, record)
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        """Start a failed or cancelled job again, with its own arguments (``retry=true``
+        on its start tool, for someone who has the job's name only)."""
+        record = await self._get(job_id)
+        if record is None:
+            raise InvalidArgument(f"no job is named {shown(job_id)}")
+        if not record.state.startswith("rejected"):
+            status = (await self._status(job_id, record))["status"]
+            raise InvalidArgument(
+                f"job {shown(job_id)} is {status}: only a failed or cancelled job can be retried"
+            )
+        kind, args = invocation_of(record)
+        fn = self.functions.get(kind) if kind is not None else None
+        if fn is None:
+            raise InvalidArgument(f"this server has no {kind} jobs to run {shown(job_id)} again")
+        return await self.start(job_id, fn, *(args or []), retry=True)
+
+    async def invocation(self, job_id: str) -> tuple[str, list[Any]] | None:
+        """The job's kind and arguments, as stored; None if there is no such job."""
+        record = await self._get(job_id)
+        if record is None:
+            return None
+        kind, args = invocation_of(record)
+        return kind or "", list(args or [])
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
@@ -347,8 +384,10 @@ class Jobs:
         kind: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
-        """Jobs newest first, filtered by status and kind, ``limit`` at a time.
+        """Jobs newest first, filtered by status and kind, ``limit`` at a time;
+        with ``name``, only the jobs whose names contain it.
 
         Built on the store's promise search, or on the engine's ``lister``;
         ``next_cursor`` (the last job listed) continues the listing, unshifted
@@ -358,7 +397,7 @@ class Jobs:
             raise InvalidArgument("status not_found names no job; use running, completed, ...")
         if self.lister is not None:
             with _engine_errors():
-                return await self.lister(status, kind, limit, cursor)
+                return await self.lister(status, kind, limit, cursor, name)
         state = _SEARCH_STATE.get(status) if status else None
         # The in-process stores answer these tags from their job index: only
         # jobs of this status and kind, so one page of ``limit`` is the answer.
@@ -367,6 +406,8 @@ class Jobs:
             tags[STATUS_TAG] = "running" if status == JobStatus.input_required else status.value
         if kind is not None:
             tags[KIND_TAG] = kind
+        if name:
+            tags[NAME_TAG] = name
         found: list[dict[str, Any]] = []
         while True:
             try:

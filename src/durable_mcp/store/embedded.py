@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -297,6 +298,9 @@ class EmbeddedStore:
         the ``outbox``, each in the commit of the change it tells of, until
         delivered."""
         self.on_job_change = on_job_change
+        #: Told ``(seconds, entries)`` of each commit: how long its write took, and
+        #: how many changes it carried (``/metrics``).
+        self.on_commit: Callable[[float, int], None] | None = None
         self.notes = notes
         self.outbox = outbox
         self._delivered: set[str] = set()  # outbox events delivered, to delete
@@ -514,6 +518,8 @@ class EmbeddedStore:
         self._writing = batch
         self._save_rows()
         pending = self._journal.take()
+        batch.began = time.perf_counter()
+        batch.entries = len(pending)
         try:
             assert self._writer is not None, "the embedded store is closed"
             written = asyncio.get_running_loop().run_in_executor(
@@ -563,6 +569,8 @@ class EmbeddedStore:
             self._commit()
 
     def _committed(self, batch: _Batch) -> None:
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - batch.began, batch.entries)
         if self._write_error is not None:
             self._write_error = None
             logger.warning("the embedded store in %s can write again", self.data_dir)
@@ -641,6 +649,25 @@ class EmbeddedStore:
                 self._apply(now, {"kind": "task.release", "id": task_id, "version": version})
             else:
                 del self._cut_off[task_id]  # released, or moved on: nothing left to do
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot take changes now (stopped, broken, a disk that
+        refuses writes), in one line; None when it can (``/readyz``)."""
+        if self._stopped or self._writer is None:
+            return "the embedded store is not open"
+        if self._write_error is not None:
+            return f"the embedded store {self._write_error}"
+        return None
+
+    def size_on_disk(self) -> int:
+        """The bytes of the store's files in its data dir (``/metrics``)."""
+        total = 0
+        for path in self.data_dir.iterdir():
+            with contextlib.suppress(OSError):  # a file replaced meanwhile
+                if path.is_file():
+                    total += path.stat().st_size
+        return total
 
     def _refuse_if_closed(self) -> None:
         if self._broken:
@@ -784,6 +811,8 @@ class _Batch:
     ended: list[DurablePromise] = field(default_factory=list)  # jobs settled, questions
     events: list[Event] = field(default_factory=list)  # the outbox's, saved in this commit
     renewed_leases: bool = False  # holds the renewals after an outage
+    began: float = 0.0  # when its write began (perf_counter), and how many changes it holds
+    entries: int = 0
 
     async def written(self) -> None:
         """Wait until the batch is on disk (raises StoreUnavailable if it was undone).

@@ -140,8 +140,10 @@ JOB_STATUS = {
 #: the job index. ``durable-mcp:job`` (any value) asks for jobs only, not their
 #: steps; ``durable-mcp:status`` for jobs of one status (``running``,
 #: ``completed``, ``failed``, ``cancelled``); ``durable-mcp:kind`` for jobs of
-#: one kind (the function the job runs).
+#: one kind (the function the job runs); ``durable-mcp:name`` for jobs whose
+#: names contain its value.
 JOB_TAG, STATUS_TAG, KIND_TAG = "durable-mcp:job", "durable-mcp:status", "durable-mcp:kind"
+NAME_TAG = "durable-mcp:name"
 
 #: The tag of a promise that is a question a job asks (its param: the message
 #: and the answer's schema); a person's answer settles it (``jobs/questions.py``).
@@ -570,6 +572,8 @@ class IndexedState(ServerState):
             del tags[JOB_TAG]
             status, kind = tags.pop(STATUS_TAG, None), tags.pop(KIND_TAG, None)
             ids = self.promises.job_index().newest_first(status, kind, after)
+            if (part := tags.pop(NAME_TAG, None)) is not None:
+                ids = (promise_id for promise_id in ids if part in promise_id)
             newest_first = filter(wanted, map(self.promises.__getitem__, ids))
         else:
             newest_first = iter(
