@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,15 @@ from fastmcp.client.transports import StdioTransport
 from durable_mcp_testing.bench_servers import server
 from durable_mcp_testing.figures import latency
 from durable_mcp_testing.processes import PROXY, free_port, start_listening, start_server, stop
-from durable_mcp_testing.workloads import CLIENTS, Call, concurrent, many_timers
+from durable_mcp_testing.workloads import (
+    CLIENTS,
+    Call,
+    concurrent,
+    many_timers,
+    noop,
+    paired,
+    set_timer,
+)
 
 RESULTS = Path(__file__).parent / "results.json"
 
@@ -88,26 +96,6 @@ async def sequential(url_or_client: str | Client[Any], call: Call, n: int) -> di
     return latency(seconds)
 
 
-async def paired(urls: list[str], call: Call | list[Call], n: int) -> list[dict[str, float]]:
-    """``n`` sequential calls to each server (``call``, or each its own), interleaved
-    call by call (the order alternating), so a drift of the machine's speed falls
-    on all of them alike."""
-    calls = call if isinstance(call, list) else [call] * len(urls)
-    seconds: list[list[float]] = [[] for _ in urls]
-    async with AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(Client(url)) for url in urls]
-        for i in range(10):  # warm-up
-            for client, one in zip(clients, calls, strict=True):
-                await one(client, -1 - i)
-        for i in range(n):
-            order = list(enumerate(zip(clients, calls, strict=True)))
-            for k, (client, one) in order if i % 2 else reversed(order):
-                started = time.perf_counter()
-                await one(client, i)
-                seconds[k].append(time.perf_counter() - started)
-    return [latency(s) for s in seconds]
-
-
 @contextmanager
 def cpu_hog(processes: int = 4) -> Iterator[None]:
     """``processes`` busy loops beside the bench, as on a shared machine."""
@@ -137,17 +125,6 @@ async def under_cpu_hog(root: Path, n: int) -> dict[str, float]:
             figures[f"{figure}_hog_p50_ms"] / figures[f"{figure}_quiet_p50_ms"], 2
         )
     return figures
-
-
-def noop(client: Client[Any], i: int) -> Awaitable[Any]:
-    return client.call_tool("noop", {})
-
-
-def set_timer(prefix: str) -> Call:
-    def call(client: Client[Any], i: int) -> Awaitable[Any]:
-        return client.call_tool("set_timer", {"timer_name": f"{prefix}{i}", "seconds": 3600})
-
-    return call
 
 
 def probe(client: Client[Any], i: int) -> Awaitable[Any]:

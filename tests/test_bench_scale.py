@@ -1,6 +1,6 @@
-"""`make bench`'s scale part (``bench/scale.py --quick``) keeps working: every figure is
-produced (nothing about speed). A file of its own, so that the two test workers
-share the bench's time."""
+"""`make bench`'s scale and window parts (``bench/scale.py --quick``,
+``bench/window.py --quick``) keep working: every figure is produced (nothing
+about speed). A file of its own, so that the two test workers share the bench's time."""
 
 from __future__ import annotations
 
@@ -22,3 +22,18 @@ def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None
     restart = results["restart_after_kill_9"]
     assert restart["promises"] > timers["timers"] and restart["restart_to_listening_s"] > 0
     assert len(results["targets"]) == 2
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_window_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    results = quick_results("window.py", tmp_path, timeout=240)
+    window = results["window"]
+    assert window["jobs"] == 1_000 and window["starts_per_s_in_process"] > 0
+    for figure in ("list_first_page", "list_name_search_rare", "job_page_data", "metrics"):
+        assert window[figure]["p50_ms"] > 0, figure
+    tracing = results["tracing"]
+    assert tracing["ratio_off"] > 0 and tracing["ratio_on"] > 0
+    assert [target["figure"] for target in results["targets"]] == [
+        "jobs list p50 ms at this many jobs",
+        "set_timer with tracing on vs off",
+    ]

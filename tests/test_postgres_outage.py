@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from fastmcp import Client
 
@@ -153,3 +154,28 @@ def test_the_sdks_lines_about_an_outage_are_one_warning_or_none() -> None:
     assert not quiet.filter(refresh)
     other = _record("resonate.core", logging.ERROR, "core: something else")
     assert quiet.filter(other) and other.levelname == "ERROR"
+
+
+async def test_readyz_fails_while_postgres_is_down_and_recovers(url: str, postgres: Any) -> None:
+    async with httpx.AsyncClient(base_url=url.removesuffix("/mcp")) as http:
+        ready = await http.get("/readyz", headers={"Accept": "application/json"})
+        assert ready.json() == {
+            "ready": True,
+            "checks": {"store": "ok", "engine": "ok", "postgres": "ok"},
+        }
+        stop_postgres(postgres)
+        try:
+            down = await http.get("/readyz")
+            assert down.status_code == 503
+            assert down.text.startswith("not ready: postgres: ")
+            assert down.text.count("\n") == 1  # one line
+            metrics = (await http.get("/metrics")).text
+            assert "durable_mcp_postgres_up 0.0" in metrics
+        finally:
+            start_postgres(postgres)
+
+        async def ready_again() -> bool | None:
+            return True if (await http.get("/readyz")).status_code == 200 else None
+
+        await eventually(ready_again)
+        assert "durable_mcp_postgres_up 1.0" in (await http.get("/metrics")).text

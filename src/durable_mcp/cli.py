@@ -30,7 +30,7 @@ from typing import NoReturn
 
 from resonate.timing import now_ms
 
-from durable_mcp import __version__
+from durable_mcp import __version__, tracing
 from durable_mcp.config import (
     OPTIONS,
     ConfigError,
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     overrides = {option.env: getattr(args, _dest(option.flag)) for option in OPTIONS if option.flag}
     configure_logging()
+    tracing.export_if_configured()  # before any job resumes: its spans are exported too
     try:
         settings = load_settings(overrides=overrides)
         sock = bind(settings)

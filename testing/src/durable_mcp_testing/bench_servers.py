@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from typing import Any
 from fastmcp import FastMCP
 from resonate.context import Context
 
-from durable_mcp import DurableTools, ask, report_progress
+from durable_mcp import DurableTools, ask, report_progress, tracing
 from durable_mcp.cli import bind
 from durable_mcp.config import load_settings
 from durable_mcp.functions import BUILT_IN
@@ -137,25 +137,30 @@ def quick_results(script: str, tmp_path: Path, timeout: float) -> dict[str, Any]
 
 
 @contextmanager
-def server(kind: str, data_dir: Path, store: str = "embedded") -> Iterator[tuple[str, int]]:
-    """A bench server process; yields its URL and pid."""
+def server(
+    kind: str, data_dir: Path, store: str = "embedded", env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """A bench server process (``env`` added to its environment); yields its URL and pid."""
     port = free_port()
-    process = start(kind, port, data_dir, store)
+    process = start(kind, port, data_dir, store, env)
     try:
         yield f"http://127.0.0.1:{port}/mcp", process.pid
     finally:
         stop(process)
 
 
-def start(kind: str, port: int, data_dir: Path, store: str) -> subprocess.Popen[bytes]:
+def start(
+    kind: str, port: int, data_dir: Path, store: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """One of the servers above, as its own process on ``port``, listening."""
     module = "durable_mcp_testing.bench_servers"
     command = [sys.executable, "-m", module, kind, str(port), str(data_dir), store]
-    return start_listening(command, port)
+    return start_listening(command, port, env)
 
 
 def main(kind: str, port: str, data_dir: str = "", store: str = "embedded") -> None:
     configure_logging()
+    tracing.export_if_configured()  # as `durable-mcp serve` does: OTEL_EXPORTER_OTLP_ENDPOINT
     env = {
         "DURABLE_MCP_PORT": port,
         "DURABLE_MCP_DATA_DIR": data_dir,

@@ -7,11 +7,12 @@ import datetime as dt
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Collection
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastmcp import Client
 
-from durable_mcp_testing.figures import peak_rss_mb, rss_mb
+from durable_mcp_testing.figures import latency, peak_rss_mb, rss_mb
 
 #: Clients calling at once in the concurrent figures.
 CLIENTS = 16
@@ -111,3 +112,34 @@ async def many_timers(
         "lateness_p50_s": round(statistics.median(late), 3) if late else None,
         "lateness_p99_s": round(sorted(late)[int(len(late) * 0.99) - 1], 3) if late else None,
     }
+
+
+def noop(client: Client[Any], i: int) -> Awaitable[Any]:
+    return client.call_tool("noop", {})
+
+
+def set_timer(prefix: str) -> Call:
+    def call(client: Client[Any], i: int) -> Awaitable[Any]:
+        return client.call_tool("set_timer", {"timer_name": f"{prefix}{i}", "seconds": 3600})
+
+    return call
+
+
+async def paired(urls: list[str], call: Call | list[Call], n: int) -> list[dict[str, float]]:
+    """``n`` sequential calls to each server (``call``, or each its own), interleaved
+    call by call (the order alternating), so a drift of the machine's speed falls
+    on all of them alike."""
+    calls = call if isinstance(call, list) else [call] * len(urls)
+    seconds: list[list[float]] = [[] for _ in urls]
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url)) for url in urls]
+        for i in range(10):  # warm-up
+            for client, one in zip(clients, calls, strict=True):
+                await one(client, -1 - i)
+        for i in range(n):
+            order = list(enumerate(zip(clients, calls, strict=True)))
+            for k, (client, one) in order if i % 2 else reversed(order):
+                started = time.perf_counter()
+                await one(client, i)
+                seconds[k].append(time.perf_counter() - started)
+    return [latency(s) for s in seconds]
