@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import psycopg
 import pytest
 from fastmcp import Client
@@ -120,6 +121,16 @@ async def test_jobs_are_listed_newest_first_filtered_and_paged(
         ]:
             with pytest.raises(ToolError, match=message):
                 await call(url, "list_jobs", **arguments)
+
+        # The jobs page's data: a search by name, and a job's steps, from Postgres.
+        async with httpx.AsyncClient(base_url=url.removesuffix("/mcp")) as http:
+            found = (await http.get("/jobs/api/jobs", params={"name": "new"})).json()
+            assert [job["job_name"] for job in found["jobs"]] == ["new5", "new4", "new2"]
+            page = (await http.get("/jobs/api/job/a")).json()
+            assert page["arguments"] == {"timer_name": "a", "seconds": 600}
+            assert [(s["kind"], s["state"]) for s in page["steps"]] == [("sleep", "pending")]
+            counts = (await http.get("/metrics")).text
+            assert 'durable_mcp_jobs{kind="timer",status="running"} 4.0' in counts
 
         printed = jobs_command(dsn)
         assert printed.returncode == 0, printed.stderr
