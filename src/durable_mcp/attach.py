@@ -130,13 +130,15 @@ def attach(
         engine.job_changes.listen(pushes.changed)
         serve_pushes(mcp, pushes)
     status.register(mcp, jobs)
-    serve_window(mcp, jobs, engine, settings, tools)  # /jobs, /metrics, /healthz, /readyz
+    start_tools: set[str] = set()  # their names, for /metrics
+    serve_window(mcp, jobs, engine, settings, start_tools)  # /jobs, /metrics, /healthz, /readyz
 
     def add(tool: DurableTool) -> None:
         if engine.started and tool.job not in engine.functions:
             # Its jobs could not have resumed: list it in durable_mcp.functions.
             raise RuntimeError(f"durable function registered after the engine started: {tool.kind}")
         add_start_tool(mcp, jobs, tool)
+        start_tools.add(tool.name)
 
     tools.listen(add)
     return jobs

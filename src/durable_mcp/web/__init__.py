@@ -18,7 +18,6 @@ from fastmcp import FastMCP
 
 from durable_mcp.config import Settings
 from durable_mcp.engine import Engine
-from durable_mcp.jobs.registry import DurableTool, DurableTools
 from durable_mcp.jobs.service import Jobs
 from durable_mcp.sdk_compat import engine_running
 from durable_mcp.web.auth import PageAuth
@@ -31,9 +30,13 @@ PAGE_PATH = "/jobs"
 
 
 def serve_window(
-    mcp: FastMCP, jobs: Jobs, engine: Engine, settings: Settings, tools: DurableTools
+    mcp: FastMCP, jobs: Jobs, engine: Engine, settings: Settings, start_tools: set[str]
 ) -> JobMetrics | None:
-    """Add the pages, /metrics and the health checks to ``mcp``; the metrics, if served."""
+    """Add the pages, /metrics and the health checks to ``mcp``; the metrics, if served.
+
+    ``start_tools`` are the names of the start tools (their latency is measured), a
+    set the caller adds to as tools are declared.
+    """
     health = Health(readiness_checks(engine))
     mcp.custom_route("/healthz", methods=["GET"])(health.healthz)
     mcp.custom_route("/readyz", methods=["GET"])(health.readyz)
@@ -44,12 +47,6 @@ def serve_window(
         mcp.custom_route(path, methods=methods)(endpoint)
     metrics = JobMetrics(jobs, engine, auth)
     mcp.custom_route("/metrics", methods=["GET"])(metrics.endpoint)
-    start_tools: set[str] = set()
-
-    def named(tool: DurableTool) -> None:
-        start_tools.add(tool.name)
-
-    tools.listen(named)
     mcp.add_middleware(CallLatency(metrics, start_tools))
     return metrics
 
