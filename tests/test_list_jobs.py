@@ -8,6 +8,8 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from durable_mcp.jobs.service import Jobs
+from durable_mcp.jobs.status import JobStatus
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call, start_timers
 
@@ -95,3 +97,22 @@ async def test_the_status_filter_offers_only_statuses_a_listed_job_can_have(
     tool = next(t for t in await client.list_tools() if t.name == "list_jobs")
     (choice, _null) = tool.input_schema["properties"]["status"]["anyOf"]
     assert choice["enum"] == ["running", "input_required", "completed", "failed", "cancelled"]
+
+
+async def test_the_jobs_page_searches_names_newest_first_and_pages_the_matches(
+    client: Client[Any], jobs: Jobs, fake_time: FakeTime
+) -> None:
+    names = ["tea_1", "coffee_1", "tea_2", "juice", "tea_3", "green_tea"]
+    await start_timers(client, fake_time, names)
+    await call(client, "cancel_job", job_name="tea_2")
+
+    async def found(**filters: Any) -> list[str]:
+        return [job["job_name"] for job in (await jobs.list(**filters))["jobs"]]
+
+    assert await found(name="tea") == ["green_tea", "tea_3", "tea_2", "tea_1"]
+    assert await found(name="tea", status=JobStatus.cancelled) == ["tea_2"]
+    assert await found(name="tea", kind="weather_data") == []
+    assert await found(name="milk") == []
+    first = await jobs.list(name="tea", limit=3)
+    assert [job["job_name"] for job in first["jobs"]] == ["green_tea", "tea_3", "tea_2"]
+    assert await found(name="tea", cursor=first["next_cursor"]) == ["tea_1"]

@@ -188,8 +188,9 @@ def counts_in(state: IndexedState) -> JobCounter:
             job = state.promises.get(job_id)
             if job is not None and state.promises.pending_question(job_id) is not None:
                 kind = kind_of(job) or ""
-                found["running"][kind] -= 1
+                found["running"][kind] = found["running"].get(kind, 0) - 1
                 found["input_required"][kind] = found["input_required"].get(kind, 0) + 1
+        found["running"] = {kind: n for kind, n in found["running"].items() if n > 0}
         return found
 
     return counts

@@ -65,7 +65,7 @@ RECHECK = 1.0
 BUSY_RETRY_SECONDS = 10
 
 #: Lists jobs where the engine does not search its promises but keeps an index
-#: of them (Postgres): (status, kind, limit, cursor) -> what :meth:`Jobs.list` answers.
+#: of them (Postgres): (status, kind, limit, cursor, name) -> what :meth:`Jobs.list` answers.
 JobLister = Callable[
     [JobStatus | None, str | None, int, str | None, str | None], Awaitable[dict[str, Any]]
 ]
@@ -302,8 +302,12 @@ class Jobs:
             # The trace of the call that starts it, kept with the job: its runs join it.
             tracing.keep_trace(self.notes, job_id)
             handle = self.resonate.options(timeout=timeout).run(job_id, fn, *args)
-            with _engine_errors():
-                await handle.id()  # the store has the job, on disk
+            try:
+                with _engine_errors():
+                    await handle.id()  # the store has the job, on disk
+            except BaseException:
+                self.notes.drop(job_id, tracing.TRACE_NOTE)  # no job to keep it with
+                raise
             record = await self._get(job_id)
             assert record is not None, f"job {job_id} vanished right after it was created"
         # Checked after the create as well: a concurrent start may have won the id.

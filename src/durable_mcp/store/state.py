@@ -230,15 +230,24 @@ class JobIndex:
                     del self.buckets[bucket]
 
     def newest_first(
-        self, status: str | None, kind: str | None, before: tuple[int, str] | None
+        self,
+        status: str | None,
+        kind: str | None,
+        before: tuple[int, str] | None,
+        name_contains: str | None = None,
     ) -> Iterator[str]:
-        """Ids of the jobs of ``status`` and ``kind`` (None: any) older than ``before``."""
-        runs = []
+        """Ids of the jobs of ``status`` and ``kind`` (None: any) older than ``before``,
+        and whose names contain ``name_contains`` if given."""
+        runs: list[Iterator[str]] = []
         for (bucket_status, bucket_kind), ids in self.buckets.items():
             if status not in (None, bucket_status) or kind not in (None, bucket_kind):
                 continue
             end = len(ids) if before is None else bisect_left(ids, before, key=self.key)
-            runs.append(map(ids.__getitem__, range(end - 1, -1, -1)))
+            if name_contains is not None:  # one pass over the names, then merge the few found
+                found = [job_id for job_id in ids[:end] if name_contains in job_id]
+                runs.append(reversed(found))
+            else:
+                runs.append(map(ids.__getitem__, range(end - 1, -1, -1)))
         return heapq.merge(*runs, key=self.key, reverse=True)
 
     def _find(self, ids: list[str], promise_id: str) -> int:
@@ -571,9 +580,8 @@ class IndexedState(ServerState):
             # Jobs only: read from the index, newest first from the cursor on.
             del tags[JOB_TAG]
             status, kind = tags.pop(STATUS_TAG, None), tags.pop(KIND_TAG, None)
-            ids = self.promises.job_index().newest_first(status, kind, after)
-            if (part := tags.pop(NAME_TAG, None)) is not None:
-                ids = (promise_id for promise_id in ids if part in promise_id)
+            part = tags.pop(NAME_TAG, None)
+            ids = self.promises.job_index().newest_first(status, kind, after, part)
             newest_first = filter(wanted, map(self.promises.__getitem__, ids))
         else:
             newest_first = iter(
