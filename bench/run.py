@@ -69,17 +69,21 @@ class Sizes:
     #: and over how many seconds the timers are due.
     timers_due_in: float | None = None
     timers_spread: float = 10
+    #: Busy processes beside the cpu-hog figures (--quick: one, so that it does not
+    #: starve what runs beside the quick bench: the other test worker).
+    hogs: int = 4
 
 
 FULL = Sizes(calls=500, concurrent_calls=60, timers=10_000, in_flight=1_000, answers=200)
 QUICK = Sizes(
-    calls=30,
-    concurrent_calls=5,
-    timers=200,
-    in_flight=50,
-    answers=20,
+    calls=20,
+    concurrent_calls=4,
+    timers=100,
+    in_flight=30,
+    answers=10,
     timers_due_in=3,
     timers_spread=2,
+    hogs=1,
 )
 
 
@@ -110,13 +114,13 @@ def cpu_hog(processes: int = 4) -> Iterator[None]:
             stop(hog)
 
 
-async def under_cpu_hog(root: Path, n: int) -> dict[str, float]:
+async def under_cpu_hog(root: Path, n: int, hogs: int = 4) -> dict[str, float]:
     """The floor and an embedded ``set_timer``, called in turn, on a quiet machine
-    and then beside four busy processes: how much slower each gets."""
-    figures: dict[str, float] = {}
+    and then beside ``hogs`` busy processes: how much slower each gets."""
+    figures: dict[str, float] = {"hogs": hogs}
     with server("bare", root / "bare") as (bare, _), server("ours", root / "ours") as (url, _):
         for label, prefix in (("quiet", "quiet"), ("hog", "hog")):
-            with cpu_hog() if label == "hog" else contextlib.nullcontext():
+            with cpu_hog(hogs) if label == "hog" else contextlib.nullcontext():
                 floor, start = await paired([bare, url], [noop, set_timer(prefix)], n)
             figures[f"floor_{label}_p50_ms"] = floor["p50_ms"]
             figures[f"set_timer_{label}_p50_ms"] = start["p50_ms"]
@@ -342,7 +346,7 @@ async def measure(sizes: Sizes, root: Path) -> dict[str, Any]:
                 results["proxy_get_timer_status"] = await sequential(
                     Client(proxy), get_status, sizes.calls
                 )
-    results["cpu_hog"] = await under_cpu_hog(root / "hog", sizes.calls)
+    results["cpu_hog"] = await under_cpu_hog(root / "hog", sizes.calls, sizes.hogs)
     with server("ours", root / "timers") as (url, pid):
         results["sleeping_timers"] = await many_timers(
             url, pid, sizes.timers, set_phase=sizes.timers_due_in, spread=sizes.timers_spread
@@ -396,7 +400,8 @@ def targets(r: dict[str, Any]) -> list[Row]:
     )
     hog = r["cpu_hog"]
     growth = round(hog["set_timer_slowdown"] / hog["floor_slowdown"], 2)
-    check("set_timer / floor slowdown, 4 CPU hogs", growth, "<= 1.0", growth <= 1.0)
+    hogs = hog.get("hogs", 4)
+    check(f"set_timer / floor slowdown, {hogs} CPU hogs", growth, "<= 1.0", growth <= 1.0)
     check(
         f"peak RSS MB, {timers['timers']} timers",
         timers["peak_rss_mb"],

@@ -9,7 +9,7 @@
   local sink, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` sets it): goal, the two ratios
   no more than 5% apart.
 
-Prints a table, writes ``bench/results-window.json``. ``--quick`` (1,000 jobs,
+Prints a table, writes ``bench/results-window.json``. ``--quick`` (500 jobs,
 fewer calls) checks that the harness works.
 """
 
@@ -138,12 +138,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: check it runs")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
     options = parser.parse_args()
-    count, n = (1_000, 20) if options.quick else (100_000, 300)
+    count, n = (500, 10) if options.quick else (100_000, 300)
     with tempfile.TemporaryDirectory() as tmp:
         results: dict[str, Any] = {
             "quick": options.quick,
             "window": asyncio.run(window(Path(tmp), count, n)),
-            "tracing": asyncio.run(tracing_cost(Path(tmp), 20 if options.quick else 500)),
+            "tracing": asyncio.run(tracing_cost(Path(tmp), 10 if options.quick else 500)),
         }
     page = results["window"]
     print(f"the operator's window, {page['jobs']:,} jobs in the embedded store (server time)")

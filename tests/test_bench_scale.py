@@ -28,7 +28,7 @@ def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None
 def test_the_quick_window_benchmark_produces_every_figure(tmp_path: Path) -> None:
     results = quick_results("window.py", tmp_path, timeout=240)
     window = results["window"]
-    assert window["jobs"] == 1_000 and window["starts_per_s_in_process"] > 0
+    assert window["jobs"] == 500 and window["starts_per_s_in_process"] > 0
     for figure in ("list_first_page", "list_name_search_rare", "job_page_data", "metrics"):
         assert window[figure]["p50_ms"] > 0, figure
     tracing = results["tracing"]
