@@ -122,10 +122,13 @@ def spans() -> Iterator[InMemorySpanExporter]:
     try:
         yield exporter
     finally:
-        provider.shutdown()
         # The API sets its provider once per process: put it back as it was, no SDK.
         trace._TRACER_PROVIDER = None
         trace._TRACER_PROVIDER_SET_ONCE = Once()
+        # Not provider.shutdown(): the MCP SDK keeps the tracer it got meanwhile
+        # (a module's ProxyTracer), and a shut provider logs each span it is given.
+        # A stopped exporter drops them without a word.
+        exporter.shutdown()
 
 
 def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
