@@ -22,12 +22,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastmcp import FastMCP
+from fastmcp.apps import AppConfig
 from fastmcp.exceptions import ToolError
 from fastmcp.server.providers import Provider
 from mcp_types import SubscriptionsListenRequestParams
 from pydantic import Field
 from resonate.timing import Clock, Sleeper, now_ms, sleep
 
+from durable_mcp.card import serve_card
 from durable_mcp.config import Settings, StartError, load_settings
 from durable_mcp.engine import Engine, build_engine
 from durable_mcp.jobs.registry import DEFAULT_DEADLINE, DurableTool, DurableTools, call_with
@@ -132,12 +134,13 @@ def attach(
     status.register(mcp, jobs)
     start_tools: set[str] = set()  # their names, for /metrics
     serve_window(mcp, jobs, engine, settings, start_tools)  # /jobs, /metrics, /healthz, /readyz
+    card = serve_card(mcp)  # the job card, for hosts that render MCP Apps
 
     def add(tool: DurableTool) -> None:
         if engine.started and tool.job not in engine.functions:
             # Its jobs could not have resumed: list it in durable_mcp.functions.
             raise RuntimeError(f"durable function registered after the engine started: {tool.kind}")
-        add_start_tool(mcp, jobs, tool)
+        add_start_tool(mcp, jobs, tool, card.add(tool.kind, tool.name, tool.card))
         start_tools.add(tool.name)
 
     tools.listen(add)
@@ -157,13 +160,15 @@ def serve_pushes(mcp: FastMCP, pushes: TaskPushes) -> None:
         )
 
 
-def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:
+def add_start_tool(
+    mcp: FastMCP, jobs: Jobs, tool: DurableTool, app: AppConfig | None = None
+) -> None:
     """Register ``tool``'s durable function and add its start tool to ``mcp``.
 
     The start tool takes the function's arguments after the ``Context`` (the
     schema the model reads comes from their type hints) plus ``retry``, and
     returns ``{"job_name", "status"}`` at once, or ``tool.result(status)``;
-    a failed or cancelled job adds a ``hint``.
+    a failed or cancelled job adds a ``hint``. ``app`` names its job card (MCP Apps).
     """
     fixed = tool.deadline if not callable(tool.deadline) else DEFAULT_DEADLINE
     jobs.register(tool.job, deadline=fixed, details=tool.details)
@@ -210,7 +215,7 @@ def add_start_tool(mcp: FastMCP, jobs: Jobs, tool: DurableTool) -> None:
     }
     start_tool.__name__ = tool.name
     start_tool.__doc__ = tool.description or tool.fn.__doc__
-    mcp.tool(start_tool, name=tool.name)
+    mcp.tool(start_tool, name=tool.name, app=app)
 
 
 class EngineLifespan(Provider):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
+from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
@@ -265,11 +266,16 @@ async def fetch_month(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         return {"refused": str(exc)}
 
 
+#: The weather job's result on its card (MCP Apps): the month as a chart.
+CHART = resources.files("durable_mcp.functions").joinpath("weather_card.js").read_text()
+
+
 @durable.tool(
     name="start_gathering",
     job_name=job_name,
     deadline=JOB_DEADLINE,
     arguments=job_arguments,
+    card=CHART,
 )
 async def weather_data(
     ctx: Context,

@@ -112,6 +112,10 @@ class DurableTool:
     arguments: Callable[..., Mapping[str, Any]] | None
     #: How a failing step of its jobs is retried.
     retry: RetryPolicy
+    #: Its job card in hosts that render MCP Apps (``card/``): True, the default card;
+    #: a JavaScript function ``(result, root, card) => ...`` that draws the result;
+    #: False, none.
+    card: bool | str = True
 
     @property
     def kind(self) -> str:
@@ -166,6 +170,7 @@ class DurableTools:
         result: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         arguments: Callable[..., Mapping[str, Any]] | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
+        card: bool | str = True,
     ) -> Callable[[F], F]:
         """Declare the decorated durable function as a kind of job with a start tool.
 
@@ -175,8 +180,13 @@ class DurableTools:
         with the arguments it names) or attaches to it, and answers at once.
         A step (``ctx.run``) of its jobs that raises is retried as ``retry``
         says (one of ``resonate.retry``'s policies; ``Never()`` for none).
-        The function itself is returned unchanged. A declaration no call could
-        work with is refused here (``declaration.DeclarationError``, one line).
+        In a host that renders MCP Apps the start tool shows a live job card:
+        ``card`` is True (the default card), False (none), or the JavaScript
+        of a function ``(result, root, card) => ...`` that draws a completed
+        job's result into ``root`` (``card.el(tag, props, ...children)``
+        builds elements with text only). The function itself is returned
+        unchanged. A declaration no call could work with is refused here
+        (``declaration.DeclarationError``, one line).
         """
 
         def declare(fn: F) -> F:
@@ -193,6 +203,7 @@ class DurableTools:
                 result=result,
                 arguments=arguments,
                 retry=retry,
+                card=card,
             )
             self.tools[tool.name] = tool
             for listener in self._listeners:
