@@ -6,15 +6,21 @@ does. And a client without Apps gets exactly what it got before the card."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastmcp import Client
+from fastmcp.apps import UI_EXTENSION_ID, UI_MIME_TYPE
+from mcp.client import advertise
+from mcp.types import TextResourceContents
+from resonate.context import Context
 
 import report_builder
 from durable_mcp import DurableTools
+from durable_mcp.card import CARD_URI
 from durable_mcp.config import Settings
 from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
@@ -26,6 +32,44 @@ from durable_mcp_testing.record_answers import answers
 from durable_mcp_testing.served import browser_page, needs_browser, serving
 
 BEFORE = Path(__file__).parent / "data" / "before_apps.json"
+
+#: A kind with a view of its own (the README's example), and one with no card.
+OWN = DurableTools()
+COUNTED = """(result, root, card) =>
+        root.append(card.el("strong", {text: `${result.count} counted`}))"""
+
+
+@OWN.tool(job_name=lambda name: f"count_{name}", card=COUNTED)
+async def count(ctx: Context, name: str) -> dict[str, int]:
+    """Counts the letters of a name."""
+    return {"count": len(name)}
+
+
+@OWN.tool(job_name=lambda name: f"quiet_{name}", card=False)
+async def quiet(ctx: Context, name: str) -> str:
+    """A kind without a card."""
+    return name
+
+
+async def test_a_kind_chooses_its_own_view_or_no_card(tmp_path: Path) -> None:
+    mcp = create_server(Settings(data_dir=tmp_path / "data"), durable=DurableTools(BUILT_IN, OWN))
+    apps = [advertise(UI_EXTENSION_ID, {"mimeTypes": [UI_MIME_TYPE]})]
+    async with Client(mcp, extensions=apps) as client:
+        ui = {tool.name: (tool.meta or {}).get("ui") for tool in await client.list_tools()}
+        assert ui["count"] == ui["set_timer"] == ui["start_gathering"] == {"resourceUri": CARD_URI}
+        assert ui["quiet"] is None and ui["probe_status"] is None
+        (page,) = await client.read_resource(CARD_URI)
+        assert isinstance(page, TextResourceContents) and page.mime_type == UI_MIME_TYPE
+        assert COUNTED.strip() in page.text and "weather" in page.text
+        assert re.findall(r"https?://[^\s\"'`]+", page.text) == [
+            "http://www.w3.org/2000/svg"  # a namespace name, never fetched
+        ]  # nothing external: no script, style or image from anywhere else
+        assert "<script src" not in page.text and "<link" not in page.text
+    async with Client(mcp) as plain:
+        assert all(tool.meta is None or "ui" not in tool.meta for tool in await plain.list_tools())
+        assert await plain.list_resources() == []
+
+
 SHOTS = Path(__file__).parent.parent / "docs"
 WAIT_MS = 20_000
 
@@ -48,9 +92,10 @@ def bundle() -> bytes:
 
 
 class Host:
-    def __init__(self, url: str, page: Any) -> None:
+    def __init__(self, url: str, page: Any, archive: FakeOpenMeteo) -> None:
         self.url = url
         self.page = page
+        self.archive = archive  # the weather jobs' fake Open-Meteo
         self.cards = 0
 
     async def shot(self, name: str) -> None:
@@ -77,13 +122,13 @@ async def host(tmp_path: Path, bundle: bytes) -> AsyncIterator[Host]:
         mcp = create_server(
             settings,
             archive=OpenMeteoArchive(fake.url),
-            durable=DurableTools(BUILT_IN, report_builder.durable),
+            durable=DurableTools(BUILT_IN, report_builder.durable, OWN),
         )
         serve_host(mcp, bundle)
         async with serving(mcp, settings) as url, browser_page() as page:
             await page.goto(f"{url}/test-host")
             await page.wait_for_function("window.hostReady === true", timeout=WAIT_MS)
-            yield Host(url, page)
+            yield Host(url, page, fake)
 
 
 @needs_browser
@@ -100,7 +145,13 @@ async def test_a_timers_card_counts_down_and_turns_completed(host: Host) -> None
 
 @needs_browser
 async def test_a_weather_jobs_card_draws_the_month_one_point_a_day(host: Host) -> None:
+    host.archive.hold()  # the fetch waits: the card shows the job's progress meanwhile
     card = await host.start("start_gathering", latitude=52.52, longitude=13.41, year=2024, month=2)
+    await host.archive.arrived(1)
+    progress = card.locator("#progress:text-is('0 / 1 · fetching from the Open-Meteo archive')")
+    await progress.wait_for(timeout=WAIT_MS)
+    assert await card.locator(".meter > div").count() == 1  # the bar
+    host.archive.release()
     await card.locator("#status:text-is('completed')").wait_for(timeout=WAIT_MS)
     chart = card.locator("svg#chart")
     assert await chart.locator("polyline.line-max").get_attribute("data-points") == "29"
@@ -153,3 +204,10 @@ async def test_a_job_name_with_markup_is_shown_as_text(host: Host) -> None:
     assert await card.locator("#job-name").inner_text() == name
     assert await card.locator("img").count() == 0
     assert dialogs == []
+
+
+@needs_browser
+async def test_a_kinds_own_view_draws_its_result(host: Host) -> None:
+    card = await host.start("count", name="abc")
+    await card.locator("#status:text-is('completed')").wait_for(timeout=WAIT_MS)
+    assert await card.locator("#result strong").inner_text() == "3 counted"
