@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
@@ -53,13 +53,19 @@ def keep_trace(notes: JobNotes, job_id: str) -> None:
         notes.note(job_id, TRACE_NOTE, carrier)
 
 
-@contextlib.contextmanager
-def job_run(notes: JobNotes | None, job_id: str, kind: str) -> Iterator[Span | None]:
-    """A span for one run of a job, under the call that started it; None when off."""
+@contextlib.asynccontextmanager
+async def job_run(notes: JobNotes | None, job_id: str, kind: str) -> AsyncIterator[Span | None]:
+    """A span for one run of a job, under the call that started it; None when off.
+
+    The trace is the job's note: this process's own, or the one another replica
+    saved (Postgres: a job taken over after its replica died).
+    """
     if not tracing_on():
         yield None
         return
-    carrier = notes.of(job_id).get(TRACE_NOTE) if notes is not None else None
+    carrier = None
+    if notes is not None:
+        carrier = (await notes.read([job_id])).get(job_id, {}).get(TRACE_NOTE)
     parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
     attributes = {"durable_mcp.job": job_id, "durable_mcp.kind": kind}
     # Its status is set by the job's code (``ended``): a run that suspends to wait

@@ -213,7 +213,7 @@ def durable_job(fn: Callable[..., Awaitable[Any]], retry: RetryPolicy) -> Callab
 
     async def job(ctx: Context, *args: Any, **kwargs: Any) -> Any:
         notes = notes_of(ctx)
-        with tracing.job_run(notes, ctx.info.origin_id, kind) as span:
+        async with tracing.job_run(notes, ctx.info.origin_id, kind) as span:
             try:
                 value = fn(JobContext.around(ctx, retry, notes), *args, **kwargs)
                 if inspect.isawaitable(value):
