@@ -132,6 +132,7 @@ def test_make_run_on_a_fresh_copy_answers_initialize_and_stops_on_ctrl_c_with_0(
         assert "Error 130" not in output and "Interrupt" not in output
         assert "Application shutdown complete" in output  # it stopped cleanly
         assert "Traceback" not in output
+        assert f"jobs page: http://127.0.0.1:{port}/jobs" in output  # printed as it starts
     finally:
         kill_session(make.pid)
         make.wait()
