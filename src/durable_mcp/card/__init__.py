@@ -29,8 +29,9 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 #: The card's resource.
 CARD_URI = "ui://durable-mcp/job-card.html"
 
-#: Where the page's template puts each kind's view and start tool.
-KIND_VIEWS = "/*KIND_VIEWS*/"
+#: Where the page's template puts each kind's view and start tool, and the
+#: question's form fields it shares with the jobs page (``jobs/question_form.js``).
+KIND_VIEWS, QUESTION_FORM = "/*KIND_VIEWS*/", "/*QUESTION_FORM*/"
 
 
 class JobCard:
@@ -54,7 +55,9 @@ class JobCard:
         lines = [f"DurableCard.startTools = {_script_json(self.start_tools)};"]
         for kind, view in sorted(self.views.items()):
             lines.append(f"DurableCard.views[{_script_json(kind)}] = (\n{view.strip()}\n);")
-        return template.read_text().replace(KIND_VIEWS, "\n".join(lines))
+        form = resources.files("durable_mcp.jobs").joinpath("question_form.js").read_text()
+        page = template.read_text().replace(QUESTION_FORM, form)
+        return page.replace(KIND_VIEWS, "\n".join(lines))
 
 
 def _script_json(value: Any) -> str:

@@ -42,13 +42,15 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 
-#: The files under ``static/``, by name, with their content type.
+#: The files the pages load, by name: their package's folder, and content type.
+#: ``question_form.js`` is the job card's too (``card/``).
 ASSETS = {
-    "jobs.css": "text/css",
-    "common.js": "text/javascript",
-    "jobs.js": "text/javascript",
-    "job.js": "text/javascript",
-    "login.js": "text/javascript",
+    "jobs.css": ("durable_mcp.web", "static", "text/css"),
+    "question_form.js": ("durable_mcp.jobs", ".", "text/javascript"),
+    "common.js": ("durable_mcp.web", "static", "text/javascript"),
+    "jobs.js": ("durable_mcp.web", "static", "text/javascript"),
+    "job.js": ("durable_mcp.web", "static", "text/javascript"),
+    "login.js": ("durable_mcp.web", "static", "text/javascript"),
 }
 
 SHELL = """<!doctype html>
@@ -136,14 +138,16 @@ class JobPages:
             if s != JobStatus.not_found
         )
         body = LIST_BODY.format(statuses=statuses)
-        return _html(page("Jobs", body, ("common.js", "jobs.js"), self.auth.csrf))
+        scripts = ("question_form.js", "common.js", "jobs.js")
+        return _html(page("Jobs", body, scripts, self.auth.csrf))
 
     async def job_page(self, request: Request) -> Response:
         if not self.auth.allows(request):
             return self._login_page()
         name = request.path_params["name"]
         meta = f'<meta name="job" content="{html.escape(name, quote=True)}">\n'
-        return _html(page(name, JOB_BODY, ("common.js", "job.js"), self.auth.csrf, meta))
+        scripts = ("question_form.js", "common.js", "job.js")
+        return _html(page(name, JOB_BODY, scripts, self.auth.csrf, meta))
 
     def _login_page(self) -> Response:
         return _html(page("Log in", LOGIN_BODY, ("login.js",)), status_code=401)
@@ -152,8 +156,9 @@ class JobPages:
         name = request.path_params["asset"]
         if name not in ASSETS:
             return Response("not found", status_code=404)
-        data = resources.files("durable_mcp.web").joinpath("static", name).read_bytes()
-        return Response(data, media_type=ASSETS[name], headers=HEADERS)
+        package, folder, media_type = ASSETS[name]
+        data = resources.files(package).joinpath(folder, name).read_bytes()
+        return Response(data, media_type=media_type, headers=HEADERS)
 
     async def login(self, request: Request) -> Response:
         refused = self.auth.refuses_post(request, csrf=False)

@@ -1,24 +1,8 @@
-// What both pages share: the API calls, and elements built with textContent only,
-// so that a job's name or value is always shown as text, never read as HTML.
+// What both pages share: the API calls and the pieces of a page (el() and the
+// question's fields come from question_form.js, loaded first).
 "use strict";
 
 const csrf = document.querySelector('meta[name="csrf"]').content;
-
-function el(tag, props, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props || {})) {
-    if (key === "text") node.textContent = value;
-    else if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) {
-    if (child !== null && child !== undefined) {
-      node.append(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-  }
-  return node;
-}
 
 async function getJSON(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });

@@ -42,32 +42,6 @@ function progressSection(job) {
   return box ? el("section", {}, el("h2", { text: "Progress" }), box) : null;
 }
 
-function input(name, schema, required) {
-  const label = schema.title || name;
-  let control;
-  if (Array.isArray(schema.enum)) {
-    control = el("select", { name }, ...schema.enum.map((v) => el("option", { value: JSON.stringify(v), text: String(v) })));
-  } else if (schema.type === "boolean") {
-    control = el("input", { type: "checkbox", name });
-  } else if (schema.type === "integer" || schema.type === "number") {
-    control = el("input", { type: "number", name, step: schema.type === "integer" ? "1" : "any" });
-  } else {
-    control = el("input", { type: "text", name });
-  }
-  if (required && schema.type !== "boolean") control.required = true;
-  const text = el("span", { text: schema.description ? `${label} (${schema.description})` : label });
-  if (schema.type === "boolean") return el("label", { class: "field check" }, control, text);
-  return el("label", { class: "field" }, text, control);
-}
-
-function valueOf(control, schema) {
-  if (Array.isArray(schema.enum)) return JSON.parse(control.value);
-  if (schema.type === "boolean") return control.checked;
-  if (control.value === "") return undefined;
-  if (schema.type === "integer" || schema.type === "number") return Number(control.value);
-  return control.value;
-}
-
 function questionSection(job) {
   const question = job.question;
   if (answering && answering.id === question.id) return answering.section; // keep what is typed
@@ -75,18 +49,13 @@ function questionSection(job) {
   const properties = schema.properties || {};
   const required = new Set(schema.required || []);
   const form = el("form", { class: "answer", id: "answer" },
-    ...Object.entries(properties).map(([name, s]) => input(name, s, required.has(name))),
+    ...Object.entries(properties).map(([name, s]) => fieldFor(name, s, required.has(name))),
     el("div", { class: "actions" },
       el("button", { class: "primary", type: "submit", text: "Answer" }),
       el("button", { type: "button", text: "Decline", onclick: () => answer(question, null, "decline") })));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const content = {};
-    for (const [name, s] of Object.entries(properties)) {
-      const value = valueOf(form.elements[name], s);
-      if (value !== undefined) content[name] = value;
-    }
-    answer(question, content, "accept");
+    answer(question, answerFrom(form, properties), "accept");
   });
   const section = el("section", {}, el("h2", { text: "Waiting for an answer" }),
     el("p", { class: "question", text: question.message }), form);
