@@ -6,6 +6,7 @@ does. And a client without Apps gets exactly what it got before the card."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,7 +71,9 @@ async def test_a_kind_chooses_its_own_view_or_no_card(tmp_path: Path) -> None:
         assert await plain.list_resources() == []
 
 
-SHOTS = Path(__file__).parent.parent / "docs"
+#: Where the screenshots go: .screenshots/ (ignored by git), or docs/ to refresh the
+#: README's with DURABLE_MCP_SCREENSHOTS=docs; a plain `make test` changes no tracked file.
+SHOTS = Path(__file__).parent.parent / os.environ.get("DURABLE_MCP_SCREENSHOTS", ".screenshots")
 WAIT_MS = 20_000
 
 
@@ -99,7 +102,7 @@ class Host:
         self.cards = 0
 
     async def shot(self, name: str) -> None:
-        """A screenshot of the last card shown, as docs/<name>.png."""
+        """A screenshot of the last card shown, as <SHOTS>/<name>.png."""
         SHOTS.mkdir(exist_ok=True)
         frame = self.page.locator("iframe.app").nth(self.cards - 1)
         await frame.screenshot(path=str(SHOTS / f"{name}.png"))
