@@ -37,7 +37,8 @@ def serve_window(
     ``start_tools`` are the names of the start tools (their latency is measured), a
     set the caller adds to as tools are declared.
     """
-    health = Health(readiness_checks(engine))
+    checks = readiness_checks(engine)
+    health = Health(checks)
     mcp.custom_route("/healthz", methods=["GET"])(health.healthz)
     mcp.custom_route("/readyz", methods=["GET"])(health.readyz)
     if not settings.web:
@@ -45,7 +46,7 @@ def serve_window(
     auth = PageAuth(settings.token, settings.allowed_origins)
     for path, methods, endpoint in JobPages(jobs, engine.steps, auth).routes():
         mcp.custom_route(path, methods=methods)(endpoint)
-    metrics = JobMetrics(jobs, engine, auth)
+    metrics = JobMetrics(jobs, engine, auth, database=checks.get("postgres"))
     mcp.custom_route("/metrics", methods=["GET"])(metrics.endpoint)
     mcp.add_middleware(CallLatency(metrics, start_tools))
     return metrics

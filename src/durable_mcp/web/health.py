@@ -39,7 +39,7 @@ class Health:
         found = dict(
             zip(
                 self.checks,
-                await asyncio.gather(*(_bounded(check) for check in self.checks.values())),
+                await asyncio.gather(*(problem_of(check) for check in self.checks.values())),
                 strict=True,
             )
         )
@@ -54,7 +54,8 @@ class Health:
         return PlainTextResponse(f"not ready: {failed}\n", status_code=code)
 
 
-async def _bounded(check: Check) -> str | None:
+async def problem_of(check: Check) -> str | None:
+    """What ``check`` finds wrong, in one line, within :data:`CHECK_SECONDS`; None if fine."""
     try:
         async with asyncio.timeout(CHECK_SECONDS):
             return await check()

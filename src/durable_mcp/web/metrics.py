@@ -45,7 +45,7 @@ from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.job_changes import is_job_end
 from durable_mcp.store.state import JOB_STATUS, kind_of
 from durable_mcp.web.auth import PageAuth
-from durable_mcp.web.health import CHECK_SECONDS
+from durable_mcp.web.health import CHECK_SECONDS, Check, problem_of
 
 #: Latency buckets (seconds): from a commit's milliseconds to a long await.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -56,10 +56,14 @@ GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class JobMetrics(Collector):
     """This app's metrics; a collector of the gauges read at each scrape."""
 
-    def __init__(self, jobs: Jobs, engine: Engine, auth: PageAuth) -> None:
+    def __init__(
+        self, jobs: Jobs, engine: Engine, auth: PageAuth, database: Check | None = None
+    ) -> None:
+        """``database`` is ``/readyz``'s Postgres check, where there is one."""
         self.jobs = jobs
         self.engine = engine
         self.auth = auth
+        self.database = database
         self.registry = CollectorRegistry()
         r = self.registry
         self.started = Counter(
@@ -137,11 +141,11 @@ class JobMetrics(Collector):
             )
             size.add_metric([], await asyncio.to_thread(self.engine.store.size_on_disk))
             gauges.append(size)
-        if self.engine.ping is not None:
+        if self.database is not None:
             up = GaugeMetricFamily(
                 "durable_mcp_postgres_up", "1 when the database answered this scrape, else 0"
             )
-            up.add_metric([], await _answers(self.engine))
+            up.add_metric([], 1 if await problem_of(self.database) is None else 0)
             gauges.append(up)
         return gauges
 
@@ -154,16 +158,6 @@ class JobMetrics(Collector):
         finally:
             self._gauges = []
         return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-
-async def _answers(engine: Engine) -> int:
-    assert engine.ping is not None
-    try:
-        async with asyncio.timeout(CHECK_SECONDS):
-            await engine.ping()
-    except Exception:
-        return 0
-    return 1
 
 
 class CallLatency(Middleware):
