@@ -31,6 +31,7 @@ from durable_mcp.functions import FUNCTIONS
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.failures import FailFastCore
 from durable_mcp.jobs.notes import JobNotes
+from durable_mcp.jobs.questions import QuestionFinder, no_questions
 from durable_mcp.jobs.steps import StepReader, no_steps, step_of
 from durable_mcp.sdk_compat import (
     CORE_LOGGER,
@@ -57,7 +58,7 @@ from durable_mcp.store.state import IndexedState, kind_of
 from durable_mcp.webhook import Webhook
 
 if TYPE_CHECKING:
-    from durable_mcp.jobs.service import JobLister, QuestionFinder
+    from durable_mcp.jobs.service import JobLister
 
 #: The routing group our workers join; every replica of the server shares it.
 GROUP = "durable-mcp"
@@ -135,10 +136,6 @@ class JobChanges:
 
 def _none_running() -> int:
     return 0
-
-
-async def _no_questions(job_ids: Sequence[str]) -> dict[str, str]:
-    return {}
 
 
 def questions_in(state: IndexedState) -> QuestionFinder:
@@ -222,7 +219,7 @@ class Engine:
     #: What running jobs say of themselves (progress, a retry under way), for their status.
     notes: JobNotes = dataclasses.field(default_factory=JobNotes)
     #: The questions jobs wait to have answered (where the engine can tell).
-    questions: QuestionFinder = _no_questions
+    questions: QuestionFinder = no_questions
     #: Delivers job ends and questions to DURABLE_MCP_WEBHOOK_URL, if it is set.
     webhook: Webhook | None = None
     #: A job's steps, sleeps and questions, for the jobs page (``jobs/steps.py``).

@@ -18,6 +18,7 @@ tells two answers that raced apart, for whichever store settled the promise.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,16 @@ from resonate.context import Context
 
 from durable_mcp.sdk_compat import external_promise
 from durable_mcp.store.state import QUESTION_TAG
+
+#: The questions jobs wait to have answered: job ids -> {job: its question's promise id}
+#: (the engine's: ``engine.questions_in``, ``PostgresJobsEngine.questions``).
+QuestionFinder = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
+
+
+async def no_questions(job_ids: Sequence[str]) -> dict[str, str]:
+    """An engine that knows no questions (a Resonate Server, a test's own)."""
+    return {}
+
 
 #: What a person may do with a question (MCP's elicitation actions).
 ACTIONS = ("accept", "decline", "cancel")

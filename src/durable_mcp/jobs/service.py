@@ -32,7 +32,15 @@ from resonate_base.error import ConnectorError
 from durable_mcp import tracing
 from durable_mcp.events import job_event
 from durable_mcp.jobs.notes import JobNotes
-from durable_mcp.jobs.questions import ACTIONS, Question, answer_value, check_answer, question_of
+from durable_mcp.jobs.questions import (
+    ACTIONS,
+    Question,
+    QuestionFinder,
+    answer_value,
+    check_answer,
+    no_questions,
+    question_of,
+)
 from durable_mcp.jobs.registry import (
     DEFAULT_DEADLINE,
     JobKind,
@@ -54,9 +62,6 @@ from durable_mcp.store.state import JOB_TAG, KIND_TAG, NAME_TAG, STATUS_TAG, is_
 
 #: Called while :meth:`Jobs.wait` waits: (progress, total or None, message).
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
-
-#: The questions jobs wait to have answered: job ids -> {job: its question's promise id}.
-QuestionFinder = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 
 #: How often a wait reads the store, in case a job's settle was not pushed.
 RECHECK = 1.0
@@ -215,7 +220,7 @@ class Jobs:
         self.sleeper = sleeper
         self.stopping = stopping if stopping is not None else asyncio.Event()
         self.notes = notes if notes is not None else JobNotes(clock)
-        self.questions = questions or _no_questions
+        self.questions = questions or no_questions
         self._answering: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -646,11 +651,6 @@ class Jobs:
             if exc.code == 404:
                 return None
             raise
-
-
-async def _no_questions(job_ids: Sequence[str]) -> dict[str, str]:
-    """An engine that knows no questions (a test's own)."""
-    return {}
 
 
 @contextlib.contextmanager
