@@ -4,7 +4,10 @@ Claude Desktop starts this script (the entry ``make claude-config`` prints) and
 talks MCP to it over stdin/stdout. Each JSON-RPC message read from stdin is
 POSTed to the server at ``DURABLE_MCP_URL`` (default
 ``http://127.0.0.1:5001/mcp``) as it is, with ``DURABLE_MCP_TOKEN`` as its
-bearer token when set, and whatever the server answers (a JSON body, or a
+bearer token when set (the single token, or the person's JWT where the server
+signs people in), or the token in the file ``DURABLE_MCP_TOKEN_FILE``, read
+again for each request (so that whatever renews a JWT there need not restart
+Claude Desktop), and whatever the server answers (a JSON body, or a
 stream of progress and task notifications ending with the response) is
 written to stdout as it is. Nothing here knows MCP's methods, so tasks,
 progress, cancellation and any method added later pass through.
@@ -36,8 +39,10 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -54,6 +59,20 @@ from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, PROTOCOL_VER
 
 URL = os.environ.get("DURABLE_MCP_URL") or "http://127.0.0.1:5001/mcp"
 TOKEN = os.environ.get("DURABLE_MCP_TOKEN") or None
+TOKEN_FILE = os.environ.get("DURABLE_MCP_TOKEN_FILE") or None
+
+
+def bearer() -> dict[str, str]:
+    """The ``Authorization`` header of the next request (none without a token)."""
+    token = TOKEN
+    if TOKEN_FILE is not None:
+        try:
+            token = Path(TOKEN_FILE).read_text().strip() or None
+        except OSError as exc:
+            logger.warning("cannot read DURABLE_MCP_TOKEN_FILE: %s", exc)
+            token = None
+    return {"authorization": f"Bearer {token}"} if token else {}
+
 
 SESSION_HEADER = "mcp-session-id"
 
@@ -158,7 +177,7 @@ class Relay:
         is_request = request_id is not None and "method" in message
         try:
             async with self.http.stream(
-                "POST", self.url, content=raw, headers=headers | _ACCEPT
+                "POST", self.url, content=raw, headers=headers | _ACCEPT | bearer()
             ) as response:
                 if response.status_code == 404 and self.session_id and not replayed:
                     await response.aclose()
@@ -166,11 +185,14 @@ class Relay:
                         await self._post(raw, message, self._headers(message), replayed=True)
                         return
                 if response.status_code == 401:
-                    refused = "token" if TOKEN else "request without a token"
+                    refused = "token" if bearer() else "request without a token"
+                    said = _challenge(response.headers.get("www-authenticate", ""))
                     self._answer_problem(
                         message,
-                        f"the durable-mcp server at {self.url} refused the proxy's {refused}: "
-                        "set DURABLE_MCP_TOKEN in the proxy's environment to the server's token.",
+                        f"the durable-mcp server at {self.url} refused the proxy's {refused}"
+                        f"{said}: set DURABLE_MCP_TOKEN (or DURABLE_MCP_TOKEN_FILE) in the "
+                        "proxy's environment to the server's token, or, where the server "
+                        "signs people in, to a fresh access token of yours.",
                     )
                     return
                 if message.get("method") == "initialize":
@@ -354,9 +376,16 @@ async def lines(reader: asyncio.StreamReader) -> AsyncIterator[bytes | None]:
             yield None
 
 
+def _challenge(header: str) -> str:
+    """What a 401's ``WWW-Authenticate`` says is wrong, as ``" (...)"``; empty if nothing."""
+    found = re.search(r'error_description="([^"]*)"', header) or re.search(
+        r'error="([^"]*)"', header
+    )
+    return f" ({found.group(1)})" if found else ""
+
+
 async def main() -> None:
-    headers = {"authorization": f"Bearer {TOKEN}"} if TOKEN else {}
-    async with httpx2.AsyncClient(timeout=TIMEOUT, headers=headers) as http:
+    async with httpx2.AsyncClient(timeout=TIMEOUT) as http:
         relay = Relay(http, URL, write_line)
         running: set[asyncio.Task[None]] = set()
         async for line in lines(await stdin_reader()):

@@ -112,6 +112,7 @@ def attach(
         forget=engine.forget,
         lister=engine.lister,
         max_running_jobs=settings.max_running_jobs,
+        max_running_jobs_per_owner=settings.running_jobs_per_owner,
         stopping=stopping,
         clock=clock,
         sleeper=sleeper,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -96,6 +96,16 @@ class Settings:
     webhook_url: str | None = None  # each job's end and question is POSTed there
     webhook_secret: str | None = field(default=None, repr=False)  # signs them; never logged
     web: bool = True  # the jobs page (/jobs) and /metrics, behind the token if one is set
+    # Sign-in with JWTs from the team's identity provider (``security.sign_in``):
+    jwks_uri: str | None = None  # where the provider publishes its keys, or:
+    jwt_public_key: str | None = field(default=None, repr=False)  # a PEM, or a path to one
+    jwt_issuer: str | None = None  # the tokens' "iss"; checked when set
+    jwt_audience: str | None = None  # their "aud"; checked when set
+    jwt_scopes: tuple[str, ...] = ()  # scopes every token must have
+    auth_server: str | None = None  # where clients sign in (default: the issuer)
+    admin_scope: str | None = None  # a token with it sees and acts on every owner's jobs
+    public_url: str | None = None  # this server as clients reach it (default: http://host:port)
+    max_running_jobs_per_owner: int | None = None  # default: running_jobs_per_owner
 
     def __post_init__(self) -> None:
         def checked(name: str, value: object) -> None:
@@ -116,9 +126,20 @@ class Settings:
         checked("await_max_seconds", _positive(label("await_max_seconds"), self.await_max_seconds))
         checked("retention", _duration(label("retention"), self.retention))
         checked("job_deadlines", _deadlines(label("job_deadlines"), self.job_deadlines))
-        checked("token", _token(label("token"), self.token, self.host))
+        checked("jwt_public_key", _public_key(label("jwt_public_key"), self.jwt_public_key))
+        checked("jwks_uri", _optional_url(label("jwks_uri"), self.jwks_uri))
+        checked("auth_server", _optional_url(label("auth_server"), self.auth_server))
+        checked("public_url", _optional_url(label("public_url"), self.public_url))
+        checked("jwt_scopes", _scopes(label("jwt_scopes"), self.jwt_scopes))
+        for name in ("jwt_issuer", "jwt_audience", "admin_scope"):
+            checked(name, _optional_text(label(name), getattr(self, name)))
+        _check_sign_in({name: getattr(self, name) for name in SIGN_IN}, self.token, label)
+        checked("token", _token(label("token"), self.token, self.host, self.signs_in))
         checked("allowed_origins", _origins(label("allowed_origins"), self.allowed_origins))
         checked("max_running_jobs", _whole(label("max_running_jobs"), self.max_running_jobs))
+        if (per_owner := self.max_running_jobs_per_owner) is not None:
+            name = label("max_running_jobs_per_owner")
+            checked("max_running_jobs_per_owner", _whole(name, per_owner))
         checked("rate_limit", _positive(label("rate_limit"), self.rate_limit))
         checked("max_fetches", _whole(label("max_fetches"), self.max_fetches, MOST_FETCHES))
         checked("tasks", _on_or_off(label("tasks"), self.tasks))
@@ -128,6 +149,19 @@ class Settings:
         elsewhere = bool(self.pg_dsn or self.resonate_url)
         webhook = (self.webhook_url, self.webhook_secret, elsewhere)
         _check_webhook(*webhook, label("webhook_url"), label("webhook_secret"))
+
+    @property
+    def signs_in(self) -> bool:
+        """Whether callers sign in with JWTs (then each job belongs to its caller)."""
+        return bool(self.jwks_uri or self.jwt_public_key)
+
+    @property
+    def running_jobs_per_owner(self) -> int:
+        """The most jobs one owner runs at once: all of them for the single owner;
+        signed in, a tenth unless set, so that one person cannot fill the server."""
+        if self.max_running_jobs_per_owner is not None:
+            return min(self.max_running_jobs_per_owner, self.max_running_jobs)
+        return max(1, self.max_running_jobs // 10) if self.signs_in else self.max_running_jobs
 
     @property
     def engine(self) -> str:
@@ -156,7 +190,7 @@ OPTIONS = (
         "DURABLE_MCP_HOST",
         "--host",
         "127.0.0.1",
-        "bind address; any but localhost needs DURABLE_MCP_TOKEN",
+        "bind address; any but localhost needs DURABLE_MCP_TOKEN or sign-in (JWT)",
     ),
     Option("DURABLE_MCP_PORT", "--port", "5001", "port, 1 to 65535; the MCP endpoint is /mcp"),
     Option(
@@ -212,7 +246,52 @@ OPTIONS = (
         None,
         "unset",
         f"bearer token every request must carry ({MIN_TOKEN_LENGTH}+ characters); "
-        "the proxy sends it too",
+        "the proxy sends it too (a JWT too, when callers sign in)",
+    ),
+    Option(
+        "DURABLE_MCP_JWKS_URI",
+        "--jwks-uri",
+        "unset",
+        "sign callers in with JWTs signed by the keys published at this URL (the identity "
+        "provider's JWKS); each job then belongs to whoever started it",
+    ),
+    Option(
+        "DURABLE_MCP_JWT_PUBLIC_KEY",
+        "--jwt-public-key",
+        "unset",
+        "or: the JWTs' public key, a PEM or the path to one",
+    ),
+    Option("DURABLE_MCP_JWT_ISSUER", "--jwt-issuer", "unset", "the JWTs' issuer (iss), checked"),
+    Option(
+        "DURABLE_MCP_JWT_AUDIENCE",
+        "--jwt-audience",
+        "unset",
+        "the JWTs' audience (aud), checked: this server's resource identifier",
+    ),
+    Option(
+        "DURABLE_MCP_JWT_SCOPES",
+        "--jwt-scopes",
+        "unset",
+        "scopes every JWT must have, comma-separated",
+    ),
+    Option(
+        "DURABLE_MCP_AUTH_SERVER",
+        "--auth-server",
+        "the issuer",
+        "the authorization server clients sign in at, named in "
+        "/.well-known/oauth-protected-resource",
+    ),
+    Option(
+        "DURABLE_MCP_ADMIN_SCOPE",
+        "--admin-scope",
+        "unset",
+        "a JWT with this scope sees and acts on every owner's jobs",
+    ),
+    Option(
+        "DURABLE_MCP_PUBLIC_URL",
+        "--public-url",
+        "http://HOST:PORT",
+        "this server's URL as clients reach it (behind a proxy), for the sign-in metadata",
     ),
     Option(
         "DURABLE_MCP_ALLOWED_ORIGINS",
@@ -227,11 +306,18 @@ OPTIONS = (
         "running jobs before a new start is refused as busy (1 or more)",
     ),
     Option(
+        "DURABLE_MCP_MAX_RUNNING_JOBS_PER_OWNER",
+        "--max-running-jobs-per-owner",
+        "a tenth of the above, signed in",
+        "running jobs of one owner before their new start is refused as busy",
+    ),
+    Option(
         "DURABLE_MCP_RATE_LIMIT",
         "--rate-limit",
         "10",
-        "probe_status/await_result/get_timer_status calls per second per client, and "
-        "tasks/get calls per second per client and task (bursts of twice that)",
+        "probe_status/await_result/get_timer_status calls per second per client (signed "
+        "in: per owner), and tasks/get calls per second per client and task (bursts of "
+        "twice that)",
     ),
     Option(
         "DURABLE_MCP_MAX_SESSIONS",
@@ -323,7 +409,22 @@ def load_settings(
         given("DURABLE_MCP_WEBHOOK_URL")[0],
         "DURABLE_MCP_WEBHOOK_SECRET",
     )
+    sign_in = {
+        "jwks_uri": _optional_url(*given("DURABLE_MCP_JWKS_URI")),
+        "jwt_public_key": _public_key(*given("DURABLE_MCP_JWT_PUBLIC_KEY")),
+        "jwt_issuer": given("DURABLE_MCP_JWT_ISSUER")[1],
+        "jwt_audience": given("DURABLE_MCP_JWT_AUDIENCE")[1],
+        "jwt_scopes": _scopes(*given("DURABLE_MCP_JWT_SCOPES", ())),
+        "auth_server": _optional_url(*given("DURABLE_MCP_AUTH_SERVER")),
+        "admin_scope": given("DURABLE_MCP_ADMIN_SCOPE")[1],
+        "public_url": _optional_url(*given("DURABLE_MCP_PUBLIC_URL")),
+    }
+    signs_in = bool(sign_in["jwks_uri"] or sign_in["jwt_public_key"])
+    _check_sign_in(sign_in, raw["DURABLE_MCP_TOKEN"], lambda field: given(env_of(field))[0])
+    per_owner = given("DURABLE_MCP_MAX_RUNNING_JOBS_PER_OWNER")
     return Settings(
+        **sign_in,
+        max_running_jobs_per_owner=None if per_owner[1] is None else _whole(*per_owner),
         host=host,
         port=_whole(*given("DURABLE_MCP_PORT", Settings.port), 65535),
         store=_store(*given("DURABLE_MCP_STORE", Settings.store)),
@@ -336,7 +437,7 @@ def load_settings(
         ),
         retention=_duration(*given("DURABLE_MCP_RETENTION", DEFAULT_RETENTION)),
         job_deadlines=_deadlines(*given("DURABLE_MCP_JOB_DEADLINES", {})),
-        token=_token(*given("DURABLE_MCP_TOKEN"), host),
+        token=_token(*given("DURABLE_MCP_TOKEN"), host, signs_in),
         allowed_origins=_origins(*given("DURABLE_MCP_ALLOWED_ORIGINS", ())),
         max_running_jobs=_whole(*given("DURABLE_MCP_MAX_RUNNING_JOBS", DEFAULT_MAX_RUNNING_JOBS)),
         rate_limit=_positive(*given("DURABLE_MCP_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
@@ -426,10 +527,10 @@ def check_http_url(name: str, value: str) -> None:
         raise ConfigError(f"{name}: must be an http:// or https:// URL, got {value!r}")
 
 
-def _token(name: str, value: object, host: str) -> str | None:
+def _token(name: str, value: object, host: str, signs_in: bool = False) -> str | None:
     # The value itself never goes into a message: it is a secret.
     if value is None:
-        if not is_loopback(host):
+        if not is_loopback(host) and not signs_in:
             raise ConfigError(
                 f"{name}: required to listen on {host}, which other machines "
                 "can reach; set it to a long random secret, e.g. the output of "
@@ -446,6 +547,71 @@ def _token(name: str, value: object, host: str) -> str | None:
             f"{name}: must be at least {MIN_TOKEN_LENGTH} printable characters without spaces"
         )
     return value
+
+
+#: The settings of sign-in with JWTs (the first two: where the keys are).
+SIGN_IN = (
+    "jwks_uri",
+    "jwt_public_key",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_scopes",
+    "auth_server",
+    "admin_scope",
+)
+
+
+def env_of(field_name: str) -> str:
+    """The environment variable of a setting (``jwt_issuer``: ``DURABLE_MCP_JWT_ISSUER``)."""
+    return f"DURABLE_MCP_{field_name.upper()}"
+
+
+def _check_sign_in(values: Mapping[str, Any], token: object, label: Callable[[str], str]) -> None:
+    """One key source for JWTs, not with the single token; the rest only with one."""
+    key_source = label("jwks_uri" if values["jwks_uri"] else "jwt_public_key")
+    if values["jwks_uri"] and values["jwt_public_key"]:
+        raise ConfigError(f"{label('jwks_uri')} and {label('jwt_public_key')}: set one, not both")
+    if not (values["jwks_uri"] or values["jwt_public_key"]):
+        for name in SIGN_IN[2:]:
+            if values[name]:
+                raise ConfigError(
+                    f"{label(name)}: set only with {label('jwks_uri')} or "
+                    f"{label('jwt_public_key')} (sign-in with JWTs)"
+                )
+        return
+    if token is not None:
+        raise ConfigError(
+            f"{label('token')} and {key_source}: choose one: the single token, or sign-in with JWTs"
+        )
+    if values["auth_server"] is None and not str(values["jwt_issuer"] or "").startswith("http"):
+        raise ConfigError(
+            f"{label('auth_server')}: required to sign in with JWTs, unless "
+            f"{label('jwt_issuer')} is the authorization server's URL: clients sign in "
+            "there (/.well-known/oauth-protected-resource names it)"
+        )
+
+
+def _public_key(name: str, value: object) -> str | None:
+    """A PEM public key, given as its text or as the path of a file that holds it."""
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, str | os.PathLike) else ""
+    if text and "-----BEGIN" not in text:
+        try:
+            text = Path(text).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{name}: not a PEM, and cannot read it as a file: {exc}") from exc
+    if "-----BEGIN" not in text:
+        raise ConfigError(f"{name}: must be a PEM public key (-----BEGIN PUBLIC KEY-----...)")
+    return text
+
+
+def _scopes(name: str, value: object) -> tuple[str, ...]:
+    """``mcp:use,jobs`` (commas or spaces), or a sequence of scopes."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{name}: expected scopes such as mcp:use,jobs:read")
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _origins(name: str, value: object) -> tuple[str, ...]:

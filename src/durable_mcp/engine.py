@@ -33,6 +33,7 @@ from durable_mcp.jobs.failures import FailFastCore
 from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.questions import QuestionFinder, no_questions
 from durable_mcp.jobs.steps import StepReader, no_steps, step_of
+from durable_mcp.owners import owner_key
 from durable_mcp.sdk_compat import (
     CORE_LOGGER,
     DEFAULT_TTL,
@@ -134,7 +135,7 @@ class JobChanges:
             listener(promise)
 
 
-def _none_running() -> int:
+def _none_running(owner: str | None) -> int:
     return 0
 
 
@@ -154,7 +155,9 @@ def questions_in(state: IndexedState) -> QuestionFinder:
 
 #: ``counts()``: jobs running and waiting for input now, by kind:
 #: ``{"running": {kind: n}, "input_required": {kind: n}}``.
-JobCounter = Callable[[], Awaitable[dict[str, dict[str, int]]]]
+#: Jobs running and waiting for input now, by status and kind, of one owner (a key,
+#: ``owners.py``; None: every owner).
+JobCounter = Callable[[str | None], Awaitable[dict[str, dict[str, int]]]]
 
 
 def steps_in(state: IndexedState) -> StepReader:
@@ -175,13 +178,15 @@ def steps_in(state: IndexedState) -> StepReader:
 def counts_in(state: IndexedState) -> JobCounter:
     """Jobs running and waiting for input now, by kind, from an in-process store's state."""
 
-    async def counts() -> dict[str, dict[str, int]]:
+    async def counts(owner: str | None) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = {"running": {}, "input_required": {}}
         jobs = state.promises.job_index()
-        for (status, kind), ids in jobs.buckets.items():
-            if status == "running" and ids:
-                found["running"][kind or ""] = len(ids)
+        for (status, kind, bucket_owner), ids in jobs.buckets.items():
+            if status == "running" and ids and owner in (None, bucket_owner):
+                found["running"][kind or ""] = found["running"].get(kind or "", 0) + len(ids)
         for job_id in state.promises.questions:
+            if owner not in (None, owner_key(job_id)):
+                continue
             job = state.promises.get(job_id)
             if job is not None and state.promises.pending_question(job_id) is not None:
                 kind = kind_of(job) or ""
@@ -193,7 +198,7 @@ def counts_in(state: IndexedState) -> JobCounter:
     return counts
 
 
-async def _no_counts() -> dict[str, dict[str, int]]:
+async def _no_counts(owner: str | None) -> dict[str, dict[str, int]]:
     return {"running": {}, "input_required": {}}
 
 
@@ -212,8 +217,9 @@ class Engine:
     state: IndexedState | None = None
     #: Lists the jobs where the engine cannot search its promises (Postgres).
     lister: JobLister | None = None
-    #: How many jobs run now (the in-process stores count them; elsewhere 0: never busy).
-    running_jobs: Callable[[], int] = _none_running
+    #: How many jobs of an owner (a key; None: all) run now (the in-process stores
+    #: count them; elsewhere 0: never busy).
+    running_jobs: Callable[[str | None], int] = _none_running
     #: The store's job-end observer (only the in-process stores report ends).
     job_changes: JobChanges = dataclasses.field(default_factory=JobChanges)
     #: What running jobs say of themselves (progress, a retry under way), for their status.
@@ -374,7 +380,9 @@ def build_engine(
             resonate,
             store=network if isinstance(network, EmbeddedStore) else None,
             state=state,
-            running_jobs=lambda: state.running_jobs,
+            running_jobs=lambda owner: (
+                state.running_jobs if owner is None else state.promises.job_index().running(owner)
+            ),
             job_changes=job_changes,
             notes=notes,
             questions=questions_in(state),

@@ -92,6 +92,18 @@ MIGRATIONS = (
       data jsonb NOT NULL
     );
     """,
+    """
+    -- Whose a job is (owners.py): the owner's part of its id, '~alice/tea' -> 'alice';
+    -- '' for the single owner's, which every job indexed before this is.
+    CREATE FUNCTION durable_mcp.job_owner(id text) RETURNS text
+      LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN left(id, 1) = '~' AND strpos(id, '/') > 0
+                    THEN substr(id, 2, strpos(id, '/') - 2) ELSE '' END
+      $$;
+    ALTER TABLE durable_mcp.jobs ADD COLUMN owner text NOT NULL DEFAULT '';
+    UPDATE durable_mcp.jobs SET owner = durable_mcp.job_owner(id) WHERE left(id, 1) = '~';
+    CREATE INDEX jobs_owner_newest ON durable_mcp.jobs (owner, created_at, id);
+    """,
 )
 
 MIGRATE_SQL = f"""
@@ -105,8 +117,9 @@ CREATE TABLE IF NOT EXISTS durable_mcp.migrations (
 
 #: Index the job just created (in the same transaction as its promise).
 INDEX_JOB_SQL = """
-INSERT INTO durable_mcp.jobs (id, kind, created_at)
-SELECT id, durable_mcp.job_kind(param_data), created_at FROM resonate.promises WHERE id = %s
+INSERT INTO durable_mcp.jobs (id, kind, created_at, owner)
+SELECT id, durable_mcp.job_kind(param_data), created_at, durable_mcp.job_owner(id)
+FROM resonate.promises WHERE id = %s
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -150,12 +163,12 @@ _STATUS_WHERE = {
     JobStatus.cancelled: "p.state = 'rejected_canceled'",
 }
 
-#: Jobs running and waiting for input, by kind.
+#: Jobs running and waiting for input, by kind, of one owner (NULL: all owners).
 COUNTS_SQL = f"""
 SELECT j.kind, count(*) FILTER (WHERE q.id IS NULL), count(q.id)
 FROM durable_mcp.jobs j JOIN resonate.promises p ON p.id = j.id
 LEFT JOIN LATERAL ({QUESTION_OF}) q ON true
-WHERE p.state = 'pending' AND p.timeout_at > {NOW}
+WHERE p.state = 'pending' AND p.timeout_at > {NOW} AND (%s::text IS NULL OR j.owner = %s)
 GROUP BY j.kind
 """
 
@@ -249,21 +262,26 @@ async def list_jobs(
     limit: int = 20,
     cursor: str | None = None,
     name: str | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Jobs newest first, as ``Jobs.list`` answers: ``{"jobs", "next_cursor"}``.
+    """Jobs newest first, as ``Jobs.list`` answers: ``{"jobs", "next_cursor"}``, named
+    by their ids; only ``owner``'s (a key, ``owners.py``), if given.
 
     ``next_cursor`` is the last job listed when more follow: the next page
     starts after it, whatever was started meanwhile.
     """
     where: list[str] = ["true"]
     params: list[Any] = []
+    if owner is not None:
+        where.append("j.owner = %s")
+        params.append(owner)
     if status is not None:
         where.append(_STATUS_WHERE[status])
     if kind is not None:
         where.append("j.kind = %s")
         params.append(kind)
-    if name:
-        where.append("strpos(j.id, %s) > 0")
+    if name:  # in the name, not in the owner's part of the id
+        where.append("strpos(substr(j.id, length(j.owner) + 1 + 2 * (j.owner <> '')::int), %s) > 0")
         params.append(name)
     if cursor:
         last = await conn.execute("SELECT created_at FROM durable_mcp.jobs WHERE id = %s", [cursor])
@@ -460,12 +478,13 @@ class PostgresJobsEngine(PostgresEngine):
         limit: int,
         cursor: str | None,
         name: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """:func:`list_jobs` on a pooled connection; the database's failures as the engine's."""
         try:
             await self.migrated()
             async with self._sessions.session() as conn:
-                return await list_jobs(conn, status, kind, limit, cursor, name)
+                return await list_jobs(conn, status, kind, limit, cursor, name, owner)
         except (psycopg.Error, DatabaseUnreachable) as exc:
             raise ConnectorError(exc) from exc
 
@@ -478,10 +497,11 @@ class PostgresJobsEngine(PostgresEngine):
         """Raise unless the database answers a query (``/readyz``)."""
         await self._read("SELECT 1", [])
 
-    async def job_counts(self) -> dict[str, dict[str, int]]:
-        """Jobs running and waiting for input now, by kind (``/metrics``)."""
+    async def job_counts(self, owner: str | None) -> dict[str, dict[str, int]]:
+        """Jobs running and waiting for input now, by kind, of ``owner`` (a key; None:
+        all) (``/metrics``)."""
         counts: dict[str, dict[str, int]] = {"running": {}, "input_required": {}}
-        for kind, running, asked in await self._read(COUNTS_SQL, []):
+        for kind, running, asked in await self._read(COUNTS_SQL, [owner, owner]):
             counts["running"][kind or ""] = running
             counts["input_required"][kind or ""] = asked
         return counts

@@ -45,6 +45,7 @@ from mcp_types import (
 from mcp_types.jsonrpc import INTERNAL_ERROR, MISSING_REQUIRED_CLIENT_CAPABILITY
 from pydantic import ConfigDict
 
+from durable_mcp import owners
 from durable_mcp.jobs.status import JobStatus
 from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.state import is_job
@@ -79,7 +80,8 @@ class TaskPushes:
         self._streams = 0
 
     def changed(self, promise: DurablePromise) -> None:
-        """A job changed (its end, or its question): its listeners look again."""
+        """A job changed (its end, or its question): its listeners look again (they
+        watch its id in the store)."""
         job_id = promise.id if is_job(promise.id) else promise.tags.get("resonate:origin", "")
         for kick in self._kicks.get(job_id, ()):
             kick.set()
@@ -96,7 +98,9 @@ class TaskPushes:
             raise MCPError(INTERNAL_ERROR, "Subscription limit reached")
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
         kick = asyncio.Event()
-        with self._watching(task_ids, kick):
+        owner = owners.current()  # a task id is the caller's name of its job
+        job_ids = [job_id for job_id in map(owner.job_id, task_ids) if job_id is not None]
+        with self._watching(job_ids, kick):
             # Read before the acknowledgement: a client that reads its tasks
             # once acknowledged misses no change made in between.
             sent = {task_id: await self._state(task_id) for task_id in task_ids}

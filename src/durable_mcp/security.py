@@ -1,8 +1,14 @@
-"""Who may call the server, and how often: the bearer token and the polling limits.
+"""Who may call the server, and how often: the bearer token, sign-in with JWTs,
+and the polling limits.
 
 All are FastMCP's own seams. ``BearerToken`` is a ``TokenVerifier``: with it
 as the server's ``auth``, FastMCP's HTTP layer answers a request without the
 right ``Authorization: Bearer`` header with 401 before any MCP handling.
+``sign_in`` is FastMCP's ``RemoteAuthProvider`` on its ``JWTVerifier``
+(:class:`SignedIn`): it serves ``/.well-known/oauth-protected-resource``, so
+that a client signs in at the team's identity provider by itself, and answers
+a bad or expired JWT with 401 and ``WWW-Authenticate``. Each token it accepts
+carries its :class:`~durable_mcp.owners.Owner`, whose jobs are its own.
 ``PollingRateLimit`` is FastMCP's token-bucket ``RateLimitingMiddleware``,
 narrowed to the tools an agent polls with. ``TaskPollingLimit`` keeps one of
 FastMCP's token buckets per client and task, for ``tasks/get`` (extension
@@ -12,13 +18,15 @@ methods do not pass through the middleware).
 from __future__ import annotations
 
 import hmac
+import logging
 from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
 import mcp.types as mt
 from fastmcp.exceptions import ToolError
-from fastmcp.server.auth import AccessToken, TokenVerifier
+from fastmcp.server.auth import AccessToken, RemoteAuthProvider, TokenVerifier
+from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_http_request
 from fastmcp.server.middleware import CallNext, MiddlewareContext
 from fastmcp.server.middleware.rate_limiting import (
@@ -27,6 +35,11 @@ from fastmcp.server.middleware.rate_limiting import (
     TokenBucketRateLimiter,
 )
 from fastmcp.tools import ToolResult
+from pydantic import AnyHttpUrl
+
+from durable_mcp import owners
+from durable_mcp.config import Settings
+from durable_mcp.owners import Owner
 
 #: The tools an agent calls again and again while it waits for a job.
 POLLING_TOOLS = frozenset({"probe_status", "await_result", "get_timer_status"})
@@ -43,6 +56,64 @@ class BearerToken(TokenVerifier):
         if not hmac.compare_digest(token.encode(), self._token):
             return None
         return AccessToken(token=token, client_id="durable-mcp", scopes=[])
+
+
+class OwnerToken(AccessToken):
+    """An access token of a signed-in caller, with the owner it acts as."""
+
+    owner: Owner
+
+
+class SignedIn(JWTVerifier):
+    """FastMCP's JWT check (signature, expiry, issuer, audience, scopes), plus a subject.
+
+    A token without ``sub`` names no owner, and is refused like a bad one. A
+    refused token is not logged: FastMCP's verifier says why at WARNING (an
+    issuer or an audience that does not match), which anyone could fill the
+    log with; its logger here stays quiet below ERROR.
+    """
+
+    def __init__(self, *, admin_scope: str | None = None, **verifier: Any) -> None:
+        super().__init__(**verifier)
+        self.admin_scope = admin_scope
+        self.logger.setLevel(logging.ERROR)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        access = await super().verify_token(token)
+        subject = access.claims.get("sub") if access is not None else None
+        if access is None or not isinstance(subject, str) or not subject.strip():
+            return None
+        admin = self.admin_scope is not None and self.admin_scope in access.scopes
+        return OwnerToken(**dict(access), owner=Owner(subject, admin=admin))
+
+
+def auth_of(settings: Settings) -> TokenVerifier | RemoteAuthProvider | None:
+    """What checks each request: the single token, sign-in with JWTs, or nothing."""
+    if settings.token:
+        return BearerToken(settings.token)
+    if settings.signs_in:
+        return sign_in(settings)
+    return None
+
+
+def sign_in(settings: Settings) -> RemoteAuthProvider:
+    """FastMCP's resource server for JWTs of the team's identity provider."""
+    verifier = SignedIn(
+        jwks_uri=settings.jwks_uri,
+        public_key=settings.jwt_public_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        required_scopes=list(settings.jwt_scopes) or None,
+        admin_scope=settings.admin_scope,
+    )
+    server = settings.auth_server or settings.jwt_issuer
+    assert server is not None, "Settings checks that there is an authorization server"
+    return RemoteAuthProvider(
+        verifier,
+        authorization_servers=[AnyHttpUrl(server)],
+        base_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+        resource_name="durable-mcp",
+    )
 
 
 class PollingRateLimit(RateLimitingMiddleware):
@@ -86,7 +157,11 @@ class PollingRateLimit(RateLimitingMiddleware):
 
 
 def client_of(context: MiddlewareContext[Any] | None) -> str:
-    """The caller's MCP session id, else its address and port; ``local`` in process."""
+    """Who a limit counts: a signed-in owner; else the caller's MCP session id, else its
+    address and port; ``local`` in process."""
+    owner = owners.current()
+    if owner.subject is not None:
+        return f"owner {owner.key}"  # all of one person's sessions, and only theirs
     try:
         request = get_http_request()
     except RuntimeError:

@@ -26,7 +26,7 @@ from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.jobs.registry import DurableTools
 from durable_mcp.jobs.service import Jobs
-from durable_mcp.security import BearerToken, PollingRateLimit
+from durable_mcp.security import PollingRateLimit, auth_of
 from durable_mcp.tools import timer
 from durable_mcp.tools.argument_errors import ReadableArgumentErrors
 
@@ -76,7 +76,7 @@ def create_server(
         "durable-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
-        auth=BearerToken(settings.token) if settings.token else None,
+        auth=auth_of(settings),
         middleware=[ReadableArgumentErrors(), PollingRateLimit(settings.rate_limit)],
     )
     jobs = durable.add_to(

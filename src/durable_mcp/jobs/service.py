@@ -1,7 +1,11 @@
 """The job service: start or attach, cancel, list and wait, on one Resonate instance.
 
-A job is a durable function started under an id its start tool derives from
-its arguments (see ``registry``). This module owns what every job shares:
+A job is a durable function started under a name its start tool derives from
+its arguments (see ``registry``), and belongs to whoever started it: every
+method acts as the current request's owner (``owners.current()``), on that
+owner's jobs only, and names them as the owner does (the store's id of bob's
+``tea`` is ``~bob/tea``). Another owner's job is not found, as a job that does
+not exist is. This module owns what every job shares:
 starting (or attaching to) a job, refusing an id that already names a job with
 other arguments, cancelling, listing, and waiting with a bound. It holds no job
 state of its own -- everything is read back from the store through Resonate
@@ -29,7 +33,7 @@ from resonate.timing import Clock, Sleeper, now_ms, sleep
 from resonate.types import PromiseRecord, Value
 from resonate_base.error import ConnectorError
 
-from durable_mcp import tracing
+from durable_mcp import owners, tracing
 from durable_mcp.events import job_event
 from durable_mcp.jobs.notes import JobNotes
 from durable_mcp.jobs.questions import (
@@ -58,7 +62,7 @@ from durable_mcp.jobs.status import (
 )
 from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store.job_changes import is_job_end
-from durable_mcp.store.state import JOB_TAG, KIND_TAG, NAME_TAG, STATUS_TAG, is_job
+from durable_mcp.store.state import JOB_TAG, KIND_TAG, NAME_TAG, OWNER_TAG, STATUS_TAG, is_job
 
 #: Called while :meth:`Jobs.wait` waits: (progress, total or None, message).
 ProgressCallback = Callable[[float, float | None, str], Awaitable[None]]
@@ -70,9 +74,12 @@ RECHECK = 1.0
 BUSY_RETRY_SECONDS = 10
 
 #: Lists jobs where the engine does not search its promises but keeps an index
-#: of them (Postgres): (status, kind, limit, cursor, name) -> what :meth:`Jobs.list` answers.
+#: of them (Postgres): (status, kind, limit, cursor, name, owner) -> what
+#: :meth:`Jobs.list` answers, with the store's ids as names; the cursor is an id,
+#: the owner a key (None: every owner's jobs).
 JobLister = Callable[
-    [JobStatus | None, str | None, int, str | None, str | None], Awaitable[dict[str, Any]]
+    [JobStatus | None, str | None, int, str | None, str | None, str | None],
+    Awaitable[dict[str, Any]],
 ]
 
 
@@ -116,12 +123,18 @@ class AnswerTaken(InvalidArgument):
 
 
 class Busy(ToolError):
-    """As many jobs are running as the server takes: a new one must wait."""
+    """As many jobs are running as the server takes, or as one owner may run: a new one
+    must wait."""
 
-    def __init__(self, running: int) -> None:
+    def __init__(self, running: int, *, yours: bool = False) -> None:
+        whose = (
+            "of yours are running, the most one owner runs at once "
+            "(DURABLE_MCP_MAX_RUNNING_JOBS_PER_OWNER)"
+            if yours
+            else "are running, the most this server runs at once (DURABLE_MCP_MAX_RUNNING_JOBS)"
+        )
         super().__init__(
-            f"busy: {running} jobs are running, the most this server runs at once "
-            f"(DURABLE_MCP_MAX_RUNNING_JOBS); retry after {BUSY_RETRY_SECONDS} s",
+            f"busy: {running} jobs {whose}; retry after {BUSY_RETRY_SECONDS} s",
             log_level=logging.WARNING,
         )
 
@@ -174,8 +187,9 @@ class Jobs:
         deadlines: Mapping[str, timedelta] | None = None,
         clock: Clock = now_ms,
         sleeper: Sleeper = sleep,
-        running_jobs: Callable[[], int] | None = None,
+        running_jobs: Callable[[str | None], int] | None = None,
         max_running_jobs: int | None = None,
+        max_running_jobs_per_owner: int | None = None,
         forget: Callable[[str], Awaitable[None]] | None = None,
         stopping: asyncio.Event | None = None,
         lister: JobLister | None = None,
@@ -183,8 +197,10 @@ class Jobs:
         notes: JobNotes | None = None,
         questions: QuestionFinder | None = None,
     ) -> None:
-        """A new job is refused as :class:`Busy` while ``running_jobs()`` is at
-        ``max_running_jobs`` (attaching to a job never is). ``forget(id)``
+        """A new job is refused as :class:`Busy` while ``running_jobs(None)`` (all
+        owners') is at ``max_running_jobs``, or the caller's own
+        (``running_jobs(key)``) at ``max_running_jobs_per_owner`` (attaching to a
+        job never is). ``forget(id)``
         removes a failed or cancelled job, for ``retry``; None where the engine
         cannot. ``lister`` lists the jobs where the engine cannot search its
         promises. Once ``stopping`` is set (the server is shutting down), every
@@ -202,6 +218,7 @@ class Jobs:
         self.resonate = resonate
         self.running_jobs = running_jobs
         self.max_running_jobs = max_running_jobs
+        self.max_running_jobs_per_owner = max_running_jobs_per_owner
         self.forget = forget
         self.lister = lister
         self.registered = tuple(registered)
@@ -246,15 +263,15 @@ class Jobs:
 
     async def start(
         self,
-        job_id: str,
+        name: str,
         fn: Callable[..., Any],
         *args: Any,
         deadline: timedelta | None = None,
         retry: bool = False,
     ) -> dict[str, Any]:
-        r"""Start ``fn(*args)`` as job ``job_id``, or attach to the job already there.
+        r"""Start ``fn(*args)`` as the caller's job ``name``, or attach to the job already there.
 
-        ``fn`` must have been :meth:`register`\ ed; ``job_id`` must pass
+        ``fn`` must have been :meth:`register`\ ed; ``name`` must pass
         ``registry.check_job_name`` (else :class:`InvalidArgument`). ``deadline`` (default: the
         kind's) bounds the whole job: past it the job fails with a timeout error.
         Returns the job's status object once the job is durably created. The
@@ -266,23 +283,39 @@ class Jobs:
         begins with another kind's name and ``_`` is that kind's to use.
         """
         try:
-            check_job_name(job_id)
+            check_job_name(name)
+            if name.startswith(owners.OWNED):
+                raise ValueError(f"a job name must not begin with {owners.OWNED!r}")
         except ValueError as exc:
-            raise InvalidArgument(f"cannot start job {shown(job_id)}: {exc}") from exc
-        owner = self._owner_of(job_id)
-        if owner not in (None, fn.__name__):
+            raise InvalidArgument(f"cannot start job {shown(name)}: {exc}") from exc
+        kind = self._kind_of_name(name)
+        if kind not in (None, fn.__name__):
             raise InvalidArgument(
-                f"the name {shown(job_id)} is kept for {owner} jobs (names that begin with "
-                f"'{owner}_'); choose another name"
+                f"the name {shown(name)} is kept for {kind} jobs (names that begin with "
+                f"'{kind}_'); choose another name"
             )
+        stored = owners.current().job_id(name)
+        assert stored is not None, "a name that begins with no ~ is every owner's to use"
+        return await self._start_once(stored, name, fn, args, deadline, retry)
+
+    async def _start_once(
+        self,
+        job_id: str,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        deadline: timedelta | None,
+        retry: bool,
+    ) -> dict[str, Any]:
         # One start of an id at a time in this process, so that of concurrent
         # starts exactly one creates the job (and logs it) and the rest attach.
         async with self._starting.setdefault(job_id, asyncio.Lock()):
-            return await self._start(job_id, fn, args, deadline, retry)
+            return await self._start(job_id, name, fn, args, deadline, retry)
 
     async def _start(
         self,
         job_id: str,
+        name: str,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         deadline: timedelta | None,
@@ -322,7 +355,7 @@ class Jobs:
             replaceable = not retry and record.state.startswith("rejected")
             hint = ", or retry=true to replace it" if replaceable else ""
             raise JobConflictError(
-                f"job {shown(job_id)} already exists with other arguments "
+                f"job {shown(name)} already exists with other arguments "
                 f"({describe(existing)}); use another name, or the same arguments to attach"
                 f"{hint}"
             )
@@ -332,16 +365,19 @@ class Jobs:
                 told(job_id, fn.__name__)
         return await self._status(job_id, record)
 
-    def _owner_of(self, job_id: str) -> str | None:
-        """The kind whose own names ``job_id`` has (``weather_data_...``), if any."""
-        return max((k for k in self.kinds if job_id.startswith(f"{k}_")), key=len, default=None)
+    def _kind_of_name(self, name: str) -> str | None:
+        """The kind whose own names ``name`` has (``weather_data_...``), if any."""
+        return max((k for k in self.kinds if name.startswith(f"{k}_")), key=len, default=None)
 
-    async def read_status(self, job_id: str) -> dict[str, Any]:
+    async def read_status(self, name: str) -> dict[str, Any]:
         """The job's status object, read from the store; never blocks on the job.
 
         A job being started again (``retry``) is removed and created anew: a
         read in between waits for the new one (a few ms) rather than say it is gone.
         """
+        job_id = owners.current().job_id(name)
+        if job_id is None:
+            return status_from_record(name, None, self.clock())
         record = await self._get(job_id)
         starting = self._starting.get(job_id)
         if record is None and starting is not None and starting.locked():
@@ -349,39 +385,41 @@ class Jobs:
                 record = await self._get(job_id)
         return await self._status(job_id, record)
 
-    async def retry(self, job_id: str) -> dict[str, Any]:
+    async def retry(self, name: str) -> dict[str, Any]:
         """Start a failed or cancelled job again, with its own arguments (``retry=true``
         on its start tool, for someone who has the job's name only)."""
-        record = await self._get(job_id)
-        if record is None:
-            raise InvalidArgument(f"no job is named {shown(job_id)}")
+        job_id, record = await self._owned(name)
+        if job_id is None or record is None:
+            raise InvalidArgument(f"no job is named {shown(name)}")
         if not record.state.startswith("rejected"):
             status = (await self._status(job_id, record))["status"]
             raise InvalidArgument(
-                f"job {shown(job_id)} is {status}: only a failed or cancelled job can be retried"
+                f"job {shown(name)} is {status}: only a failed or cancelled job can be retried"
             )
         kind, args = invocation_of(record)
         fn = self.functions.get(kind) if kind is not None else None
         if fn is None:
-            raise InvalidArgument(f"this server has no {kind} jobs to run {shown(job_id)} again")
-        return await self.start(job_id, fn, *(args or []), retry=True)
+            raise InvalidArgument(f"this server has no {kind} jobs to run {shown(name)} again")
+        return await self._start_once(job_id, name, fn, tuple(args or []), None, True)
 
-    async def invocation(self, job_id: str) -> tuple[str, list[Any]] | None:
+    async def invocation(self, name: str) -> tuple[str, list[Any]] | None:
         """The job's kind and arguments, as stored; None if there is no such job."""
-        record = await self._get(job_id)
+        _, record = await self._owned(name)
         if record is None:
             return None
         kind, args = invocation_of(record)
         return kind or "", list(args or [])
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def cancel(self, name: str) -> dict[str, Any]:
         """Cancel a running job; a finished or unknown job is reported unchanged.
 
         The job's promise settles as cancelled, durably: its function never
         completes it afterwards (a sleeping timer never fires, a job between
         steps stops at its next one), across restarts too.
         """
-        record = await self._get(job_id)
+        job_id, record = await self._owned(name)
+        if job_id is None:
+            return status_from_record(name, None, self.clock())
         if record is not None and record.state == "pending":
             with _engine_errors():
                 record = await self.resonate.promises.cancel(job_id, Value())
@@ -404,9 +442,20 @@ class Jobs:
         """
         if status == JobStatus.not_found:
             raise InvalidArgument("status not_found names no job; use running, completed, ...")
+        owner = owners.current()
+        given_cursor = cursor
+        if cursor is not None:
+            cursor = owner.job_id(cursor)
+            if cursor is None:
+                raise unknown_cursor(given_cursor or "")
         if self.lister is not None:
             with _engine_errors():
-                return await self.lister(status, kind, limit, cursor, name)
+                listed = await self.lister(status, kind, limit, cursor, name, owner.sees)
+            for job in listed["jobs"]:
+                job |= _named(owner, job["job_name"])
+            if listed["next_cursor"] is not None:
+                listed["next_cursor"] = owner.name_of(listed["next_cursor"])
+            return listed
         state = _SEARCH_STATE.get(status) if status else None
         # The in-process stores answer these tags from their job index: only
         # jobs of this status and kind, so one page of ``limit`` is the answer.
@@ -417,6 +466,8 @@ class Jobs:
             tags[KIND_TAG] = kind
         if name:
             tags[NAME_TAG] = name
+        if owner.sees is not None:
+            tags[OWNER_TAG] = owner.sees
         found: list[dict[str, Any]] = []
         while True:
             try:
@@ -424,7 +475,7 @@ class Jobs:
                     page = await self.resonate.promises.search(state, tags, limit, cursor)
             except ServerError as exc:
                 if exc.code == 400 and cursor:
-                    raise unknown_cursor(cursor) from exc
+                    raise unknown_cursor(given_cursor or "") from exc
                 raise InvalidArgument(
                     f"cannot list jobs: this engine does not search its promises ({exc}); "
                     "list_jobs works on the embedded and memory stores"
@@ -439,7 +490,7 @@ class Jobs:
                 if (status is None or job["status"] == status) and kind in (None, job["kind"]):
                     found.append({key: job[key] for key in LISTED if key in job})
                     if len(found) == limit:
-                        return {"jobs": found, "next_cursor": cursor}
+                        return {"jobs": found, "next_cursor": owner.name_of(cursor)}
             if page.cursor is None:
                 return {"jobs": found, "next_cursor": None}
             cursor = page.cursor
@@ -466,6 +517,9 @@ class Jobs:
         if timeout_seconds is not None:
             bound = min(bound, max(timeout_seconds, 0.0))
         deadline = self.clock() + int(bound * 1000)
+        names = job_ids
+        owner = owners.current()
+        job_ids = [job_id for job_id in map(owner.job_id, names) if job_id is not None]
 
         waiters: dict[str, asyncio.Task[Any]] = {}
         for job_id in job_ids:
@@ -504,7 +558,7 @@ class Jobs:
             stopping.cancel()
             for task in waiters.values():
                 task.cancel()
-        return {job_id: await self.read_status(job_id) for job_id in job_ids}
+        return {name: await self.read_status(name) for name in names}
 
     async def _waiting_for_answers(
         self, waiters: Mapping[str, asyncio.Task[Any]], pending: set[asyncio.Task[Any]]
@@ -525,7 +579,8 @@ class Jobs:
             notes = (await self.notes.read(job_ids)).get(job_ids[0], {})
             progress = notes.get("progress")
             if progress is not None:
-                message = progress.get("message") or f"job {job_ids[0]} is running"
+                name = owners.current().name_of(job_ids[0])
+                message = progress.get("message") or f"job {name} is running"
                 await on_progress(progress["done"], progress.get("total"), message)
                 return
         finished = len(job_ids) - unfinished
@@ -551,19 +606,27 @@ class Jobs:
 
     async def _status(self, job_id: str, record: PromiseRecord | None) -> dict[str, Any]:
         if record is None:
-            return status_from_record(job_id, None, self.clock())
+            return status_from_record(owners.current().name_of(job_id), None, self.clock())
         return (await self._statuses([record]))[job_id]
 
+    async def _owned(self, name: str) -> tuple[str | None, PromiseRecord | None]:
+        """The caller's job ``name``: its id in the store and its record (None, None:
+        no job of theirs can have the name; an id and None: there is no such job)."""
+        job_id = owners.current().job_id(name)
+        return job_id, (await self._get(job_id) if job_id is not None else None)
+
     async def _statuses(self, records: Sequence[PromiseRecord]) -> dict[str, dict[str, Any]]:
-        """Each job's status object, with its notes and the question it waits on."""
+        """Each job's status object, by id, with its notes and the question it waits on;
+        named as the caller names it."""
         running = [record.id for record in records if record.state == "pending"]
         notes = await self.notes.read(running) if running else {}
         asked = await self._questions(running) if running else {}
-        now = self.clock()
+        now, owner = self.clock(), owners.current()
         return {
             record.id: status_from_record(
                 record.id, record, now, self.kinds, notes.get(record.id), asked.get(record.id)
             )
+            | _named(owner, record.id)
             for record in records
         }
 
@@ -581,28 +644,29 @@ class Jobs:
 
     async def answer(
         self,
-        job_id: str,
+        name: str,
         content: dict[str, Any] | None,
         *,
         action: str = "accept",
         question_id: str | None = None,
     ) -> dict[str, Any]:
-        """Answer the question ``job_id`` waits on; its status once the answer is on disk.
+        """Answer the question job ``name`` waits on; its status once the answer is on disk.
 
         ``content`` must fit the question's schema (``action`` accept), else
         :class:`InvalidArgument` says why and nothing changes. A job that does
         not wait (or not on ``question_id``, when given) is an error too, as is
         an answer that another caller gave first: of two racing, one is taken.
         """
-        record = await self._get(job_id)
-        if record is None:
-            raise InvalidArgument(f"no job is named {shown(job_id)}")
+        stored, record = await self._owned(name)
+        if stored is None or record is None:
+            raise InvalidArgument(f"no job is named {shown(name)}")
+        job_id = stored
         asked = await self._questions([job_id]) if record.state == "pending" else {}
         question = asked.get(job_id)
         if question is None or question_id not in (None, question.id):
             status = (await self._status(job_id, record))["status"]
             raise InvalidArgument(
-                f"job {shown(job_id)} is not waiting for an answer (it is {status})"
+                f"job {shown(name)} is not waiting for an answer (it is {status})"
             )
         if action not in ACTIONS:
             raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
@@ -619,9 +683,9 @@ class Jobs:
                     current = await self.resonate.promises.resolve(question.id, Value(data=answer))
             taken = current.value.data if isinstance(current.value.data, dict) else {}
             if current.state != "resolved" or taken.get("id") != answer["id"]:
-                raise AnswerTaken(job_id)
+                raise AnswerTaken(name)
         job_event("answered", job_id, question=question.id, action=action)
-        return await self.read_status(job_id)
+        return await self.read_status(name)
 
     def log_end(self, promise: DurablePromise) -> None:
         """Log a job's end (the in-process store reports each job's promise as it
@@ -637,11 +701,17 @@ class Jobs:
         job_event(job["status"], promise.id, kind=job["kind"], **scalars)
 
     def _refuse_if_busy(self) -> None:
-        if self.running_jobs is None or self.max_running_jobs is None:
+        if self.running_jobs is None:
             return
-        running = self.running_jobs()
-        if running >= self.max_running_jobs:
-            raise Busy(running)
+        if self.max_running_jobs is not None:
+            running = self.running_jobs(None)
+            if running >= self.max_running_jobs:
+                raise Busy(running)
+        owner = owners.current()
+        if self.max_running_jobs_per_owner is not None and not owner.admin:
+            mine = self.running_jobs(owner.key)
+            if mine >= self.max_running_jobs_per_owner:
+                raise Busy(mine, yours=True)
 
     async def _get(self, job_id: str) -> PromiseRecord | None:
         try:
@@ -651,6 +721,14 @@ class Jobs:
             if exc.code == 404:
                 return None
             raise
+
+
+def _named(owner: owners.Owner, job_id: str) -> dict[str, Any]:
+    """A status object's name as ``owner`` knows the job; to the admin, whose it is too."""
+    named: dict[str, Any] = {"job_name": owner.name_of(job_id)}
+    if owner.admin and (subject := owners.subject_of(job_id)) is not None:
+        named["owner"] = subject
+    return named
 
 
 @contextlib.contextmanager

@@ -40,7 +40,16 @@ class KindOfJob(Protocol):
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 1.0, 30.0
 
 #: What list_jobs shows of each job.
-LISTED = ("job_name", "kind", "status", "created_at", "settled_at", "progress", "question")
+LISTED = (
+    "job_name",
+    "owner",  # to the admin only: whose job it is
+    "kind",
+    "status",
+    "created_at",
+    "settled_at",
+    "progress",
+    "question",
+)
 
 #: Decodes the store's promise records the way the SDK does (values are plain JSON).
 _CODEC = Codec(NoopEncryptor())

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from resonate.ids import ORIGIN_SEP
 
+from durable_mcp.owners import owner_key
 from durable_mcp.sdk_compat import (
     DurablePromise,
     OutgoingMessage,
@@ -144,6 +145,8 @@ JOB_STATUS = {
 #: names contain its value.
 JOB_TAG, STATUS_TAG, KIND_TAG = "durable-mcp:job", "durable-mcp:status", "durable-mcp:kind"
 NAME_TAG = "durable-mcp:name"
+#: Searches only the jobs of one owner (its key, ``owners.py``).
+OWNER_TAG = "durable-mcp:owner"
 
 #: The tag of a promise that is a question a job asks (its param: the message
 #: and the answer's schema); a person's answer settles it (``jobs/questions.py``).
@@ -172,7 +175,7 @@ def kind_of(promise: DurablePromise) -> str | None:
 
 
 class JobIndex:
-    """The jobs of a :class:`PromiseTable` by (status, kind), each oldest first.
+    """The jobs of a :class:`PromiseTable` by (status, kind, owner), each oldest first.
 
     Each bucket is a list of promise ids kept sorted by ``(created_at, id)``
     with ``bisect``: one pointer per job (the id string is the table's own),
@@ -186,7 +189,7 @@ class JobIndex:
 
     def __init__(self, promises: Mapping[str, DurablePromise]) -> None:
         self.promises = promises
-        keys: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+        keys: dict[Bucket, list[tuple[int, str]]] = {}
         for promise_id, promise in promises.items():
             if is_job(promise_id):
                 keys.setdefault(bucket_of(promise), []).append((promise.created_at, promise_id))
@@ -202,9 +205,9 @@ class JobIndex:
 
     def discard(self, promise: DurablePromise) -> None:
         """Take ``promise`` (still in the table) out of its bucket."""
-        kind = kind_of(promise)
+        kind, owner = kind_of(promise), owner_key(promise.id)
         for status in dict.fromkeys((JOB_STATUS.get(promise.state), "running")):
-            ids = self.buckets.get((status, kind))  # type: ignore[arg-type]
+            ids = self.buckets.get((status, kind, owner))  # type: ignore[arg-type]
             at = self._find(ids, promise.id) if ids is not None else -1
             if ids is not None and at >= 0:
                 del ids[at]
@@ -214,8 +217,7 @@ class JobIndex:
         """Move ``promise`` from running to its status, if it has settled meanwhile."""
         if promise.state == "pending":
             return
-        kind = kind_of(promise)
-        running = self.buckets.get(("running", kind))
+        running = self.buckets.get(("running", kind_of(promise), owner_key(promise.id)))
         at = self._find(running, promise.id) if running is not None else -1
         if running is not None and at >= 0:
             del running[at]
@@ -235,28 +237,45 @@ class JobIndex:
         kind: str | None,
         before: tuple[int, str] | None,
         name_contains: str | None = None,
+        owner: str | None = None,
     ) -> Iterator[str]:
-        """Ids of the jobs of ``status`` and ``kind`` (None: any) older than ``before``,
-        and whose names contain ``name_contains`` if given."""
+        """Ids of the jobs of ``status``, ``kind`` and ``owner`` (a key; None: any)
+        older than ``before``, and whose names contain ``name_contains`` if given
+        (an owner's names: their ids past the owner's part)."""
         runs: list[Iterator[str]] = []
-        for (bucket_status, bucket_kind), ids in self.buckets.items():
+        for (bucket_status, bucket_kind, bucket_owner), ids in self.buckets.items():
             if status not in (None, bucket_status) or kind not in (None, bucket_kind):
+                continue
+            if owner not in (None, bucket_owner):
                 continue
             end = len(ids) if before is None else bisect_left(ids, before, key=self.key)
             if name_contains is not None:  # one pass over the names, then merge the few found
-                found = [job_id for job_id in ids[:end] if name_contains in job_id]
+                skip = 0 if owner is None or not owner else len(owner) + 2  # "~key/"
+                found = [job_id for job_id in ids[:end] if name_contains in job_id[skip:]]
                 runs.append(reversed(found))
             else:
                 runs.append(map(ids.__getitem__, range(end - 1, -1, -1)))
         return heapq.merge(*runs, key=self.key, reverse=True)
+
+    def running(self, owner: str) -> int:
+        """How many jobs of ``owner`` (a key) are running, waiting for input included."""
+        return sum(
+            len(ids)
+            for (status, _, bucket_owner), ids in self.buckets.items()
+            if status == "running" and bucket_owner == owner
+        )
 
     def _find(self, ids: list[str], promise_id: str) -> int:
         at = bisect_left(ids, self.key(promise_id), key=self.key)
         return at if at < len(ids) and ids[at] == promise_id else -1
 
 
-def bucket_of(promise: DurablePromise) -> tuple[str, str | None]:
-    return JOB_STATUS.get(promise.state, promise.state), kind_of(promise)
+#: A job's bucket in the :class:`JobIndex`: its status, kind and owner (a key).
+Bucket = tuple[str, str | None, str]
+
+
+def bucket_of(promise: DurablePromise) -> Bucket:
+    return JOB_STATUS.get(promise.state, promise.state), kind_of(promise), owner_key(promise.id)
 
 
 def is_job(promise_id: str) -> bool:
@@ -580,8 +599,8 @@ class IndexedState(ServerState):
             # Jobs only: read from the index, newest first from the cursor on.
             del tags[JOB_TAG]
             status, kind = tags.pop(STATUS_TAG, None), tags.pop(KIND_TAG, None)
-            part = tags.pop(NAME_TAG, None)
-            ids = self.promises.job_index().newest_first(status, kind, after, part)
+            part, owner = tags.pop(NAME_TAG, None), tags.pop(OWNER_TAG, None)
+            ids = self.promises.job_index().newest_first(status, kind, after, part, owner)
             newest_first = filter(wanted, map(self.promises.__getitem__, ids))
         else:
             newest_first = iter(

@@ -6,7 +6,8 @@
 - ``/metrics``: Prometheus' format (``metrics.py``);
 - ``/healthz`` and ``/readyz``: for a load balancer (``health.py``).
 
-The pages and /metrics need the token when one is set (``auth.py``) and are
+The pages and /metrics need the token when one is set, or a signed-in
+person's JWT, and show that person their own jobs (``auth.py``); they are
 off with ``DURABLE_MCP_WEB=off``; the health checks are always served.
 :func:`serve_window` adds them all to a FastMCP app as custom routes, behind
 FastMCP's Host/Origin guard like ``/mcp``.
@@ -43,7 +44,9 @@ def serve_window(
     mcp.custom_route("/readyz", methods=["GET"])(health.readyz)
     if not settings.web:
         return None
-    auth = PageAuth(settings.token, settings.allowed_origins)
+    # Signed in with JWTs, a page's login is checked as a call to /mcp is.
+    verify = mcp.auth.verify_token if settings.signs_in and mcp.auth is not None else None
+    auth = PageAuth(settings.token, settings.allowed_origins, verify)
     for path, methods, endpoint in JobPages(jobs, engine.steps, auth).routes():
         mcp.custom_route(path, methods=methods)(endpoint)
     metrics = JobMetrics(jobs, engine, auth, database=checks.get("postgres"))

@@ -1,4 +1,4 @@
-"""Who may see the operator's pages and act on jobs from them.
+"""Who may see the operator's pages and act on jobs from them, and as which owner.
 
 With ``DURABLE_MCP_TOKEN`` set, a browser logs in once with the token (a JSON
 POST to ``/jobs/login``) and gets an HttpOnly, SameSite=Strict cookie that
@@ -7,6 +7,11 @@ instead. The token itself is never in a URL, a page or a cookie: the cookie is
 an HMAC of it. Without a token, anyone who reaches the port may look (the
 server binds 127.0.0.1 unless told otherwise, and refuses a wider bind without
 a token).
+
+Signed in with JWTs (``DURABLE_MCP_JWKS_URI`` ...), a person logs in with
+their own JWT, which FastMCP's verifier checks as it checks one on ``/mcp``;
+the cookie then holds that JWT (it expires with it), and the pages show and act
+on that person's jobs only (``owners.py``), every owner's for the admin scope.
 
 An action (cancel, retry, answer) is a POST that a foreign page cannot forge:
 it must carry the page's CSRF token in ``X-CSRF-Token`` (a header a
@@ -20,9 +25,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from durable_mcp.owners import SINGLE, Owner
+
+#: Checks a JWT: its access token (with its ``owner``), or None (FastMCP's verifier).
+Verify = Callable[[str], Awaitable[Any]]
 
 #: The cookie a login sets.
 COOKIE = "durable_mcp_session"
@@ -33,10 +46,19 @@ def _mac(secret: bytes, purpose: str) -> str:
 
 
 class PageAuth:
-    """The token check, the session cookie and the CSRF token of one server."""
+    """The token check, the session cookie and the CSRF token of one server.
 
-    def __init__(self, token: str | None, allowed_origins: tuple[str, ...] = ()) -> None:
+    ``verify``, when callers sign in with JWTs, checks one (and ``token`` is None).
+    """
+
+    def __init__(
+        self,
+        token: str | None,
+        allowed_origins: tuple[str, ...] = (),
+        verify: Verify | None = None,
+    ) -> None:
         self.token = token
+        self.verify = verify
         self.allowed_origins = allowed_origins
         # With a token, cookies and CSRF tokens outlive a restart; without one,
         # the process's own secret (there is no login to lose).
@@ -45,27 +67,48 @@ class PageAuth:
         #: What every action must carry in ``X-CSRF-Token``; each page has it.
         self.csrf = _mac(secret, "durable-mcp csrf")
 
-    def allows(self, request: Request) -> bool:
-        """Whether ``request`` may see the pages, their data and /metrics."""
-        if self.token is None:
-            return True
+    async def owner_of(self, request: Request) -> Owner | None:
+        """Whose jobs ``request`` may see on the pages and /metrics; None: nobody's
+        (log in first)."""
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        bearer = bearer if scheme.lower() == "bearer" else ""
         cookie = request.cookies.get(COOKIE, "")
+        if self.verify is not None:
+            for given in filter(None, (cookie, bearer)):
+                owner = await self._signed_in(given)
+                if owner is not None:
+                    return owner
+            return None
+        if self.token is None:
+            return SINGLE
         if cookie and hmac.compare_digest(cookie, self._session):
-            return True
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.encode(), self.token.encode()
-        )
+            return SINGLE
+        if bearer and hmac.compare_digest(bearer.encode(), self.token.encode()):
+            return SINGLE
+        return None
 
-    def log_in(self, given: object, response: Response, request: Request) -> bool:
-        """Set the session cookie on ``response`` if ``given`` is the token."""
-        if self.token is None or not isinstance(given, str):
-            return self.token is None
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
+    async def log_in(self, given: object, response: Response, request: Request) -> bool:
+        """Set the session cookie on ``response`` if ``given`` is the token, or a good JWT."""
+        if not isinstance(given, str):
+            return self.token is None and self.verify is None
+        expires = None
+        if self.verify is not None:
+            access = await self.verify(given)
+            if access is None or not isinstance(getattr(access, "owner", None), Owner):
+                return False
+            session = given  # the JWT itself: any replica checks it, and it expires
+            if access.expires_at is not None:
+                expires = max(int(access.expires_at - time.time()), 0)
+        elif self.token is None:
+            return True
+        elif hmac.compare_digest(given.encode(), self.token.encode()):
+            session = self._session
+        else:
             return False
         response.set_cookie(
             COOKIE,
-            self._session,
+            session,
+            max_age=expires,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -73,14 +116,26 @@ class PageAuth:
         )
         return True
 
+    def csrf_of(self, request: Request) -> str:
+        """The CSRF token of the page ``request`` is for: signed in, one per login."""
+        if self.verify is None:
+            return self.csrf
+        return _mac(request.cookies.get(COOKIE, "").encode(), "durable-mcp csrf")
+
     def refuses_post(self, request: Request, *, csrf: bool = True) -> str | None:
         """Why a POST is refused (a foreign origin, no CSRF token); None if it may go on."""
         origin = request.headers.get("origin")
         if origin is None or not self._own_origin(origin, request):
             return "refused: an action must come from this server's own page (Origin)"
-        if csrf and not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
+        given = request.headers.get("x-csrf-token", "")
+        if csrf and not hmac.compare_digest(given, self.csrf_of(request)):
             return "refused: the page's CSRF token is missing or wrong; reload the page"
         return None
+
+    async def _signed_in(self, token: str) -> Owner | None:
+        assert self.verify is not None
+        owner = getattr(await self.verify(token), "owner", None)
+        return owner if isinstance(owner, Owner) else None
 
     def _own_origin(self, origin: str, request: Request) -> bool:
         host = request.headers.get("host", "")

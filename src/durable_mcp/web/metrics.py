@@ -14,7 +14,9 @@
 - ``durable_mcp_postgres_up``: 1 when the database answered this scrape, else 0.
 
 Served behind the token as the pages are (a scraper sends ``Authorization:
-Bearer``); ``DURABLE_MCP_WEB=off`` turns it off.
+Bearer``); ``DURABLE_MCP_WEB=off`` turns it off. Signed in with JWTs, a scraper
+with the admin scope gets all of it; anyone else, only ``durable_mcp_jobs`` of
+their own jobs (``owners.py``): the rest counts everyone's.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ class JobMetrics(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         return self._gauges  # read by :meth:`endpoint` just before
 
-    async def _read_gauges(self) -> list[GaugeMetricFamily]:
+    async def _read_gauges(self, owner: str | None) -> list[GaugeMetricFamily]:
+        """The gauges of ``owner``'s jobs (a key; None: everyone's, and the store's)."""
         jobs = GaugeMetricFamily(
             "durable_mcp_jobs",
             "Jobs running or waiting for input now, by status and kind",
@@ -127,7 +130,7 @@ class JobMetrics(Collector):
         gauges = []
         try:  # a database out of reach: no job gauges, and postgres_up says why
             async with asyncio.timeout(CHECK_SECONDS):
-                counts = await self.engine.job_counts()
+                counts = await self.engine.job_counts(owner)
         except Exception:
             counts = None
         if counts is not None:
@@ -135,6 +138,8 @@ class JobMetrics(Collector):
                 for kind, count in sorted(by_kind.items()):
                     jobs.add_metric([status, kind], count)
             gauges.append(jobs)
+        if owner is not None:
+            return gauges
         if self.engine.store is not None:
             size = GaugeMetricFamily(
                 "durable_mcp_store_bytes", "The embedded store's files' size on disk"
@@ -150,14 +155,28 @@ class JobMetrics(Collector):
         return gauges
 
     async def endpoint(self, request: Request) -> Response:
-        if not self.auth.allows(request):
+        owner = await self.auth.owner_of(request)
+        if owner is None:
             return Response("log in, or send Authorization: Bearer <token>\n", status_code=401)
-        self._gauges = await self._read_gauges()
+        if owner.subject is not None and not owner.admin:  # one person: their jobs only
+            gauges = await self._read_gauges(owner.key)
+            return Response(generate_latest(OwnGauges(gauges)), media_type=CONTENT_TYPE_LATEST)
+        self._gauges = await self._read_gauges(None)
         try:
             body = generate_latest(self.registry)
         finally:
             self._gauges = []
         return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class OwnGauges(Collector):
+    """A registry's worth of gauges already read (one person's, at one scrape)."""
+
+    def __init__(self, gauges: list[GaugeMetricFamily]) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self.gauges
 
 
 class CallLatency(Middleware):

@@ -22,11 +22,14 @@ from fastmcp.exceptions import ToolError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from durable_mcp import __version__
+from durable_mcp import __version__, owners
 from durable_mcp.jobs.service import Busy, EngineUnavailable, InvalidArgument, Jobs
 from durable_mcp.jobs.status import JobStatus, iso
 from durable_mcp.jobs.steps import StepReader, by_start
 from durable_mcp.web.auth import PageAuth
+
+#: A route's handler.
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: Jobs on one page of the list, unless the request asks for fewer (at most 100).
 PAGE_SIZE = 25
@@ -116,22 +119,34 @@ class JobPages:
         self.steps = steps
         self.auth = auth
 
-    def routes(self) -> list[tuple[str, list[str], Callable[[Request], Awaitable[Response]]]]:
+    def routes(self) -> list[tuple[str, list[str], Endpoint]]:
+        page, data = self._login_page, lambda: _error("log in first", 401)
         return [
-            ("/jobs", ["GET"], self.list_page),
-            ("/jobs/job/{name:path}", ["GET"], self.job_page),
+            ("/jobs", ["GET"], self._signed_in(self.list_page, page)),
+            ("/jobs/job/{name:path}", ["GET"], self._signed_in(self.job_page, page)),
             ("/jobs/static/{asset}", ["GET"], self.asset),
             ("/jobs/login", ["POST"], self.login),
-            ("/jobs/api/jobs", ["GET"], self.api_jobs),
-            ("/jobs/api/job/{name:path}", ["GET"], self.api_job),
-            ("/jobs/api/{action}", ["POST"], self.action),
+            ("/jobs/api/jobs", ["GET"], self._signed_in(self.api_jobs, data)),
+            ("/jobs/api/job/{name:path}", ["GET"], self._signed_in(self.api_job, data)),
+            ("/jobs/api/{action}", ["POST"], self._signed_in(self.action, data)),
         ]
+
+    def _signed_in(self, endpoint: Endpoint, refused: Callable[[], Response]) -> Endpoint:
+        """``endpoint`` as the owner the request logged in as (``auth.py``), on that
+        owner's jobs; ``refused()`` for a request not logged in."""
+
+        async def as_owner(request: Request) -> Response:
+            owner = await self.auth.owner_of(request)
+            if owner is None:
+                return refused()
+            with owners.acting_as(owner):
+                return await endpoint(request)
+
+        return as_owner
 
     # -- pages
 
     async def list_page(self, request: Request) -> Response:
-        if not self.auth.allows(request):
-            return self._login_page()
         statuses = "".join(
             f'<option value="{s.value}">{s.value.replace("_", " ")}</option>'
             for s in JobStatus
@@ -139,15 +154,13 @@ class JobPages:
         )
         body = LIST_BODY.format(statuses=statuses)
         scripts = ("question_form.js", "common.js", "jobs.js")
-        return _html(page("Jobs", body, scripts, self.auth.csrf))
+        return _html(page("Jobs", body, scripts, self.auth.csrf_of(request)))
 
     async def job_page(self, request: Request) -> Response:
-        if not self.auth.allows(request):
-            return self._login_page()
         name = request.path_params["name"]
         meta = f'<meta name="job" content="{html.escape(name, quote=True)}">\n'
         scripts = ("question_form.js", "common.js", "job.js")
-        return _html(page(name, JOB_BODY, scripts, self.auth.csrf, meta))
+        return _html(page(name, JOB_BODY, scripts, self.auth.csrf_of(request), meta))
 
     def _login_page(self) -> Response:
         return _html(page("Log in", LOGIN_BODY, ("login.js",)), status_code=401)
@@ -166,15 +179,13 @@ class JobPages:
             return _error(refused, 403)
         given = (await _json_body(request)).get("token")
         response = JSONResponse({"ok": True}, headers=HEADERS)
-        if not self.auth.log_in(given, response, request):
+        if not await self.auth.log_in(given, response, request):
             return _error("wrong token", 401)
         return response
 
     # -- data
 
     async def api_jobs(self, request: Request) -> Response:
-        if not self.auth.allows(request):
-            return _error("log in first", 401)
         query = request.query_params
         try:
             status = JobStatus(query["status"]) if query.get("status") else None
@@ -199,8 +210,6 @@ class JobPages:
         return _json(page_of_jobs)
 
     async def api_job(self, request: Request) -> Response:
-        if not self.auth.allows(request):
-            return _error("log in first", 401)
         name = request.path_params["name"]
         job = await _answer(self.jobs.read_status(name))
         if isinstance(job, Response):
@@ -208,7 +217,8 @@ class JobPages:
         job.pop("hint", None)  # for a model calling tools
         invocation = await self.jobs.invocation(name)
         arguments = None if invocation is None else self._named(*invocation)
-        steps = by_start(await self.steps(name)) if invocation is not None else []
+        job_id = owners.current().job_id(name)
+        steps = by_start(await self.steps(job_id)) if invocation and job_id else []
         now = iso(self.jobs.clock())
         return _json({"job": job, "arguments": arguments, "steps": steps, "now": now})
 
@@ -225,8 +235,6 @@ class JobPages:
     # -- actions
 
     async def action(self, request: Request) -> Response:
-        if not self.auth.allows(request):
-            return _error("log in first", 401)
         refused = self.auth.refuses_post(request)
         if refused is not None:
             return _error(refused, 403)
