@@ -35,7 +35,12 @@ from fastmcp.server.middleware.rate_limiting import (
     TokenBucketRateLimiter,
 )
 from fastmcp.tools import ToolResult
+from mcp.server.auth.routes import cors_middleware
+from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from durable_mcp import owners
 from durable_mcp.config import Settings
@@ -96,6 +101,51 @@ def auth_of(settings: Settings) -> TokenVerifier | RemoteAuthProvider | None:
     return None
 
 
+#: Where a client looks for what signs it in (RFC 9728).
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
+
+
+class SignInMetadata(RemoteAuthProvider):
+    """FastMCP's resource server, naming the authorization server exactly as given.
+
+    FastMCP keeps it as a pydantic URL, which adds a ``/`` to a bare origin
+    (``https://accounts.google.com/``); a client compares it with the issuer
+    the authorization server publishes as a plain string (RFC 8414 3.3), and
+    the MCP SDK's client then refuses to sign in. So the metadata route is
+    FastMCP's, with the configured string in ``authorization_servers``.
+    """
+
+    def __init__(self, verifier: TokenVerifier, authorization_server: str, base_url: str) -> None:
+        super().__init__(
+            verifier,
+            authorization_servers=[AnyHttpUrl(authorization_server)],
+            base_url=base_url,
+            resource_name="durable-mcp",
+        )
+        self.authorization_server = authorization_server
+
+    def get_routes(self, mcp_path: str | None = None) -> list[Route]:
+        routes = super().get_routes(mcp_path)
+        if self._resource_url is None:
+            return routes
+        metadata = ProtectedResourceMetadata(
+            resource=self._resource_url,
+            authorization_servers=self.authorization_servers,
+            scopes_supported=self.scopes_supported,
+            resource_name=self.resource_name,
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        metadata["authorization_servers"] = [self.authorization_server]
+
+        async def document(request: Request) -> Response:
+            return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
+
+        # At RFC 9728's path for /mcp (/.well-known/oauth-protected-resource/mcp), and at
+        # the root one too, where some clients look first.
+        paths = dict.fromkeys([*(route.path for route in routes), WELL_KNOWN])
+        endpoint = cors_middleware(document, ["GET", "OPTIONS"])
+        return [Route(path, endpoint, methods=["GET", "OPTIONS"]) for path in paths]
+
+
 def sign_in(settings: Settings) -> RemoteAuthProvider:
     """FastMCP's resource server for JWTs of the team's identity provider."""
     verifier = SignedIn(
@@ -108,11 +158,8 @@ def sign_in(settings: Settings) -> RemoteAuthProvider:
     )
     server = settings.auth_server or settings.jwt_issuer
     assert server is not None, "Settings checks that there is an authorization server"
-    return RemoteAuthProvider(
-        verifier,
-        authorization_servers=[AnyHttpUrl(server)],
-        base_url=settings.public_url or f"http://{settings.host}:{settings.port}",
-        resource_name="durable-mcp",
+    return SignInMetadata(
+        verifier, server, settings.public_url or f"http://{settings.host}:{settings.port}"
     )
 
 

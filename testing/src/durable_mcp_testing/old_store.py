@@ -35,10 +35,10 @@ EXPECTED = "expected.json"
 
 async def write(data_dir: Path, archive_url: str) -> dict[str, Any]:
     time = FakeTime()
-    settings = Settings(
-        store="embedded", data_dir=data_dir, await_max_seconds=5, rate_limit=10_000
+    settings = Settings(store="embedded", data_dir=data_dir, await_max_seconds=5, rate_limit=10_000)
+    archive = OpenMeteoArchive(
+        archive_url, timeout_seconds=5, retry_policy=Constant(delay=0, max_retries=0)
     )
-    archive = OpenMeteoArchive(archive_url, timeout_seconds=5, retry_policy=Constant(delay=0, max_retries=0))
     mcp = create_server(settings, archive=archive, **time.seams)
     async with Client(mcp) as client:
 
