@@ -21,6 +21,7 @@ from durable_mcp.functions import BUILT_IN
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.server import create_server
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
+from durable_mcp_testing.identity import IdentityProvider
 from durable_mcp_testing.processes import free_port
 from durable_mcp_testing.served import browser_page, needs_browser, serving, serving_html
 
@@ -236,3 +237,32 @@ async def test_a_forged_cross_origin_post_is_refused_and_changes_nothing(
     assert refused == 403
     (status,) = await site.call("probe_status", job_names=["kettle"])
     assert status["status"] == "running"
+
+
+async def test_signed_in_a_person_logs_in_with_their_access_token_and_sees_their_own_jobs(
+    tmp_path: Path, page: Any
+) -> None:
+    with IdentityProvider() as idp:
+        settings = Settings(port=free_port(), data_dir=tmp_path / "data", **idp.settings())
+        mcp = create_server(settings)
+        async with serving(mcp, settings) as url:
+            alice, bob = idp.token("alice"), idp.token("bob")
+            for token, name in ((alice, "alices_tea"), (bob, "bobs_bread"), (alice, "alices_cake")):
+                async with Client(f"{url}/mcp", auth=token) as client:
+                    await client.call_tool("set_timer", {"timer_name": name, "seconds": 600})
+
+            await page.goto(f"{url}/jobs")
+            assert "your own jobs" in await page.locator(".login").inner_text()
+            await page.fill("#token", idp.token("alice", expires_in=-60))
+            await page.click("#login button")
+            await page.wait_for_selector("#error:has-text('may have expired')", timeout=WAIT_MS)
+            SHOTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(SHOTS / "jobs-page-sign-in.png"), full_page=True)
+            await page.fill("#token", alice)
+            await page.click("#login button")
+            await shows_rows(page, ["alices_cake", "alices_tea"])
+            await page.screenshot(path=str(SHOTS / "jobs-page-signed-in.png"), full_page=True)
+            (cookie,) = await page.context.cookies()
+            assert cookie["httpOnly"] and await page.evaluate("document.cookie") == ""
+            await page.goto(f"{url}/jobs/job/bobs_bread")  # not hers: as if there were none
+            await page.wait_for_selector("#job:has-text('No job has this name')", timeout=WAIT_MS)

@@ -77,7 +77,8 @@ class Team:
 
     def task(self, person: Person, task_id: str) -> dict[str, Any] | str:
         try:
-            return self.portal.call(task_method, person.tasks, "tasks/get", task_id)
+            task: dict[str, Any] = self.portal.call(task_method, person.tasks, "tasks/get", task_id)
+            return task
         except MCPError as exc:
             return str(exc)
 
@@ -133,8 +134,9 @@ def check(team: Team, calls: list[tuple[str, str, str, int]]) -> list[str]:
         person = team.people[subject]
         other = next(p for p in PEOPLE if p != subject)
         name = base + suffix
-        expected = person.jobs.get(name, "not_found")
+        expected: Any = person.jobs.get(name, "not_found")
         answer: Any
+        got: Any
         match action:
             case "set":
                 answer = team.call(person, "set_timer", timer_name=name, seconds=SECONDS[subject])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ import httpx2
 import pytest
 from fastmcp import Client
 from fastmcp.client.auth.client_credentials import ClientCredentialsOAuthProvider
+from fastmcp.client.transports import StdioTransport
 from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from resonate.context import Context
@@ -38,6 +40,8 @@ from durable_mcp_testing.identity import ADMIN_SCOPE, IdentityProvider, unsigned
 from durable_mcp_testing.processes import free_port
 from durable_mcp_testing.served import serving
 from durable_mcp_testing.tasks_client import TasksOptIn, start_task, task_method
+
+PROXY = str(Path(__file__).parent.parent / "proxy.py")
 
 #: The subjects: an e-mail, and one with a ':' (kept percent-encoded in the ids).
 ALICE, BOB = "alice@example.com", "bob:7"
@@ -149,28 +153,30 @@ async def test_another_persons_job_is_answered_as_one_that_does_not_exist(team: 
         (asked,) = await call(alice, "probe_status", job_names=["ask_plan"])
         assert asked["status"] == "input_required"
 
-        def same(answer: Any, name: str, never: str) -> None:
-            """``answer`` about alice's ``name`` is the answer about ``never``, renamed."""
+        def renamed(answer: Any, name: str, never: str) -> str:
+            """``answer`` about alice's ``name`` as if about ``never``; it never names her."""
             text = json.dumps(answer)
             assert ALICE not in text and "alice" not in text
-            return text.replace(name, never)  # type: ignore[return-value]
+            return text.replace(name, never)
 
         for name, never in (("secret", "nosuch"), ("ask_plan", "ask_nope")):
-            for tool, arguments in (
+            answered: tuple[tuple[str, dict[str, Any]], ...] = (
                 ("probe_status", {"job_names": [name]}),
                 ("await_result", {"job_names": [name], "timeout_seconds": 0}),
                 ("cancel_job", {"job_name": name}),
                 ("get_timer_status", {"timer_name": name}),
-            ):
+            )
+            for tool, arguments in answered:
                 theirs = await call(bob, tool, **arguments)
                 missing = await call(
                     bob, tool, **json.loads(json.dumps(arguments).replace(name, never))
                 )
-                assert same(theirs, name, never) == json.dumps(missing), (tool, theirs)
-            for tool, arguments in (
+                assert renamed(theirs, name, never) == json.dumps(missing), (tool, theirs)
+            refused: tuple[tuple[str, dict[str, Any]], ...] = (
                 ("answer_job", {"job_name": name, "answer": {"go": True}}),
                 ("list_jobs", {"cursor": name}),
-            ):
+            )
+            for tool, arguments in refused:
                 theirs = await error_of(bob, tool, **arguments)
                 missing = await error_of(
                     bob, tool, **json.loads(json.dumps(arguments).replace(name, never))
@@ -374,3 +380,28 @@ def test_the_single_token_and_sign_in_are_one_or_the_other(tmp_path: Path) -> No
             load_settings(env)
     # Signed in, the server may listen beyond localhost without the single token.
     assert load_settings(sign_in | {"DURABLE_MCP_HOST": "0.0.0.0"}).host == "0.0.0.0"
+
+
+async def test_the_proxy_passes_the_persons_token_read_again_for_each_request(
+    team: Team, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(team.tokens[ALICE] + "\n")
+    transport = StdioTransport(
+        command=sys.executable,
+        args=[PROXY],
+        env={"DURABLE_MCP_URL": f"{team.url}/mcp", "DURABLE_MCP_TOKEN_FILE": str(token_file)},
+        keep_alive=False,
+    )
+    async with Client(transport) as proxied:
+        await call(proxied, "set_timer", timer_name="tea", seconds=60)
+        token_file.write_text(team.idp.token(ALICE, expires_in=-60))  # expired meanwhile
+        with pytest.raises(ToolError, match="refused the proxy's token") as refused:
+            await call(proxied, "probe_status", job_names=["tea"])
+        assert "a fresh access token of yours" in str(refused.value)
+        token_file.write_text(team.tokens[BOB])  # renewed, as bob: no restart
+        (bobs,) = await call(proxied, "probe_status", job_names=["tea"])
+        assert bobs["status"] == "not_found"
+    async with team.client("admin") as admin:
+        (job,) = (await call(admin, "list_jobs"))["jobs"]
+    assert (job["job_name"], job["owner"]) == ("~alice@example.com/tea", ALICE)

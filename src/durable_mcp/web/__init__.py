@@ -46,7 +46,8 @@ def serve_window(
         return None
     # Signed in with JWTs, a page's login is checked as a call to /mcp is.
     verify = mcp.auth.verify_token if settings.signs_in and mcp.auth is not None else None
-    auth = PageAuth(settings.token, settings.allowed_origins, verify)
+    sign_in_at = settings.auth_server or settings.jwt_issuer
+    auth = PageAuth(settings.token, settings.allowed_origins, verify, sign_in_at)
     for path, methods, endpoint in JobPages(jobs, engine.steps, auth).routes():
         mcp.custom_route(path, methods=methods)(endpoint)
     metrics = JobMetrics(jobs, engine, auth, database=checks.get("postgres"))

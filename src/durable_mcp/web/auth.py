@@ -48,7 +48,8 @@ def _mac(secret: bytes, purpose: str) -> str:
 class PageAuth:
     """The token check, the session cookie and the CSRF token of one server.
 
-    ``verify``, when callers sign in with JWTs, checks one (and ``token`` is None).
+    ``verify``, when callers sign in with JWTs, checks one (and ``token`` is None);
+    ``sign_in_at`` is where they get one.
     """
 
     def __init__(
@@ -56,9 +57,12 @@ class PageAuth:
         token: str | None,
         allowed_origins: tuple[str, ...] = (),
         verify: Verify | None = None,
+        sign_in_at: str | None = None,
     ) -> None:
         self.token = token
         self.verify = verify
+        #: Where people get their access tokens (the authorization server), for the login page.
+        self.sign_in_at = sign_in_at
         self.allowed_origins = allowed_origins
         # With a token, cookies and CSRF tokens outlive a restart; without one,
         # the process's own secret (there is no login to lose).

@@ -93,7 +93,7 @@ JOB_BODY = """<p><a href="/jobs">← all jobs</a></p>
 <div id="job"></div>"""
 
 LOGIN_BODY = """<section class="login"><h2>Log in</h2>
-<p class="muted">This server needs its token (DURABLE_MCP_TOKEN).</p>
+<p class="muted">{needs}</p>
 <form id="login"><input id="token" type="password" autocomplete="current-password"
  aria-label="Token" placeholder="Token" required><button class="primary">Log in</button></form>
 <p id="error" class="error" role="alert"></p></section>"""
@@ -163,7 +163,16 @@ class JobPages:
         return _html(page(name, JOB_BODY, scripts, self.auth.csrf_of(request), meta))
 
     def _login_page(self) -> Response:
-        return _html(page("Log in", LOGIN_BODY, ("login.js",)), status_code=401)
+        if self.auth.verify is None:
+            needs = "This server needs its token (DURABLE_MCP_TOKEN)."
+        else:
+            needs = (
+                "Sign in with your access token, from your team's identity provider "
+                f"({html.escape(self.auth.sign_in_at or 'its sign-in page')}): you will see "
+                "your own jobs."
+            )
+        body = LOGIN_BODY.format(needs=needs)
+        return _html(page("Log in", body, ("login.js",)), status_code=401)
 
     async def asset(self, request: Request) -> Response:
         name = request.path_params["asset"]
@@ -180,7 +189,13 @@ class JobPages:
         given = (await _json_body(request)).get("token")
         response = JSONResponse({"ok": True}, headers=HEADERS)
         if not await self.auth.log_in(given, response, request):
-            return _error("wrong token", 401)
+            if self.auth.verify is None:
+                return _error("That is not this server's token.", 401)
+            return _error(
+                "That token is not accepted here: it may have expired, or be for another "
+                "server. Get a fresh access token and try again.",
+                401,
+            )
         return response
 
     # -- data

@@ -10,5 +10,8 @@ document.getElementById("login").addEventListener("submit", async (event) => {
     body: JSON.stringify({ token: document.getElementById("token").value }),
   });
   if (response.ok) location.reload();
-  else document.getElementById("error").textContent = "That is not this server's token.";
+  else {
+    const answer = await response.json().catch(() => ({}));
+    document.getElementById("error").textContent = answer.error || "Not logged in.";
+  }
 });
