@@ -20,6 +20,8 @@ from resonate.timing import now_ms
 from durable_mcp_testing.crashes import (
     await_done,
     call_server,
+    promise_ids_of,
+    promise_of,
     saved,
     sleep_on_disk,
     timer_due_while_down,
@@ -50,14 +52,14 @@ async def test_a_sleeping_timer_fires_on_its_original_deadline_after_kill_9(
     server.start()
     # The restarted server keeps the one sleep and its deadline: it neither
     # starts the timer again nor loses it.
-    after_restart = saved(server).promises[sleep.id]
+    after_restart = promise_of(saved(server), sleep.id)
     assert after_restart.timeout_at == sleep.timeout_at
     assert await await_done(server, ["tea"]) == {"tea": "complete"}
     state = saved(server)
-    assert sorted(state.promises) == ["tea", "tea:1"]
-    fired = state.promises["tea:1"]
+    assert promise_ids_of(state, "tea") == ["tea", "tea:1"]
+    fired = promise_of(state, "tea:1")
     assert (fired.state, fired.settled_at) == ("resolved", sleep.timeout_at)
-    assert (state.promises["tea"].settled_at or 0) >= sleep.timeout_at
+    assert (promise_of(state, "tea").settled_at or 0) >= sleep.timeout_at
 
 
 async def test_a_timer_whose_deadline_passed_while_down_fires_at_once(server: Server) -> None:
@@ -66,7 +68,7 @@ async def test_a_timer_whose_deadline_passed_while_down_fires_at_once(server: Se
     server.start()
     assert await await_done(server, ["tea"]) == {"tea": "complete"}
     # The dead process's lease on the job (60 s) was released at the restart, not waited out.
-    assert (saved(server).promises["tea"].settled_at or 0) < restarted_at + 60_000
+    assert (promise_of(saved(server), "tea").settled_at or 0) < restarted_at + 60_000
 
 
 async def test_a_repeated_start_after_restart_attaches(server: Server) -> None:
@@ -88,13 +90,13 @@ async def test_a_cancelled_timer_stays_cancelled_after_kill_9(server: Server) ->
     server.start()
 
     async def sleep_ended() -> bool | None:  # the restarted store acted on the deadline
-        return True if saved(server).promises[sleep.id].state == "resolved" else None
+        return True if promise_of(saved(server), sleep.id).state == "resolved" else None
 
     await eventually(sleep_ended)
     assert await call_server(server, "get_timer_status", timer_name="tea") == {
         "status": "cancelled"
     }
-    assert saved(server).promises["tea"].state == "rejected_canceled"
+    assert promise_of(saved(server), "tea").state == "rejected_canceled"
 
 
 async def test_a_finished_fetch_is_not_repeated_after_kill_9(

@@ -21,6 +21,7 @@ from durable_mcp.store import EmbeddedStore, StoreUnavailable
 from durable_mcp.store.job_changes import job_changes
 from durable_mcp.store.journal import JournalWriteError
 from durable_mcp.store.memory import MemoryStore
+from durable_mcp_testing.crashes import promise_of
 from durable_mcp_testing.helpers import FakeTime
 
 FAR = 10**15
@@ -179,7 +180,7 @@ async def test_the_embedded_store_tells_of_an_end_only_once_it_is_on_disk(
         asyncio.ensure_future(store.send(settle("job", "rejected"))),
     ]
     await fake_time.turns()
-    assert store.state.promises["job"].state == "rejected"  # applied ...
+    assert promise_of(store.state, "job").state == "rejected"  # applied ...
     assert writer.held and not any(task.done() for task in settling)  # ... not on disk
     assert ends == []  # so nobody is told yet
     writer.holding = False
@@ -228,12 +229,14 @@ async def test_a_job_forgotten_and_started_again_before_its_end_is_written_ends_
         asyncio.ensure_future(store.send(create("job"))),  # the retry's new run
     ]
     await fake_time.turns()
-    assert store.state.promises["job"].state == "pending"  # the new run, before the end is written
+    assert (
+        promise_of(store.state, "job").state == "pending"
+    )  # the new run, before the end is written
     writer.holding = False
     writer.release()
     await asyncio.gather(*changes)
     assert ends == [("job", "rejected")]  # the old run's end, once; the new run goes on
-    assert store.state.promises["job"].state == "pending"
+    assert promise_of(store.state, "job").state == "pending"
 
 
 async def test_an_observer_that_fails_leaves_the_store_going(

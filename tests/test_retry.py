@@ -13,6 +13,7 @@ from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
 from durable_mcp.store import EmbeddedStore
+from durable_mcp_testing.crashes import promise_of
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import call
 
@@ -118,7 +119,7 @@ async def test_retry_is_journaled_and_fences_out_the_old_jobs_execution(tmp_path
         },
     ):
         assert (await send(request))["head"]["status"] == 409  # type: ignore[index]
-    assert (store.state.tasks["job"].state, store.state.promises["job"].state) == (
+    assert (store.state.tasks["job"].state, promise_of(store.state, "job").state) == (
         "acquired",
         "pending",
     )
@@ -126,6 +127,6 @@ async def test_retry_is_journaled_and_fences_out_the_old_jobs_execution(tmp_path
 
     reopened = EmbeddedStore(tmp_path, pid="p", group="g")
     reopened.open()
-    assert reopened.state.promises["job"].state == "pending"
+    assert promise_of(reopened.state, "job").state == "pending"
     assert reopened.state.tasks["job"].version == new["version"]
     reopened.close()

@@ -165,10 +165,15 @@ def steps_in(state: IndexedState) -> StepReader:
 
     async def steps(job_id: str) -> list[dict[str, Any]]:
         promises = state.promises
-        ids = {**promises.by_branch.get(job_id, {}), **promises.questions.get(job_id, {})}
+        if job_id not in promises and state.archive is not None:  # an ended job
+            archived = state.archive.job(job_id)
+            found = archived.steps if archived is not None else []
+        else:
+            ids = {**promises.by_branch.get(job_id, {}), **promises.questions.get(job_id, {})}
+            found = [promises[pid] for pid in ids]
         return [
             step_of(p.id, p.tags, p.state, p.created_at, p.settled_at)
-            for p in map(promises.__getitem__, ids)
+            for p in found
             if p.id != job_id
         ]
 

@@ -20,6 +20,9 @@ protocol semantics are the SDK's own, not a re-implementation. What it adds:
   once there is room;
 * on start, it rebuilds the state and releases the leases of the process that
   died, so interrupted jobs resume at once instead of after their 60 s lease;
+* a job that has ended leaves memory for the store's archive, a table of its
+  own database (``archive.py``), where reads find it: memory grows with the
+  running jobs, not with the retention;
 * settled jobs older than the retention period are removed, keeping the
   state and the files bounded;
 * it tells its ``on_job_change`` observer of each job that ended, and each
@@ -35,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -61,6 +66,8 @@ from durable_mcp.sdk_compat import (
     without_null_values,
     wrap_response_envelope,
 )
+from durable_mcp.store.archive import SCHEMA as ARCHIVE_SCHEMA
+from durable_mcp.store.archive import Archive, ArchivedJob, ArchiveWrite
 from durable_mcp.store.job_changes import (
     JobChangeObserver,
     ignore_job_change,
@@ -68,6 +75,7 @@ from durable_mcp.store.job_changes import (
     tell_job_changes,
 )
 from durable_mcp.store.journal import (
+    DB_NAME,
     MOVE_ASIDE,
     Journal,
     JournalWriteError,
@@ -76,7 +84,7 @@ from durable_mcp.store.journal import (
     Write,
 )
 from durable_mcp.store.outbox import Event, Outbox, events_of
-from durable_mcp.store.state import IndexedState, is_job
+from durable_mcp.store.state import JOB_STATUS, IndexedState, is_job, kind_of
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +102,11 @@ SNAPSHOT_SHARE = 4
 #: How often settled jobs past the retention period are removed.
 SWEEP_EVERY = timedelta(minutes=10)
 DEFAULT_RETENTION = timedelta(days=7)
+
+#: Ended jobs moved to the archive per tick, and archived jobs swept per commit: a
+#: store opened with a million of them in memory (an older release's) spreads the
+#: work over ticks, and the event loop stays free for calls.
+ARCHIVED_AT_ONCE, SWEPT_AT_ONCE = 2_000, 10_000
 
 #: Requests that only read: journaled only when they time out a promise (below).
 READ_ONLY = frozenset({"promise.get", "promise.search", "schedule.get", "schedule.search"})
@@ -166,7 +179,21 @@ class Forget(msgspec.Struct, tag="forget", array_like=True):
     job_id: str
 
 
-Entry = Apply | Tick | Sweep | Forget
+class Archived(msgspec.Struct, tag="archive", array_like=True):
+    """The ended jobs ``job_ids`` left memory for the archive (written in the same commit)."""
+
+    job_ids: list[str]
+
+
+class Unarchived(msgspec.Struct, tag="unarchive", array_like=True):
+    """An archived job came back into memory (a request would change it): the job itself,
+    so that replay reads nothing."""
+
+    root: bytes
+    rest: bytes
+
+
+Entry = Apply | Tick | Sweep | Forget | Archived | Unarchived
 
 
 class Snapshot(msgspec.Struct):
@@ -196,6 +223,12 @@ def replay(state: IndexedState, entry: Entry) -> None:
             sweep(state, cutoff)
         case Forget(job_id=job_id):
             state.forget_job(job_id)
+        case Archived(job_ids=job_ids):
+            for job_id in job_ids:
+                if job_id in state.promises:
+                    state.take_job(job_id)
+        case Unarchived(root=root, rest=rest):
+            state.put_job(ArchivedJob.decode(root, rest))
     state.outgoing.clear()
 
 
@@ -231,9 +264,15 @@ def restore(snapshot: bytes | None, entries: list[bytes]) -> IndexedState:
 
 
 def peek(data_dir: Path) -> IndexedState:
-    """The state saved in ``data_dir``, read-only, while its server may be running."""
+    """The state saved in ``data_dir``, read-only, while its server may be running
+    (its archive read from the file as ``durable-mcp jobs`` lists)."""
     saved = Journal.peek(data_dir)
-    return restore(saved.snapshot, saved.entries)
+    state = restore(saved.snapshot, saved.entries)
+    with contextlib.suppress(sqlite3.Error):  # a store from before the archive has none
+        archive = Archive(data_dir / DB_NAME)
+        archive.count()
+        state.archive = archive
+    return state
 
 
 def expired_roots(state: ServerState, cutoff: int) -> list[str]:
@@ -288,6 +327,7 @@ class EmbeddedStore:
         on_job_change: JobChangeObserver = ignore_job_change,
         notes: SavedNotes | None = None,
         outbox: Outbox | None = None,
+        archive: bool = True,
     ) -> None:
         """``writer`` runs the journal's writes, one at a time (default: a thread
         of the store's own); tests on fake time pass one that writes at once.
@@ -296,7 +336,9 @@ class EmbeddedStore:
         question asked or answered: see ``job_changes.py``. ``notes`` are
         saved with the commits and loaded back on open; so are the events of
         the ``outbox``, each in the commit of the change it tells of, until
-        delivered."""
+        delivered. ``archive``: move ended jobs out of memory (``archive.py``);
+        off, every job stays in memory until the retention removes it, as the
+        SDK's own state machine keeps them (a test compares the two)."""
         self.on_job_change = on_job_change
         #: Told ``(seconds, entries)`` of each commit: how long its write took, and
         #: how many changes it carried (``/metrics``).
@@ -325,6 +367,8 @@ class EmbeddedStore:
         self._retry_write_at = 0  # when ticks try the disk again after a failed commit
         self._cut_off: dict[str, int] = {}  # task -> version whose execution a failed write ended
         self._last_sweep = 0
+        self._archive: Archive | None = None  # the ended jobs' reader, once open
+        self._archives = archive
         self._stopped = False
         self._broken = False  # memory and disk may differ: it answers nothing more
 
@@ -337,9 +381,11 @@ class EmbeddedStore:
             1, thread_name_prefix="durable-mcp-journal"
         )
         try:
+            self._journal.ensure(ARCHIVE_SCHEMA)
             self.state = restore(saved.snapshot, saved.entries)
             self.state.promises.job_index()  # now, not by the first list_jobs page
             self.state.promises.changed = set()
+            self.state.archive = self._archive = Archive(self._journal.path)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.close()
             raise StoreError(
@@ -350,9 +396,11 @@ class EmbeddedStore:
         if self.outbox is not None:
             self.outbox.add(self._journal.read_rows("outbox").items())
         logger.info(
-            "embedded store opened: %s (%d jobs, %d journal entries replayed)",
+            "embedded store opened: %s (%d jobs in memory, %d archived, %d journal "
+            "entries replayed)",
             self.data_dir,
             sum(map(is_job, self.state.promises)),
+            self._archive.count(),
             len(saved.entries),
         )
 
@@ -416,6 +464,10 @@ class EmbeddedStore:
         if self._writer is not None and self._writer is not self._given_writer:
             self._writer.shutdown()  # a write under way finishes first
         self._writer = None
+        if self._archive is not None:
+            self.state.archive = None
+            self._archive.close()
+            self._archive = None
         self._journal.close()
 
     # ── Network ────────────────────────────────────────────────────────────
@@ -436,6 +488,7 @@ class EmbeddedStore:
             self._refuse_if_closed()
             now = self._clock()
 
+        self._unarchive_what_changes(flat)
         error: ServerError | None = None
         try:
             response = self._apply(now, flat)
@@ -769,10 +822,54 @@ class EmbeddedStore:
         if expired_roots(self.state, cutoff):
             sweep(self.state, cutoff)
             self._write(Sweep(cutoff=cutoff))
+        if self._archive is not None:
+            gone = self._archive.settled_before(cutoff, SWEPT_AT_ONCE)
+            if gone:
+                self._journal.queue(ArchiveWrite(seq=0, entry=b"", gone=gone))
+                self._batch_of_this_turn()
+                if len(gone) == SWEPT_AT_ONCE:
+                    self._last_sweep = 0  # more to go: again at the next tick
+
+    def _archive_ended(self) -> None:
+        """Move the jobs that have ended out of memory, into the archive, in one commit
+        (``archive.py``); reads of them wait for it, then find them there."""
+        if self._archive is None or not self._archives or not self.state.finished:
+            return
+        # A few more looked at than moved: one whose task a worker still holds waits.
+        looked_at = itertools.islice(self.state.finished, 2 * ARCHIVED_AT_ONCE)
+        done = [job_id for job_id in looked_at if self.state.can_archive(job_id)]
+        if not done:
+            return
+        done = done[:ARCHIVED_AT_ONCE]
+        jobs = [self.state.take_job(job_id) for job_id in done]
+        self._write(Archived(job_ids=done))
+        rows = [(job, JOB_STATUS[job.root.state], kind_of(job.root)) for job in jobs]
+        self._journal.queue(ArchiveWrite(seq=0, entry=b"", jobs=rows))
+
+    def _unarchive(self, job_id: str) -> None:
+        """Bring the archived job ``job_id`` back into memory, if it is archived."""
+        if self._archive is None or job_id in self.state.promises:
+            return
+        job = self._archive.job(job_id)
+        if job is None:
+            return
+        self.state.put_job(job)
+        root, rest = job.encode()
+        self._write(Unarchived(root=root, rest=rest))
+        self._journal.queue(ArchiveWrite(seq=0, entry=b"", gone=[job_id]))
+
+    def _unarchive_what_changes(self, req: Any) -> None:
+        """A request that would change an archived job (none does in normal use: an
+        ended job is only read) finds it in memory, as it was."""
+        for key in ("id", "awaited", "promiseId"):
+            promise_id = req.get(key) if isinstance(req, dict) else None
+            if isinstance(promise_id, str) and promise_id not in self.state.promises:
+                self._unarchive(promise_id.split(":", 1)[0])
 
     async def forget(self, job_id: str) -> None:
         """Remove the failed or cancelled job ``job_id`` (see ``IndexedState.forget_job``)."""
         self._refuse_if_closed()
+        self._unarchive(job_id)  # its task's version is kept: it must be in memory
         self.state.forget_job(job_id)
         self._write(Forget(job_id=job_id))
         await self._batch_of_this_turn().written()
@@ -789,6 +886,7 @@ class EmbeddedStore:
             self._write(Tick(now=now))
         if now - self._last_sweep >= SWEEP_EVERY.total_seconds() * 1000:
             self._sweep(now)
+        self._archive_ended()
         due = max(self._snapshot_every, len(self.state.promises) // SNAPSHOT_SHARE)
         if self._journal.entries_since_snapshot >= due:
             self._journal.snapshot(snapshot_of(self.state))

@@ -277,6 +277,20 @@ class Journal:
         self._seq += 1
         self._pending.append(Write(seq=self._seq, entry=entry))
 
+    def queue(self, write: Write) -> None:
+        """Queue ``write`` (a table of rows of its own: ``archive.py``) for the next
+        commit, with the entries appended so far."""
+        write.seq = self._seq
+        self._pending.append(write)
+
+    def ensure(self, schema: str) -> None:
+        """Create what ``schema`` creates, if it is not there (``IF NOT EXISTS``)."""
+        assert self._db is not None, "the journal is not open"
+        try:
+            self._db.executescript(f"BEGIN; {schema} COMMIT;")
+        except sqlite3.Error as exc:
+            raise StoreError(_cannot_open(self.data_dir, exc)) from exc
+
     def save_rows(self, table: SideTable, rows: dict[str, bytes | None]) -> None:
         """Queue rows of ``table`` (by key; None: delete it) for the next commit."""
         self._pending.append(RowsWrite(seq=self._seq, entry=b"", table=table, rows=rows))

@@ -33,6 +33,7 @@ from durable_mcp.sdk_compat import (
     execute_task_id,
     extract_action_data,
 )
+from durable_mcp.store.archive import Archive, ArchivedJob
 
 
 class PromiseTable(dict[str, DurablePromise]):
@@ -52,6 +53,8 @@ class PromiseTable(dict[str, DurablePromise]):
         self.by_branch: dict[str, dict[str, None]] = {}
         #: job -> the ids of the questions it asked (any state), in order.
         self.questions: dict[str, dict[str, None]] = {}
+        #: job -> the ids of its steps (``job:1``, ``job:1:2``, ...), in order.
+        self.by_origin: dict[str, dict[str, None]] = {}
         self.jobs: JobIndex | None = None
         self.changed: set[str] | None = None
         for promise_id, promise in (promises or {}).items():
@@ -77,6 +80,9 @@ class PromiseTable(dict[str, DurablePromise]):
         if QUESTION_TAG in promise.tags:
             job = promise.tags.get("resonate:origin", promise_id)
             self.questions.setdefault(job, {})[promise_id] = None
+        origin, sep, _ = promise_id.partition(ORIGIN_SEP)  # a step's id begins with its job's
+        if sep:
+            self.by_origin.setdefault(origin, {})[promise_id] = None
         if jobs is not None:
             jobs.add(promise)
 
@@ -123,6 +129,12 @@ class PromiseTable(dict[str, DurablePromise]):
                 asked.pop(promise_id, None)
                 if not asked:
                     del self.questions[job]
+        origin, sep, _ = promise_id.partition(ORIGIN_SEP)
+        steps = self.by_origin.get(origin) if sep else None
+        if steps is not None:
+            steps.pop(promise_id, None)
+            if not steps:
+                del self.by_origin[origin]  # type: ignore[arg-type]
 
 
 #: More jobs than this leave the job index by filtering it, not one at a time.
@@ -373,6 +385,11 @@ class IndexedState(ServerState):
         #: Where each task's execute message is in ``outgoing`` (send_execute_message).
         self._executes: dict[str, int] = {}
         self._executes_of: list[OutgoingMessage] | None = None
+        #: Jobs in memory that have ended: the embedded store moves them to its archive.
+        self.finished: set[str] = set()
+        #: The embedded store's finished jobs, off the heap (``archive.py``); reads
+        #: find them there. None: every job is in memory (the memory store).
+        self.archive: Archive | None = None
 
     @property
     def p_timeouts(self) -> list[PTimeout]:
@@ -422,11 +439,14 @@ class IndexedState(ServerState):
         self._job_settled(promise_id)
 
     def _job_settled(self, promise_id: str) -> None:
+        if not is_job(promise_id):
+            return
+        p = self.promises.get(promise_id)
+        if p is not None and p.state != "pending":
+            self.finished.add(promise_id)
         jobs = self.promises.jobs
-        if jobs is not None and is_job(promise_id):
-            p = self.promises.get(promise_id)
-            if p is not None:
-                jobs.settled(p)
+        if jobs is not None and p is not None:
+            jobs.settled(p)
 
     def set_t_timeout(self, task_id: str, typ: int, timeout: int) -> None:
         tt = self._t_timeouts.by_id.get(task_id)
@@ -492,9 +512,12 @@ class IndexedState(ServerState):
         index is built when first asked for (after the journal is replayed)."""
         self.promises = PromiseTable(promises)
         self.awaiting = {}
+        self.finished = set()
         for promise in self.promises.values():
             for task_id in promise.awaiters:
                 self.awaiting.setdefault(task_id, set()).add(promise.id)
+            if promise.state != "pending" and is_job(promise.id):
+                self.finished.add(promise.id)
 
     def become(self, other: IndexedState) -> None:
         """Take ``other``'s state in place (undoing changes)."""
@@ -506,6 +529,7 @@ class IndexedState(ServerState):
         self.running_jobs = other.running_jobs
         self.retired_versions = other.retired_versions
         self.renewed_versions = other.renewed_versions
+        self.finished = other.finished
         self.outgoing = []
 
     def remove_jobs(self, roots: set[str]) -> None:
@@ -522,6 +546,63 @@ class IndexedState(ServerState):
         self.t_timeouts = [tt for tt in self.t_timeouts if tt.id not in gone]
         for p in self.promises.values():
             p.awaiters -= gone
+
+    def find(self, promise_id: str) -> DurablePromise | None:
+        """The promise ``promise_id``, in memory or with its job in the archive."""
+        promise = self.promises.get(promise_id)
+        if promise is not None or self.archive is None:
+            return promise
+        job = self.archive.job(promise_id.split(ORIGIN_SEP, 1)[0])
+        found = [p for p in ([job.root, *job.steps] if job else []) if p.id == promise_id]
+        return found[0] if found else None
+
+    def can_archive(self, job_id: str) -> bool:
+        """Whether the job has ended and no execution of it is under way (a worker may
+        still hold its task while it reports the end)."""
+        p = self.promises.get(job_id)
+        if p is None or p.state == "pending":
+            return False
+        for task_id in (job_id, *self.promises.by_origin.get(job_id, ())):
+            task = self.tasks.get(task_id)
+            if task is not None and task.state == "acquired":
+                return False
+        return True
+
+    def take_job(self, job_id: str) -> ArchivedJob:
+        """Remove the job ``job_id`` with its steps, tasks and deadlines, and return
+        them (to the archive). Reads only what is the job's: O(its steps)."""
+        steps = list(self.promises.by_origin.get(job_id, ()))
+        ids = [job_id, *steps]
+        promises = [self.promises[pid] for pid in ids if pid in self.promises]
+        tasks = [self.tasks.pop(pid) for pid in ids if pid in self.tasks]
+        for pid in ids:
+            if self._p_timeouts.remove(pid) is not None:
+                self.running_jobs -= is_job(pid)
+            self._t_timeouts.remove(pid)
+            self.renewed_versions.pop(pid, None)
+            for awaited in self.awaiting.pop(pid, ()):
+                other = self.promises.get(awaited)
+                if other is not None:
+                    other.awaiters.discard(pid)
+        self.promises.remove(set(ids) & self.promises.keys())
+        self.finished.discard(job_id)
+        return ArchivedJob(promises[0], promises[1:], tasks)
+
+    def put_job(self, job: ArchivedJob) -> None:
+        """Bring an archived job back into memory, as it was (its promises' records
+        unchanged: no job's end is told again)."""
+        changed, self.promises.changed = self.promises.changed, None
+        try:
+            for promise in (job.root, *job.steps):
+                self.promises[promise.id] = promise
+                for task_id in promise.awaiters:
+                    self.awaiting.setdefault(task_id, set()).add(promise.id)
+        finally:
+            self.promises.changed = changed
+        for task in job.tasks:
+            self.tasks[task.id] = task
+        if job.root.state != "pending":
+            self.finished.add(job.root.id)
 
     def forget_job(self, job_id: str) -> None:
         """Remove a failed or cancelled job so that its name can start a new one.
@@ -554,6 +635,17 @@ class IndexedState(ServerState):
         if kind == "promise.search":
             self.outgoing.clear()
             return self.promise_search(req.get("corrId"), req)
+        wanted = req.get("id") if kind == "promise.get" else None
+        if self.archive is not None and isinstance(wanted, str) and wanted not in self.promises:
+            archived = self.archive.root(wanted)
+            if archived is not None:  # a finished job, read from the archive
+                self.outgoing.clear()
+                return {
+                    "kind": "promise.get",
+                    "corrId": req.get("corrId"),
+                    "status": 200,
+                    "promise": archived.to_record(),
+                }
         if kind in FENCED_BY_VERSION and self._of_an_old_run(req):
             # The reference ignores the version here; for a job started again with
             # retry, that would let the cancelled run release or settle the new one.
@@ -583,9 +675,12 @@ class IndexedState(ServerState):
         after = None
         if isinstance(cursor, str) and cursor:
             last = self.promises.get(cursor)
-            if last is None:
+            if last is not None:
+                after = (last.created_at, last.id)
+            elif self.archive is not None and JOB_TAG in tags:
+                after = self.archive.position(cursor)
+            if after is None:
                 return _error(corr_id, "promise.search", 400, f"cursor {cursor} has expired")
-            after = (last.created_at, last.id)
 
         def wanted(p: DurablePromise) -> bool:
             return (
@@ -602,6 +697,14 @@ class IndexedState(ServerState):
             part, owner = tags.pop(NAME_TAG, None), tags.pop(OWNER_TAG, None)
             ids = self.promises.job_index().newest_first(status, kind, after, part, owner)
             newest_first = filter(wanted, map(self.promises.__getitem__, ids))
+            if self.archive is not None and status != "running":  # ended jobs: there too
+                archived = self.archive.newest_first(status, kind, after, part, owner)
+                newest_first = heapq.merge(
+                    newest_first,
+                    filter(wanted, archived),
+                    key=lambda p: (p.created_at, p.id),
+                    reverse=True,
+                )
         else:
             newest_first = iter(
                 sorted(

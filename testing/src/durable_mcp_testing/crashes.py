@@ -52,7 +52,7 @@ async def sleep_on_disk(server: Server, timer_name: str) -> DurablePromise:
     """The timer's durable sleep, once its worker has made it and the store has journaled it."""
 
     async def on_disk() -> DurablePromise | None:
-        return saved(server).promises.get(f"{timer_name}:1")
+        return saved(server).find(f"{timer_name}:1")
 
     return await eventually(on_disk)
 
@@ -83,3 +83,19 @@ def saved_notes(data_dir: Path) -> dict[str, Any]:
     uri = f"{(data_dir / DB_NAME).resolve().as_uri()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         return {job: json.loads(data) for job, data in db.execute("SELECT job, data FROM notes")}
+
+
+def promise_of(state: IndexedState, promise_id: str) -> DurablePromise:
+    """The promise ``promise_id`` of a store's state, in memory or archived (it must be)."""
+    found = state.find(promise_id)
+    assert found is not None, f"no promise {promise_id} in memory or in the archive"
+    return found
+
+
+def promise_ids_of(state: IndexedState, job_id: str) -> list[str]:
+    """The ids of job ``job_id``'s promises (its own and its steps'), in memory or archived."""
+    in_memory = [pid for pid in state.promises if pid.split(":", 1)[0] == job_id]
+    if in_memory or state.archive is None:
+        return sorted(in_memory)
+    job = state.archive.job(job_id)
+    return sorted(p.id for p in ([job.root, *job.steps] if job else []))
