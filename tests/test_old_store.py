@@ -5,8 +5,9 @@ at commit 28f21d6 (before owners): a timer still running, one completed, one
 cancelled, a weather job completed with its result and one failed. Its
 ``expected.json`` is what that code answered for each job. Opened on a copy,
 at a moment shortly after it was written (fake time), today's server answers
-the same, with no sign-in and, signed in, to the admin; a signed-in person
-who is not the admin sees none of those jobs (they belong to the single owner).
+the same: with no sign-in, also once its ended jobs have left memory for the
+archive; and, signed in, to the admin. A signed-in person who is not the
+admin sees none of those jobs (they belong to the single owner).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from fastmcp import Client
 
 from durable_mcp.config import Settings
 from durable_mcp.server import create_server
-from durable_mcp_testing.helpers import FAKE_START_MS, FakeTime, call
+from durable_mcp_testing.crashes import store_of
+from durable_mcp_testing.helpers import FAKE_START_MS, STORE_TICK, FakeTime, call
 from durable_mcp_testing.identity import ADMIN_SCOPE, IdentityProvider
 from durable_mcp_testing.processes import free_port
 from durable_mcp_testing.served import serving
@@ -62,7 +64,14 @@ async def test_every_job_of_the_old_store_answers_as_it_did(
     data_dir: Path, fake_time: FakeTime
 ) -> None:
     settings = Settings(store="embedded", data_dir=data_dir, await_max_seconds=1)
-    async with Client(create_server(settings, **fake_time.seams)) as client:
+    mcp = create_server(settings, **fake_time.seams)
+    async with Client(mcp) as client:
+        assert await answers(client) == EXPECTED
+        listed = await call(client, "list_jobs")
+        assert {job["job_name"] for job in listed["jobs"]} == set(EXPECTED)
+        # Its ended jobs then leave memory for the archive, and answer the same from there.
+        await fake_time.advance(1, step=STORE_TICK)
+        assert {p for p in store_of(mcp).state.promises if ":" not in p} == {"long bake"}
         assert await answers(client) == EXPECTED
         listed = await call(client, "list_jobs")
         assert {job["job_name"] for job in listed["jobs"]} == set(EXPECTED)

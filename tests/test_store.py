@@ -17,9 +17,9 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from resonate.connections.local import OutgoingMessage, ServerState, wrap_response_envelope
+from resonate.connections.local import OutgoingMessage, ServerState
 from resonate.context import Context
-from resonate.error import ResonateTimeoutError, ServerError
+from resonate.error import ResonateTimeoutError
 from resonate.resonate import Resonate
 from resonate.testing import FakeClock
 
@@ -29,7 +29,15 @@ from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState, is_job
 from durable_mcp_testing.crashes import promise_of
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime
-from durable_mcp_testing.store_protocol import START, TARGET, crash, open_store, request, send
+from durable_mcp_testing.store_protocol import (
+    START,
+    TARGET,
+    crash,
+    open_store,
+    reference_apply,
+    request,
+    send,
+)
 
 
 def state_of(state: ServerState) -> Any:
@@ -38,16 +46,6 @@ def state_of(state: ServerState) -> Any:
         [state.promises, state.tasks, state.schedules, state.p_timeouts, state.t_timeouts],
         order="deterministic",
     )
-
-
-def reference_apply(state: ServerState, now: int, req: dict[str, Any]) -> Any:
-    try:
-        response = state.apply(now, req)
-    except ServerError as exc:
-        return exc.code
-    finally:
-        state.outgoing.clear()
-    return json.loads(msgspec.json.encode(wrap_response_envelope(response)))
 
 
 # ── the property: a journaled store replays to the SDK's own state ───────────

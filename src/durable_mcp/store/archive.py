@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -121,22 +122,24 @@ class Archive:
         self._db = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
         )
+        self._db.text_factory = bytes  # a row damaged into text fails its checksum
 
     def close(self) -> None:
         self._db.close()
 
     def root(self, job_id: str) -> DurablePromise | None:
         """The archived job's own promise, or None."""
-        row = self._db.execute(
-            "SELECT root, rest, crc FROM archive WHERE id = ?", (job_id,)
-        ).fetchone()
-        return None if row is None else self._checked(job_id, *row).root
+        job = self.job(job_id)
+        return None if job is None else job.root
 
     def job(self, job_id: str) -> ArchivedJob | None:
         """The archived job with its steps and tasks, or None."""
-        row = self._db.execute(
-            "SELECT root, rest, crc FROM archive WHERE id = ?", (job_id,)
-        ).fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT root, rest, crc FROM archive WHERE id = ?", (job_id,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._damaged(job_id, str(exc)) from exc
         return None if row is None else self._checked(job_id, *row)
 
     def position(self, job_id: str) -> tuple[int, str] | None:
@@ -177,23 +180,29 @@ class Archive:
             params,
         )
         with contextlib.closing(rows):
-            for job_id, root, rest, crc in rows:
-                yield self._checked(job_id, root, rest, crc).root
+            for job_id, root, rest, crc in rows:  # a damaged row stops the page, saying so
+                yield self._checked(job_id.decode(), root, rest, crc).root
 
     def settled_before(self, cutoff: int, most: int) -> list[str]:
         """Up to ``most`` archived jobs that settled before ``cutoff`` (the retention's)."""
         rows = self._db.execute(
             "SELECT id FROM archive WHERE settled_at < ? LIMIT ?", (cutoff, most)
         ).fetchall()
-        return [row[0] for row in rows]
+        return [row[0].decode() for row in rows]
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM archive").fetchone()[0])
 
-    def _checked(self, job_id: str, root: bytes, rest: bytes, crc: int) -> ArchivedJob:
-        if crc_of(root, rest) != crc:
-            raise StoreError(
-                f"the store in {self.path.parent} is damaged (archived job {job_id!r} fails "
-                f"its checksum); {MOVE_ASIDE}"
-            )
-        return ArchivedJob.decode(root, rest)
+    def _checked(self, job_id: str, root: Any, rest: Any, crc: Any) -> ArchivedJob:
+        if not isinstance(root, bytes) or not isinstance(rest, bytes) or crc_of(root, rest) != crc:
+            raise self._damaged(job_id, "fails its checksum")
+        try:
+            return ArchivedJob.decode(root, rest)
+        except msgspec.DecodeError as exc:
+            raise self._damaged(job_id, f"cannot be read: {exc}") from exc
+
+    def _damaged(self, job_id: str, why: str) -> StoreError:
+        return StoreError(
+            f"the store in {self.path.parent} is damaged (archived job {job_id!r} {why}); "
+            f"{MOVE_ASIDE}"
+        )

@@ -42,7 +42,7 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -304,6 +304,24 @@ def changes_state(state: ServerState, now: int, req: Any) -> bool:
     return False
 
 
+#: The keys under which a request names a promise or a task (at any depth: a
+#: ``task.create`` names its promise in ``action.data.id``).
+NAMING_KEYS = frozenset({"id", "awaited", "awaiter", "promiseId"})
+
+
+def named_ids(req: Any) -> Iterator[str]:
+    """Every promise or task id ``req`` names."""
+    if isinstance(req, dict):
+        for key, value in req.items():
+            if key in NAMING_KEYS and isinstance(value, str):
+                yield value
+            elif isinstance(value, dict | list):
+                yield from named_ids(value)
+    elif isinstance(req, list):
+        for item in req:
+            yield from named_ids(item)
+
+
 class EmbeddedStore:
     """A durable Resonate store in ``data_dir``, for one process at a time.
 
@@ -482,7 +500,10 @@ class EmbeddedStore:
         now = self._clock()
         while not changes_state(self.state, now, flat):
             if self._answer_is_on_disk(flat):
-                response = self.state.apply(now, flat)
+                try:
+                    response = self.state.apply(now, flat)
+                except StoreError as exc:  # an archived job damaged on disk: its one line
+                    raise StoreUnavailable(RuntimeError(str(exc))) from exc
                 return msgspec.json.encode(wrap_response_envelope(response)).decode()
             await self._written()
             self._refuse_if_closed()
@@ -861,9 +882,10 @@ class EmbeddedStore:
     def _unarchive_what_changes(self, req: Any) -> None:
         """A request that would change an archived job (none does in normal use: an
         ended job is only read) finds it in memory, as it was."""
-        for key in ("id", "awaited", "promiseId"):
-            promise_id = req.get(key) if isinstance(req, dict) else None
-            if isinstance(promise_id, str) and promise_id not in self.state.promises:
+        if self._archive is None:
+            return
+        for promise_id in named_ids(req):
+            if promise_id not in self.state.promises:
                 self._unarchive(promise_id.split(":", 1)[0])
 
     async def forget(self, job_id: str) -> None:

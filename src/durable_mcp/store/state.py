@@ -134,7 +134,7 @@ class PromiseTable(dict[str, DurablePromise]):
         if steps is not None:
             steps.pop(promise_id, None)
             if not steps:
-                del self.by_origin[origin]  # type: ignore[arg-type]
+                del self.by_origin[origin]
 
 
 #: More jobs than this leave the job index by filtering it, not one at a time.
@@ -552,19 +552,22 @@ class IndexedState(ServerState):
         promise = self.promises.get(promise_id)
         if promise is not None or self.archive is None:
             return promise
+        if is_job(promise_id):
+            return self.archive.root(promise_id)
         job = self.archive.job(promise_id.split(ORIGIN_SEP, 1)[0])
         found = [p for p in ([job.root, *job.steps] if job else []) if p.id == promise_id]
         return found[0] if found else None
 
     def can_archive(self, job_id: str) -> bool:
-        """Whether the job has ended and no execution of it is under way (a worker may
-        still hold its task while it reports the end)."""
-        p = self.promises.get(job_id)
-        if p is None or p.state == "pending":
-            return False
-        for task_id in (job_id, *self.promises.by_origin.get(job_id, ())):
-            task = self.tasks.get(task_id)
-            if task is not None and task.state == "acquired":
+        """Whether nothing of the job can change any more: it and every step of it
+        settled, and each of their tasks fulfilled (as a settle leaves it). A
+        cancelled timer's sleep, still pending, keeps its job here until it fires."""
+        for promise_id in (job_id, *self.promises.by_origin.get(job_id, ())):
+            p = self.promises.get(promise_id)
+            if p is None or p.state == "pending":
+                return False
+            task = self.tasks.get(promise_id)
+            if task is not None and task.state != "fulfilled":
                 return False
         return True
 
@@ -637,8 +640,8 @@ class IndexedState(ServerState):
             return self.promise_search(req.get("corrId"), req)
         wanted = req.get("id") if kind == "promise.get" else None
         if self.archive is not None and isinstance(wanted, str) and wanted not in self.promises:
-            archived = self.archive.root(wanted)
-            if archived is not None:  # a finished job, read from the archive
+            archived = self.find(wanted)
+            if archived is not None:  # an ended job or one of its steps, from the archive
                 self.outgoing.clear()
                 return {
                     "kind": "promise.get",

@@ -14,7 +14,7 @@ from fastmcp import Client
 from resonate.timing import now_ms
 
 from durable_mcp.sdk_compat import DurablePromise
-from durable_mcp.store.embedded import peek
+from durable_mcp.store.embedded import EmbeddedStore, peek
 from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState
 from durable_mcp_testing.helpers import eventually
@@ -99,3 +99,12 @@ def promise_ids_of(state: IndexedState, job_id: str) -> list[str]:
         return sorted(in_memory)
     job = state.archive.job(job_id)
     return sorted(p.id for p in ([job.root, *job.steps] if job else []))
+
+
+def store_of(mcp: Any) -> EmbeddedStore:
+    """The embedded store under an app built by ``create_server``."""
+    for provider in mcp.providers:
+        engine = getattr(provider, "engine", None)
+        if engine is not None and engine.store is not None:
+            return engine.store  # type: ignore[no-any-return]
+    raise AssertionError("no embedded store")

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 from resonate.error import ServerError
 from resonate.testing import FakeClock
 
+from durable_mcp.sdk_compat import ServerState, wrap_response_envelope
 from durable_mcp.store import EmbeddedStore
 
 #: Where the stores' fake clocks start, in ms.
@@ -34,6 +36,17 @@ async def send(store: EmbeddedStore, req: dict[str, Any]) -> Any:
         return json.loads(await store.send(json.dumps(req)))
     except ServerError as exc:
         return exc.code
+
+
+def reference_apply(state: ServerState, now: int, req: dict[str, Any]) -> Any:
+    """What the SDK's own in-memory state machine answers ``req`` (as ``send`` does)."""
+    try:
+        response = state.apply(now, req)
+    except ServerError as exc:
+        return exc.code
+    finally:
+        state.outgoing.clear()
+    return json.loads(msgspec.json.encode(wrap_response_envelope(response)))
 
 
 IDS = st.sampled_from(["a", "b", "a:1", "b:1"])
