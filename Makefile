@@ -37,6 +37,7 @@ bench: sync
 	$(UV) run --locked python bench/store.py $(ARGS)
 	$(UV) run --locked python bench/scale.py $(ARGS)
 	$(UV) run --locked python bench/window.py $(ARGS)
+	$(UV) run --locked python bench/retained.py $(ARGS)
 	$(UV) run --locked python bench/load.py --output bench/results-load.json $(ARGS)
 	$(UV) run --locked python bench/load.py --kills 10 --disk-full --output bench/results-chaos.json $(ARGS)
 	$(UV) run --locked python bench/pg_takeover.py $(ARGS)

@@ -49,16 +49,18 @@ def zero_timer(client: Client[Any], i: int) -> Any:
     return client.call_tool("set_timer", {"timer_name": f"calibrate{i}", "seconds": 0})
 
 
-def open_store(data_dir: Path) -> tuple[float, int]:
-    """Seconds to open the embedded store in ``data_dir`` (a copy), and its jobs."""
+def open_store(data_dir: Path) -> tuple[float, int, int]:
+    """Seconds to open the embedded store in ``data_dir`` (a copy), its promises in
+    memory, and its jobs in the archive (ended: ``store/archive.py``)."""
     copy = data_dir.with_name(f"{data_dir.name}-copy")
     shutil.copytree(data_dir, copy)
     started = time.perf_counter()
     store = EmbeddedStore(copy, pid="bench", group=GROUP)
     store.open()
     elapsed = time.perf_counter() - started
+    archived = store._archive.count() if store._archive is not None else 0
     store.close()
-    return elapsed, len(store.state.promises)
+    return elapsed, len(store.state.promises), archived
 
 
 async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, Any]:
@@ -88,7 +90,7 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
         return {"error": repr(exc), "growth_marks": marks_reached, "peak_rss_mb": peak}
     finally:
         stop(process, signal.SIGKILL)
-    open_s, promises = open_store(data_dir)
+    open_s, promises, archived = open_store(data_dir)
     restarted = time.perf_counter()
     process = start("ours", port, data_dir, "embedded")
     listening = time.perf_counter() - restarted
@@ -110,6 +112,7 @@ async def measure(marks: tuple[int, ...], root: Path, quick: bool) -> dict[str, 
         "growth": growth,
         "restart_after_kill_9": {
             "promises": promises,
+            "archived_jobs": archived,
             "store_open_s": round(open_s, 2),
             "restart_to_listening_s": round(listening, 2),
         },

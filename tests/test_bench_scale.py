@@ -20,7 +20,8 @@ def test_the_quick_scale_benchmark_produces_every_figure(tmp_path: Path) -> None
     assert [row["jobs"] for row in results["growth"]] == [200, 400, 800]
     assert all(row["starts_per_s"] > 0 and row["rss_mb"] > 0 for row in results["growth"])
     restart = results["restart_after_kill_9"]
-    assert restart["promises"] > timers["timers"] and restart["restart_to_listening_s"] > 0
+    kept = restart["promises"] + restart["archived_jobs"]  # ended timers: in the archive
+    assert kept >= timers["timers"] and restart["restart_to_listening_s"] > 0
     assert len(results["targets"]) == 2
 
 

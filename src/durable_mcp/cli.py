@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import heapq
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from resonate.timing import now_ms
 
@@ -42,6 +43,7 @@ from durable_mcp.config import (
 from durable_mcp.engine import Engine, build_engine, start_engine
 from durable_mcp.functions.weather import OpenMeteoArchive
 from durable_mcp.logs import configure_logging
+from durable_mcp.sdk_compat import DurablePromise
 from durable_mcp.store import StoreError, peek
 from durable_mcp.store.state import is_job
 
@@ -261,20 +263,37 @@ def list_jobs(args: argparse.Namespace) -> None:
     except (ConfigError, StoreError) as exc:
         _fail(str(exc))
     now = now_ms()
+
+    def status_of(promise: DurablePromise) -> dict[str, Any]:
+        question = state.promises.pending_question(promise.id)
+        return status_from_promise(promise, now, question=question)
+
+    def wanted(job: dict[str, Any]) -> bool:
+        return args.status in (None, job["status"]) and args.kind in (None, job["kind"])
+
+    # In memory, the running jobs (and those just ended); in the archive, the ended.
+    in_memory = sorted(
+        (p for p in state.promises.values() if is_job(p.id)), key=newest, reverse=True
+    )
+    archived = state.archive.newest_first(None, None, None, None, None) if state.archive else ()
     rows: list[tuple[str, ...]] = []
-    for promise in sorted(state.promises.values(), key=lambda p: p.created_at, reverse=True):
-        if not is_job(promise.id):
-            continue  # a step of a job, not a job
-        job = status_from_promise(
-            promise, now, question=state.promises.pending_question(promise.id)
-        )
-        if args.status in (None, job["status"]) and args.kind in (None, job["kind"]):
-            rows.append(
-                (job["job_name"], job["kind"], job["status"], _age(now - promise.created_at))
-            )
-    print(_table(("JOB", "KIND", "STATUS", "AGE"), rows[: args.limit]))
-    if len(rows) > args.limit:
-        print(f"... and {len(rows) - args.limit} more (--limit)")
+    for promise in heapq.merge(in_memory, archived, key=newest, reverse=True):
+        if len(rows) == args.limit:
+            break  # the rest are counted, not read
+        job = status_of(promise)
+        if wanted(job):
+            age = _age(now - promise.created_at)
+            rows.append((job["job_name"], job["kind"], job["status"], age))
+    print(_table(("JOB", "KIND", "STATUS", "AGE"), rows))
+    total = sum(wanted(status_of(promise)) for promise in in_memory)
+    if state.archive is not None:
+        total += state.archive.count(args.status, args.kind)
+    if total > len(rows):
+        print(f"... and {total - len(rows)} more (--limit)")
+
+
+def newest(promise: DurablePromise) -> tuple[int, str]:
+    return promise.created_at, promise.id
 
 
 def list_postgres_jobs(dsn: str, args: argparse.Namespace) -> None:

@@ -183,6 +183,15 @@ class Archive:
             for job_id, root, rest, crc in rows:  # a damaged row stops the page, saying so
                 yield self._checked(job_id.decode(), root, rest, crc).root
 
+    def every_promise(self) -> Iterator[DurablePromise]:
+        """Every archived job's promises, its own and its steps' (a full read)."""
+        rows = self._db.execute("SELECT id, root, rest, crc FROM archive")
+        with contextlib.closing(rows):
+            for job_id, root, rest, crc in rows:
+                job = self._checked(job_id.decode(), root, rest, crc)
+                yield job.root
+                yield from job.steps
+
     def settled_before(self, cutoff: int, most: int) -> list[str]:
         """Up to ``most`` archived jobs that settled before ``cutoff`` (the retention's)."""
         rows = self._db.execute(
@@ -190,8 +199,13 @@ class Archive:
         ).fetchall()
         return [row[0].decode() for row in rows]
 
-    def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM archive").fetchone()[0])
+    def count(self, status: str | None = None, kind: str | None = None) -> int:
+        """How many jobs are archived (of ``status`` and ``kind``, when given)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM archive WHERE coalesce(status = ?, 1) AND coalesce(kind = ?, 1)",
+            (status, kind),
+        ).fetchone()
+        return int(row[0])
 
     def _checked(self, job_id: str, root: Any, rest: Any, crc: Any) -> ArchivedJob:
         if not isinstance(root, bytes) or not isinstance(rest, bytes) or crc_of(root, rest) != crc:

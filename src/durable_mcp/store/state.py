@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import itertools
 from bisect import bisect_left, insort
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -708,13 +709,12 @@ class IndexedState(ServerState):
                     key=lambda p: (p.created_at, p.id),
                     reverse=True,
                 )
-        else:
+        else:  # every promise, the archived ones too: a full read (tests, tools of our own)
+            everything: Iterable[DurablePromise] = self.promises.values()
+            if self.archive is not None:
+                everything = itertools.chain(everything, self.archive.every_promise())
             newest_first = iter(
-                sorted(
-                    filter(wanted, self.promises.values()),
-                    key=lambda p: (p.created_at, p.id),
-                    reverse=True,
-                )
+                sorted(filter(wanted, everything), key=lambda p: (p.created_at, p.id), reverse=True)
             )
         page = list(islice(newest_first, limit + 1))
         return {
