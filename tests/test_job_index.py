@@ -42,9 +42,11 @@ def invocation(func: str) -> dict[str, str]:
 
 
 def expected(state: IndexedState, status: str | None, kind: str | None) -> list[str]:
-    """What a listing must show, by brute force: every job, newest first, filtered."""
+    """What a listing must show, by brute force: every job (in memory, or ended and
+    in the embedded store's archive), newest first, filtered."""
+    archived = state.archive.every_promise() if state.archive is not None else ()
     jobs: list[DurablePromise] = sorted(
-        (p for p in state.promises.values() if is_job(p.id)),
+        (p for p in [*state.promises.values(), *archived] if is_job(p.id)),
         key=lambda p: (p.created_at, p.id),
         reverse=True,
     )

@@ -509,6 +509,10 @@ class EmbeddedStore:
             self._refuse_if_closed()
             now = self._clock()
 
+        while self._names_a_job_being_archived(flat):
+            await self._written()  # its rows are then in the archive, to bring it back
+            self._refuse_if_closed()
+            now = self._clock()
         self._unarchive_what_changes(flat)
         error: ServerError | None = None
         try:
@@ -864,6 +868,7 @@ class EmbeddedStore:
         done = done[:ARCHIVED_AT_ONCE]
         jobs = [self.state.take_job(job_id) for job_id in done]
         self._write(Archived(job_ids=done))
+        self._batch_of_this_turn().archived.update(done)
         rows = [(job, JOB_STATUS[job.root.state], kind_of(job.root)) for job in jobs]
         self._journal.queue(ArchiveWrite(seq=0, entry=b"", jobs=rows))
 
@@ -878,6 +883,17 @@ class EmbeddedStore:
         root, rest = job.encode()
         self._write(Unarchived(root=root, rest=rest))
         self._journal.queue(ArchiveWrite(seq=0, entry=b"", gone=[job_id]))
+
+    def _names_a_job_being_archived(self, req: Any) -> bool:
+        """Whether ``req`` names a job that left memory in a commit still under way."""
+        unwritten = [batch for batch in (self._batch, self._writing) if batch is not None]
+        if self._archive is None or not unwritten:
+            return False
+        return any(
+            promise_id not in self.state.promises
+            and any(promise_id.split(":", 1)[0] in batch.archived for batch in unwritten)
+            for promise_id in named_ids(req)
+        )
 
     def _unarchive_what_changes(self, req: Any) -> None:
         """A request that would change an archived job (none does in normal use: an
@@ -928,6 +944,7 @@ class _Batch:
     done: asyncio.Future[None]
     outgoing: list[Any] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # the promises whose records changed
+    archived: set[str] = field(default_factory=set)  # the jobs that left memory for the archive
     ended: list[DurablePromise] = field(default_factory=list)  # jobs settled, questions
     events: list[Event] = field(default_factory=list)  # the outbox's, saved in this commit
     renewed_leases: bool = False  # holds the renewals after an outage
