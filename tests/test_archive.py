@@ -14,7 +14,6 @@ import asyncio
 import logging
 import sqlite3
 import tempfile
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,9 @@ from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call
 from durable_mcp_testing.store_protocol import (
     START,
     crash,
+    histories,
     open_store,
     reference_apply,
-    request,
     send,
 )
 
@@ -68,15 +67,6 @@ def whole(state: ServerState) -> Any:
         [state.promises, state.tasks, state.schedules, state.p_timeouts, state.t_timeouts],
         order="deterministic",
     )
-
-
-@st.composite
-def histories(draw: Callable[..., Any]) -> list[tuple[int, dict[str, Any] | None]]:
-    now, steps = START, []
-    for _ in range(draw(st.integers(1, 40))):
-        now += draw(st.sampled_from([0, 1, 30, 600, 40_000]))
-        steps.append((now, draw(request(now))))
-    return steps
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

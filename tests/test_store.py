@@ -8,7 +8,6 @@ import json
 import logging
 import sqlite3
 import tempfile
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,9 @@ from durable_mcp_testing.store_protocol import (
     START,
     TARGET,
     crash,
+    histories,
     open_store,
     reference_apply,
-    request,
     send,
 )
 
@@ -57,15 +56,6 @@ def running_jobs(state: ServerState) -> int:
         p.state == "pending" and is_job(p.id) and p.id in state.tasks
         for p in state.promises.values()
     )
-
-
-@st.composite
-def histories(draw: Callable[..., Any]) -> list[tuple[int, dict[str, Any] | None]]:
-    now, steps = 1_000_000, []
-    for _ in range(draw(st.integers(1, 40))):
-        now += draw(st.sampled_from([0, 1, 30, 600, 40_000]))
-        steps.append((now, draw(request(now))))
-    return steps
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -122,3 +122,13 @@ def request(draw: Callable[..., Any], now: int) -> dict[str, Any] | None:
         case "task.heartbeat":
             return {"kind": kind, "pid": pid, "tasks": [{"id": draw(IDS), "version": version}]}
     return {"kind": kind, "id": draw(IDS)}
+
+
+@st.composite
+def histories(draw: Callable[..., Any]) -> list[tuple[int, dict[str, Any] | None]]:
+    """A run of requests (None: a tick), each at its time, from ``START`` on."""
+    now, steps = START, []
+    for _ in range(draw(st.integers(1, 40))):
+        now += draw(st.sampled_from([0, 1, 30, 600, 40_000]))
+        steps.append((now, draw(request(now))))
+    return steps
