@@ -31,7 +31,7 @@ from durable_mcp.sdk_compat import ServerState
 from durable_mcp.server import create_server
 from durable_mcp.store.journal import DB_NAME
 from durable_mcp.store.state import IndexedState
-from durable_mcp_testing.crashes import store_of
+from durable_mcp_testing.crashes import promise_of, store_of
 from durable_mcp_testing.helpers import STORE_TICK, FakeTime, call
 from durable_mcp_testing.store_protocol import (
     START,
@@ -219,3 +219,18 @@ async def test_a_damaged_archived_job_says_so_in_one_line_and_the_others_answer(
         (bun,) = await call(client, "probe_status", job_names=["bun"])
         assert bun["status"] == "completed"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_ids_of_jobs_gone_from_memory_do_not_hold_up_the_archive(tmp_path: Path) -> None:
+    """A job removed otherwise (swept, forgotten for a retry) leaves the ended jobs'
+    queue: a thousand of them looked at first would otherwise stop every later move."""
+    clock = FakeClock(START)
+    store = open_store(tmp_path, clock)
+    store.state.finished.update(f"gone{i}" for i in range(5_000))
+    await send(store, {"kind": "promise.create", "id": "job", "timeoutAt": START + 10**6})
+    await send(store, {"kind": "promise.settle", "id": "job", "state": "resolved", "value": {}})
+    for _ in range(10):
+        await store.tick()
+    assert store.state.finished == set()
+    assert "job" not in store.state.promises and promise_of(store.state, "job").state == "resolved"
+    crash(store)

@@ -861,7 +861,10 @@ class EmbeddedStore:
         if self._archive is None or not self._archives or not self.state.finished:
             return
         # A few more looked at than moved: one whose task a worker still holds waits.
-        looked_at = itertools.islice(self.state.finished, 2 * ARCHIVED_AT_ONCE)
+        looked_at = list(itertools.islice(self.state.finished, 2 * ARCHIVED_AT_ONCE))
+        self.state.finished.difference_update(  # gone meanwhile, or started again: not ended
+            [job_id for job_id in looked_at if self._not_ended(job_id)]
+        )
         done = [job_id for job_id in looked_at if self.state.can_archive(job_id)]
         if not done:
             return
@@ -871,6 +874,10 @@ class EmbeddedStore:
         self._batch_of_this_turn().archived.update(done)
         rows = [(job, JOB_STATUS[job.root.state], kind_of(job.root)) for job in jobs]
         self._journal.queue(ArchiveWrite(seq=0, entry=b"", jobs=rows))
+
+    def _not_ended(self, job_id: str) -> bool:
+        promise = self.state.promises.get(job_id)
+        return promise is None or promise.state == "pending"
 
     def _unarchive(self, job_id: str) -> None:
         """Bring the archived job ``job_id`` back into memory, if it is archived."""

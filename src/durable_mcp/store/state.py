@@ -537,6 +537,7 @@ class IndexedState(ServerState):
         """Remove the jobs ``roots``, with their steps, tasks and timeouts."""
         if not roots:
             return
+        self.finished.difference_update(roots)
         gone = {pid for pid in self.promises if pid.split(":", 1)[0] in roots}
         self.promises.remove(gone)
         for pid in gone:
