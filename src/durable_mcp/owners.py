@@ -64,9 +64,6 @@ class Owner:
             return job_id
         return job_id.removeprefix(f"{OWNED}{self.key}{SEP}")
 
-    def owns(self, job_id: str) -> bool:
-        return self.admin or owner_key(job_id) == self.key
-
     @property
     def sees(self) -> str | None:
         """The key of the jobs this owner sees (None: every owner's)."""
