@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,19 +128,23 @@ class Archive:
         self._db.close()
 
     def root(self, job_id: str) -> DurablePromise | None:
-        """The archived job's own promise, or None."""
-        job = self.job(job_id)
-        return None if job is None else job.root
+        """The archived job's own promise, or None (its steps are not decoded)."""
+        row = self._row(job_id)
+        return None if row is None else self._root(job_id, *row)
 
     def job(self, job_id: str) -> ArchivedJob | None:
         """The archived job with its steps and tasks, or None."""
+        row = self._row(job_id)
+        return None if row is None else self._checked(job_id, *row)
+
+    def _row(self, job_id: str) -> tuple[Any, Any, Any] | None:
         try:
             row = self._db.execute(
                 "SELECT root, rest, crc FROM archive WHERE id = ?", (job_id,)
             ).fetchone()
         except sqlite3.Error as exc:
             raise self._damaged(job_id, str(exc)) from exc
-        return None if row is None else self._checked(job_id, *row)
+        return None if row is None else (row[0], row[1], row[2])
 
     def position(self, job_id: str) -> tuple[int, str] | None:
         """Where the archived job is in the newest-first order, for a cursor."""
@@ -181,7 +185,7 @@ class Archive:
         )
         with contextlib.closing(rows):
             for job_id, root, rest, crc in rows:  # a damaged row stops the page, saying so
-                yield self._checked(job_id.decode(), root, rest, crc).root
+                yield self._root(job_id.decode(), root, rest, crc)
 
     def every_promise(self) -> Iterator[DurablePromise]:
         """Every archived job's promises, its own and its steps' (a full read)."""
@@ -208,10 +212,20 @@ class Archive:
         return int(row[0])
 
     def _checked(self, job_id: str, root: Any, rest: Any, crc: Any) -> ArchivedJob:
+        return self._decoded(job_id, root, rest, crc, ArchivedJob.decode)
+
+    def _root(self, job_id: str, root: Any, rest: Any, crc: Any) -> DurablePromise:
+        """The job's own promise, the whole row checked: a status or a page needs no more."""
+        return self._decoded(job_id, root, rest, crc, lambda root, _: _root_decoder.decode(root))
+
+    def _decoded[T](
+        self, job_id: str, root: Any, rest: Any, crc: Any, decode: Callable[[bytes, bytes], T]
+    ) -> T:
+        """``decode(root, rest)`` of a row whose checksum holds; else it is damage."""
         if not isinstance(root, bytes) or not isinstance(rest, bytes) or crc_of(root, rest) != crc:
             raise self._damaged(job_id, "fails its checksum")
         try:
-            return ArchivedJob.decode(root, rest)
+            return decode(root, rest)
         except msgspec.DecodeError as exc:
             raise self._damaged(job_id, f"cannot be read: {exc}") from exc
 
