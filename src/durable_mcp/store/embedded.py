@@ -510,11 +510,15 @@ class EmbeddedStore:
             self._refuse_if_closed()
             now = self._clock()
 
-        while self._names_a_job_being_archived(flat):
-            await self._written()  # its rows are then in the archive, to bring it back
+        # The jobs it names that are not in memory (archived, or not made yet).
+        elsewhere = self._jobs_not_in_memory(flat)
+        while self._being_archived(elsewhere):
+            await self._written()  # their rows are then in the archive, to bring back
             self._refuse_if_closed()
             now = self._clock()
-        self._unarchive_what_changes(flat)
+            elsewhere = self._jobs_not_in_memory(flat)
+        for job_id in elsewhere:  # none in normal use: an ended job is only read
+            self._unarchive(job_id)
         error: ServerError | None = None
         try:
             response = self._apply(now, flat)
@@ -892,25 +896,24 @@ class EmbeddedStore:
         self._write(Unarchived(root=root, rest=rest))
         self._journal.queue(ArchiveWrite(seq=0, entry=b"", gone=[job_id]))
 
-    def _names_a_job_being_archived(self, req: Any) -> bool:
-        """Whether ``req`` names a job that left memory in a commit still under way."""
-        leaving = [b.archived for b in (self._batch, self._writing) if b is not None and b.archived]
-        if not leaving:
-            return False  # most requests: no job is leaving memory right now
-        return any(
-            promise_id not in self.state.promises
-            and any(promise_id.split(":", 1)[0] in archived for archived in leaving)
-            for promise_id in named_ids(req)
-        )
-
-    def _unarchive_what_changes(self, req: Any) -> None:
-        """A request that would change an archived job (none does in normal use: an
-        ended job is only read) finds it in memory, as it was."""
+    def _jobs_not_in_memory(self, req: Any) -> set[str]:
+        """The jobs of the promises and tasks ``req`` names that memory lacks: a change
+        to one that is archived must find it in memory first, as it was."""
         if self._archive is None:
-            return
-        for promise_id in named_ids(req):
-            if promise_id not in self.state.promises:
-                self._unarchive(promise_id.split(":", 1)[0])
+            return set()
+        return {
+            promise_id.split(":", 1)[0]
+            for promise_id in named_ids(req)
+            if promise_id not in self.state.promises
+        }
+
+    def _being_archived(self, job_ids: set[str]) -> bool:
+        """Whether any of ``job_ids`` left memory in a commit still under way."""
+        return any(
+            not job_ids.isdisjoint(batch.archived)
+            for batch in (self._batch, self._writing)
+            if batch is not None
+        )
 
     async def forget(self, job_id: str) -> None:
         """Remove the failed or cancelled job ``job_id`` (see ``IndexedState.forget_job``)."""
