@@ -153,10 +153,9 @@ def questions_in(state: IndexedState) -> QuestionFinder:
     return pending
 
 
-#: ``counts()``: jobs running and waiting for input now, by kind:
+#: ``counts(owner)``: jobs running and waiting for input now, by kind, of one owner
+#: (a key, ``owners.py``; None: every owner):
 #: ``{"running": {kind: n}, "input_required": {kind: n}}``.
-#: Jobs running and waiting for input now, by status and kind, of one owner (a key,
-#: ``owners.py``; None: every owner).
 JobCounter = Callable[[str | None], Awaitable[dict[str, dict[str, int]]]]
 
 
