@@ -16,7 +16,7 @@ from fastmcp import Client
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import call
 from durable_mcp_testing.identity import ADMIN_SCOPE, IdentityProvider
-from durable_mcp_testing.postgres_server import needs_schema
+from durable_mcp_testing.postgres_server import needs_schema, replicas_of
 from durable_mcp_testing.processes import Server
 
 pytestmark = needs_schema
@@ -32,19 +32,8 @@ def idp() -> Iterator[IdentityProvider]:
 def replicas(
     postgres: Any, fake_archive: FakeOpenMeteo, idp: IdentityProvider, tmp_path: Path
 ) -> Iterator[tuple[Server, Server]]:
-    servers = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        server = Server(tmp_path / name / "data", fake_archive.url)
-        server.env |= {"RESONATE_PG_DSN": postgres.get_uri()} | idp.env()
-        servers.append(server)
-    try:
-        for server in servers:
-            server.start()
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.close()
+    with replicas_of(postgres, fake_archive.url, tmp_path, idp.env()) as both:
+        yield both
 
 
 async def test_a_job_started_on_one_replica_is_not_found_to_another_person_on_the_other(

@@ -24,7 +24,7 @@ from durable_mcp.engine import PG_HEARTBEAT, PG_LEASE, build_engine
 from durable_mcp.sdk_compat import RunCountingHeartbeat
 from durable_mcp_testing.fake_open_meteo import FakeOpenMeteo
 from durable_mcp_testing.helpers import eventually
-from durable_mcp_testing.postgres_server import needs_schema
+from durable_mcp_testing.postgres_server import needs_schema, replicas_of
 from durable_mcp_testing.processes import Server
 
 pytestmark = needs_schema
@@ -41,19 +41,8 @@ def replicas(
     postgres: Any, fake_archive: FakeOpenMeteo, tmp_path: Path
 ) -> Iterator[tuple[Server, Server]]:
     """Replicas A and B on one database; each logs to tmp_path/<a|b>/server.log."""
-    servers = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        server = Server(tmp_path / name / "data", fake_archive.url)
-        server.env["RESONATE_PG_DSN"] = postgres.get_uri()
-        servers.append(server)
-    try:
-        for server in servers:
-            server.start()
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.close()
+    with replicas_of(postgres, fake_archive.url, tmp_path) as both:
+        yield both
 
 
 async def call(server: Server, tool: str, **arguments: object) -> Any:

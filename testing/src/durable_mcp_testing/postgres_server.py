@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from durable_mcp_testing.processes import Server
 
 SCHEMA = os.environ.get("RESONATE_PG_SCHEMA", "")
 
@@ -67,3 +69,24 @@ def stored_sleep(postgres: Any, timer_name: str) -> tuple[str, int] | None:
     )
     found = re.search(r"sleep=(\w+),(\d+)", out)
     return (found[1], int(found[2])) if found else None
+
+
+@contextmanager
+def replicas_of(
+    postgres: Any, archive_url: str, root: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[Server, Server]]:
+    """Replicas A and B of `durable-mcp serve` on ``postgres``'s database, started,
+    ``env`` added to each one's; each logs to root/<a|b>/server.log."""
+    servers = []
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        server = Server(root / name / "data", archive_url)
+        server.env |= {"RESONATE_PG_DSN": postgres.get_uri(), **(env or {})}
+        servers.append(server)
+    try:
+        for server in servers:
+            server.start()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.close()
